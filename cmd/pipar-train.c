@@ -1,0 +1,247 @@
+/*
+ * pipar-train: centralised training of a whole model on one data set, the
+ * accuracy reference for the distributed modes.  One JSON object per epoch
+ * on stdout; progress on stderr when it is a terminal.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "model.h"
+#include "train.h"
+
+#define PROG "pipar-train"
+#define VERSION "0.1.0"
+
+static const char usage_text[] =
+	"usage: pipar-train --model NAME|FILE.json --data SPEC [--test-data SPEC]\n"
+	"                   [--epochs E] [--batch B] [--lr LR] [--momentum M]\n"
+	"                   [--weight-decay WD] [--seed S] [--threads T]\n"
+	"                   [--train-limit N] [--test-limit N] [--shard I/K]\n"
+	"                   [--partition iid|dirichlet:ALPHA]\n";
+
+static void usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, PROG ": ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n%s", usage_text);
+	exit(2);
+}
+
+static long parse_long(const char *s, const char *opt, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, PROG ": bad value '%s' for %s: expected an integer in [%ld, %ld]\n",
+			s, opt, lo, hi);
+		exit(2);
+	}
+	return v;
+}
+
+static double parse_double(const char *s, const char *opt, double lo, double hi)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+		fprintf(stderr, PROG ": bad value '%s' for %s: expected a number in [%g, %g]\n",
+			s, opt, lo, hi);
+		exit(2);
+	}
+	return v;
+}
+
+struct progress {
+	int epoch, epochs;
+};
+
+static void show_progress(void *arg, int done, int total)
+{
+	const struct progress *p = arg;
+
+	if (done == total || done % 10 == 0)
+		fprintf(stderr, "\r" PROG ": epoch %d/%d: batch %d/%d", p->epoch,
+			p->epochs, done, total);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"model", required_argument, NULL, 'm'},
+		{"data", required_argument, NULL, 'd'},
+		{"test-data", required_argument, NULL, 'D'},
+		{"epochs", required_argument, NULL, 'e'},
+		{"batch", required_argument, NULL, 'b'},
+		{"lr", required_argument, NULL, 'l'},
+		{"momentum", required_argument, NULL, 'M'},
+		{"weight-decay", required_argument, NULL, 'w'},
+		{"seed", required_argument, NULL, 's'},
+		{"threads", required_argument, NULL, 't'},
+		{"train-limit", required_argument, NULL, 'n'},
+		{"test-limit", required_argument, NULL, 'N'},
+		{"shard", required_argument, NULL, 'k'},
+		{"partition", required_argument, NULL, 'p'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *model_name = NULL, *data_spec = NULL, *test_spec = NULL;
+	const char *shard_arg = NULL, *partition_arg = NULL;
+	int epochs = 1, batch = 100, threads = 0, c;
+	long train_limit = 0, test_limit = 0;
+	struct pipar_train_cfg cfg = {.sgd = {0.01f, 0.9f, 0.0f}, .seed = 1};
+	struct pipar_shard_spec shard = {0, 1, PIPAR_PARTITION_IID, 0, 1};
+	char err[PIPAR_ERRLEN], test_buf[4096];
+	struct pipar_data *train = NULL, *test = NULL;
+	struct pipar_model *m = NULL;
+	struct pipar_exec *e = NULL;
+	struct pipar_norm norm;
+	char *spec = NULL;
+	int *idx = NULL, nidx = 0, status = 1;
+	int tty = isatty(STDERR_FILENO);
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': model_name = optarg; break;
+		case 'd': data_spec = optarg; break;
+		case 'D': test_spec = optarg; break;
+		case 'e': epochs = (int)parse_long(optarg, "--epochs", 0, 1000000); break;
+		case 'b': batch = (int)parse_long(optarg, "--batch", 1, 1 << 20); break;
+		case 'l': cfg.sgd.lr = (float)parse_double(optarg, "--lr", 0, 1e6); break;
+		case 'M': cfg.sgd.momentum = (float)parse_double(optarg, "--momentum", 0, 1); break;
+		case 'w': cfg.sgd.weight_decay = (float)parse_double(optarg, "--weight-decay", 0, 1e6); break;
+		case 's': cfg.seed = (uint64_t)parse_long(optarg, "--seed", 0, LONG_MAX); break;
+		case 't': threads = (int)parse_long(optarg, "--threads", 1, 1024); break;
+		case 'n': train_limit = parse_long(optarg, "--train-limit", 1, INT_MAX); break;
+		case 'N': test_limit = parse_long(optarg, "--test-limit", 1, INT_MAX); break;
+		case 'k': shard_arg = optarg; break;
+		case 'p': partition_arg = optarg; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		case 'V': puts(PROG " " VERSION); return 0;
+		default: fputs(usage_text, stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	if (!model_name)
+		usage_error("%s", "missing --model");
+	if (!data_spec)
+		usage_error("%s", "missing --data");
+	if (shard_arg && pipar_shard_parse(shard_arg, &shard, err) < 0)
+		usage_error("%s", err);
+	if (partition_arg && pipar_partition_parse(partition_arg, &shard, err) < 0)
+		usage_error("%s", err);
+	if (partition_arg && !shard_arg)
+		usage_error("%s", "--partition needs --shard");
+	shard.seed = cfg.seed;
+	if (!test_spec) {
+		if (pipar_data_spec_split(data_spec, "test", test_buf, sizeof(test_buf)) < 0)
+			usage_error("data spec '%s' is too long", data_spec);
+		test_spec = test_buf;
+	}
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		threads = n > 0 ? (int)n : 1;
+	}
+	openblas_set_num_threads(threads);
+
+	if (pipar_data_open(data_spec, &train, err) < 0 ||
+	    pipar_data_open(test_spec, &test, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	if (!pipar_shape_eq(train->shape, test->shape) || train->classes != test->classes) {
+		fprintf(stderr, PROG ": test data '%s' does not match the shape or classes of '%s'\n",
+			test_spec, data_spec);
+		goto out;
+	}
+	pipar_data_norm(train, &norm);
+	if (pipar_model_load_spec(model_name, &spec, err) < 0 ||
+	    pipar_model_new(spec, train->shape, train->classes, 0, -1, cfg.seed, &m, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	if (pipar_data_shard(train, &shard, &idx, &nidx, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	if (train_limit && train_limit < nidx)
+		nidx = (int)train_limit;
+	if (nidx == 0) {
+		fprintf(stderr, PROG ": no training samples in shard %d/%d of '%s'\n",
+			shard.index, shard.count, data_spec);
+		goto out;
+	}
+	cfg.batch = batch;
+	e = pipar_exec_new(m, batch, 0, err);
+	if (!e) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	if (tty) {
+		char s[48];
+
+		pipar_shape_str(train->shape, s, sizeof(s));
+		fprintf(stderr, PROG ": %s on %s (%d samples, %s, %d classes), %zu parameters, %d threads\n",
+			m->name, data_spec, nidx, s, train->classes,
+			pipar_model_ntrain(m), threads);
+	}
+	for (int ep = 1; ep <= epochs; ep++) {
+		struct pipar_epoch_stats tr, te;
+		struct progress pr = {ep, epochs};
+
+		if (pipar_train_epoch(m, e, train, &norm, idx, nidx, ep, &cfg, &tr,
+				      tty ? show_progress : NULL, &pr, err) < 0 ||
+		    pipar_evaluate(m, e, test, &norm, (int)test_limit, &te, NULL, err) < 0) {
+			fprintf(stderr, "%s" PROG ": %s\n", tty ? "\n" : "", err);
+			goto out;
+		}
+		if (tty)
+			fprintf(stderr, "\r" PROG ": epoch %d/%d: loss %.4f, test accuracy %.4f%20s\n",
+				ep, epochs, tr.loss, te.accuracy, "");
+		if (!isfinite(tr.loss)) {
+			fprintf(stderr, PROG ": training diverged (loss is %f); try a smaller --lr\n",
+				tr.loss);
+			goto out;
+		}
+		printf("{\"epoch\":%d,\"loss\":%.6f,\"train_accuracy\":%.6f,"
+		       "\"test_loss\":%.6f,\"test_accuracy\":%.6f,\"train_samples\":%d,"
+		       "\"test_samples\":%d,\"seconds\":%.3f}\n",
+		       ep, tr.loss, tr.accuracy, te.loss, te.accuracy, tr.samples,
+		       te.samples, tr.seconds);
+		if (fflush(stdout) != 0) {
+			fprintf(stderr, PROG ": cannot write to standard output: %s\n",
+				strerror(errno));
+			goto out;
+		}
+	}
+	status = 0;
+out:
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write to standard output\n");
+		status = 1;
+	}
+	free(idx);
+	free(spec);
+	pipar_exec_free(e);
+	pipar_model_free(m);
+	pipar_data_free(train);
+	pipar_data_free(test);
+	return status;
+}

@@ -1,0 +1,884 @@
+/*
+ * Models: the zoo, the JSON spec reader, parameter storage, SGD and the
+ * execution workspace.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "model.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t al(size_t bytes)
+{
+	return (bytes + 63) & ~(size_t)63;
+}
+
+/* ---------------------------------------------------------------- zoo */
+
+static cJSON *layer_obj(cJSON *layers, const char *type)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToArray(layers, o);
+	return o;
+}
+
+static cJSON *unit_layers(cJSON *units)
+{
+	cJSON *u = cJSON_CreateObject();
+	cJSON *layers = cJSON_AddArrayToObject(u, "layers");
+
+	cJSON_AddItemToArray(units, u);
+	return layers;
+}
+
+static void add_conv(cJSON *layers, int out, int kernel, int padding)
+{
+	cJSON *c = layer_obj(layers, "conv");
+
+	cJSON_AddNumberToObject(c, "out", out);
+	cJSON_AddNumberToObject(c, "kernel", kernel);
+	cJSON_AddNumberToObject(c, "padding", padding);
+}
+
+static void add_maxpool(cJSON *layers, int optional)
+{
+	cJSON *p = layer_obj(layers, "maxpool");
+
+	cJSON_AddNumberToObject(p, "kernel", 2);
+	if (optional)
+		cJSON_AddTrueToObject(p, "optional");
+}
+
+static void add_dense(cJSON *layers, int out)
+{
+	cJSON *d = layer_obj(layers, "dense");
+
+	if (out > 0)
+		cJSON_AddNumberToObject(d, "out", out);
+	else
+		cJSON_AddStringToObject(d, "out", "classes");
+}
+
+/* A CIFAR-style VGG: cfg lists conv widths, 0 for a 2x2 max-pool.  Each
+ * conv (with its batch-norm, ReLU and any pool after it) is one unit. */
+static void vgg(cJSON *units, const int *cfg, int ncfg, int dense, float drop)
+{
+	cJSON *layers = NULL;
+
+	for (int i = 0; i < ncfg; i++) {
+		if (cfg[i] == 0) {
+			add_maxpool(layers, dense > 0);
+			continue;
+		}
+		layers = unit_layers(units);
+		add_conv(layers, cfg[i], 3, 1);
+		layer_obj(layers, "batchnorm");
+		layer_obj(layers, "relu");
+	}
+	for (int i = 0; i < 2; i++) {
+		layers = unit_layers(units);
+		if (i == 0)
+			layer_obj(layers, "flatten");
+		add_dense(layers, dense);
+		layer_obj(layers, "relu");
+		if (drop > 0)
+			cJSON_AddNumberToObject(layer_obj(layers, "dropout"), "rate", drop);
+	}
+	add_dense(unit_layers(units), 0);
+}
+
+static void resnet18(cJSON *units)
+{
+	static const int widths[4] = {64, 128, 256, 512};
+	cJSON *layers = unit_layers(units), *o;
+
+	add_conv(layers, 64, 3, 1);
+	cJSON_AddFalseToObject(cJSON_GetArrayItem(layers, 0), "bias");
+	layer_obj(layers, "batchnorm");
+	layer_obj(layers, "relu");
+	for (int s = 0; s < 4; s++)
+		for (int b = 0; b < 2; b++) {
+			o = layer_obj(unit_layers(units), "basicblock");
+			cJSON_AddNumberToObject(o, "out", widths[s]);
+			cJSON_AddNumberToObject(o, "stride", (s > 0 && b == 0) ? 2 : 1);
+		}
+	layers = unit_layers(units);
+	cJSON_AddTrueToObject(layer_obj(layers, "avgpool"), "global");
+	layer_obj(layers, "flatten");
+	add_dense(layers, 0);
+}
+
+static const char *const zoo_names[] = {"vgg5", "vgg8", "vgg11", "vgg16", "resnet18"};
+
+int pipar_model_zoo_spec(const char *name, char **json, char *err)
+{
+	static const int c8[] = {64, 0, 128, 0, 256, 0, 512, 0, 512, 0};
+	static const int c11[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0};
+	static const int c16[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0,
+				  512, 512, 512, 0, 512, 512, 512, 0};
+	cJSON *root, *units;
+	size_t i;
+
+	for (i = 0; i < sizeof(zoo_names) / sizeof(zoo_names[0]); i++)
+		if (strcmp(name, zoo_names[i]) == 0)
+			break;
+	if (i == sizeof(zoo_names) / sizeof(zoo_names[0]))
+		return pipar_errf(err, "unknown model '%s' (known: vgg5, vgg8, vgg11, vgg16, resnet18, or a FILE.json spec)",
+				  name);
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "format", "pipar-model/1");
+	cJSON_AddStringToObject(root, "name", name);
+	units = cJSON_AddArrayToObject(root, "units");
+	if (strcmp(name, "vgg5") == 0) {
+		/* The reference configuration: three convs, two dense. */
+		cJSON *l = unit_layers(units);
+
+		add_conv(l, 32, 3, 1);
+		layer_obj(l, "batchnorm");
+		layer_obj(l, "relu");
+		add_maxpool(l, 0);
+		l = unit_layers(units);
+		add_conv(l, 64, 3, 1);
+		layer_obj(l, "batchnorm");
+		layer_obj(l, "relu");
+		add_maxpool(l, 0);
+		l = unit_layers(units);
+		add_conv(l, 64, 3, 1);
+		layer_obj(l, "batchnorm");
+		layer_obj(l, "relu");
+		l = unit_layers(units);
+		layer_obj(l, "flatten");
+		add_dense(l, 128);
+		layer_obj(l, "relu");
+		add_dense(unit_layers(units), 0);
+	} else if (strcmp(name, "vgg8") == 0) {
+		vgg(units, c8, sizeof(c8) / sizeof(c8[0]), 4096, 0.5f);
+	} else if (strcmp(name, "vgg11") == 0) {
+		vgg(units, c11, sizeof(c11) / sizeof(c11[0]), 4096, 0.5f);
+	} else if (strcmp(name, "vgg16") == 0) {
+		vgg(units, c16, sizeof(c16) / sizeof(c16[0]), 4096, 0.5f);
+	} else {
+		resnet18(units);
+	}
+	*json = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!*json)
+		return pipar_errf(err, "out of memory");
+	return 0;
+}
+
+int pipar_model_load_spec(const char *name_or_file, char **json, char *err)
+{
+	const char *dot = strrchr(name_or_file, '.');
+	FILE *f;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (!dot || strcmp(dot, ".json") != 0)
+		return pipar_model_zoo_spec(name_or_file, json, err);
+	f = fopen(name_or_file, "rb");
+	if (!f)
+		return pipar_errf(err, "cannot open '%s': %s", name_or_file,
+				  strerror(errno));
+	for (;;) {
+		if (len + 1 >= cap) {
+			size_t ncap = cap ? cap * 2 : 4096;
+			char *nb;
+
+			if (ncap > (16u << 20)) {
+				free(buf);
+				fclose(f);
+				return pipar_errf(err, "'%s': larger than 16 MiB", name_or_file);
+			}
+			nb = realloc(buf, ncap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return pipar_errf(err, "out of memory");
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		size_t r = fread(buf + len, 1, cap - len - 1, f);
+
+		len += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		return pipar_errf(err, "cannot read '%s': %s", name_or_file,
+				  strerror(errno));
+	}
+	fclose(f);
+	buf[len] = '\0';
+	*json = buf;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- spec */
+
+struct where {
+	int unit, layer;
+	const char *type;
+};
+
+static int spec_errf(char *err, const struct where *w, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int spec_errf(char *err, const struct where *w, const char *fmt, ...)
+{
+	char msg[PIPAR_ERRLEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (w->type)
+		return pipar_errf(err, "model spec: unit %d, layer %d (%s): %s",
+				  w->unit + 1, w->layer + 1, w->type, msg);
+	return pipar_errf(err, "model spec: unit %d, layer %d: %s", w->unit + 1,
+			  w->layer + 1, msg);
+}
+
+/* Reads an integer field; absent gives def.  The value must be a whole
+ * number in [lo, hi]. */
+static int get_int(const cJSON *o, const char *name, int def, int lo, int hi,
+		   int *out, const struct where *w, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	if (!v) {
+		if (def == INT32_MIN)
+			return spec_errf(err, w, "missing field '%s'", name);
+		*out = def;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+	    v->valuedouble < lo || v->valuedouble > hi)
+		return spec_errf(err, w, "field '%s' must be an integer in [%d, %d]",
+				 name, lo, hi);
+	*out = (int)v->valuedouble;
+	return 0;
+}
+
+static int get_bool(const cJSON *o, const char *name, int def, int *out,
+		    const struct where *w, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!cJSON_IsBool(v))
+		return spec_errf(err, w, "field '%s' must be true or false", name);
+	*out = cJSON_IsTrue(v);
+	return 0;
+}
+
+static int get_float(const cJSON *o, const char *name, double def, double lo,
+		     double hi, float *out, const struct where *w, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	if (!v) {
+		*out = (float)def;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+		return spec_errf(err, w, "field '%s' must be a number in [%g, %g]",
+				 name, lo, hi);
+	*out = (float)v->valuedouble;
+	return 0;
+}
+
+/* Refuses any field not in the NULL-terminated list. */
+static int check_fields(const cJSON *o, const char *const *allowed,
+			const struct where *w, char *err)
+{
+	for (const cJSON *f = o->child; f; f = f->next) {
+		int ok = 0;
+
+		for (const char *const *a = allowed; *a; a++)
+			if (f->string && strcmp(f->string, *a) == 0)
+				ok = 1;
+		if (!ok)
+			return spec_errf(err, w, "unknown field '%s'",
+					 f->string ? f->string : "?");
+	}
+	return 0;
+}
+
+#define FIELDS(...) ((const char *const[]){"type", __VA_ARGS__, NULL})
+
+/* Builds one layer from its JSON object.  *skip is set for an optional
+ * pool that does not fit the input (then *out is NULL). */
+static int build_layer(const cJSON *o, struct pipar_shape in, int classes,
+		       struct pipar_layer **out, int *skip,
+		       const struct where *w0, char *err)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+	struct where w = *w0;
+	char lerr[PIPAR_ERRLEN];
+	const char *type;
+
+	*out = NULL;
+	*skip = 0;
+	if (!cJSON_IsObject(o))
+		return spec_errf(err, &w, "not an object");
+	if (!cJSON_IsString(t))
+		return spec_errf(err, &w, "missing string field 'type'");
+	type = t->valuestring;
+	w.type = type;
+	if (strcmp(type, "conv") == 0) {
+		struct pipar_conv_cfg c;
+
+		if (check_fields(o, FIELDS("out", "kernel", "stride", "padding", "bias"), &w, err) ||
+		    get_int(o, "out", INT32_MIN, 1, 65536, &c.out_channels, &w, err) ||
+		    get_int(o, "kernel", INT32_MIN, 1, 64, &c.kernel, &w, err) ||
+		    get_int(o, "stride", 1, 1, 64, &c.stride, &w, err) ||
+		    get_int(o, "padding", 0, 0, 64, &c.padding, &w, err) ||
+		    get_bool(o, "bias", 1, &c.bias, &w, err))
+			return -1;
+		*out = pipar_layer_conv_new(in, &c, lerr);
+	} else if (strcmp(type, "maxpool") == 0 || strcmp(type, "avgpool") == 0) {
+		struct pipar_pool_cfg c = {0};
+		int optional = 0;
+
+		if (check_fields(o, FIELDS("kernel", "stride", "global", "optional"), &w, err) ||
+		    get_bool(o, "global", 0, &c.global, &w, err) ||
+		    get_int(o, "kernel", c.global ? 0 : INT32_MIN, c.global ? 0 : 1,
+			    1024, &c.kernel, &w, err) ||
+		    get_int(o, "stride", 0, 0, 1024, &c.stride, &w, err) ||
+		    get_bool(o, "optional", 0, &optional, &w, err))
+			return -1;
+		if (optional && !c.global && (in.h < c.kernel || in.w < c.kernel)) {
+			*skip = 1;
+			return 0;
+		}
+		*out = type[0] == 'm' ? pipar_layer_maxpool_new(in, &c, lerr) :
+					pipar_layer_avgpool_new(in, &c, lerr);
+	} else if (strcmp(type, "relu") == 0 || strcmp(type, "flatten") == 0) {
+		if (check_fields(o, FIELDS(NULL), &w, err))
+			return -1;
+		*out = type[0] == 'r' ? pipar_layer_relu_new(in, lerr) :
+					pipar_layer_flatten_new(in, lerr);
+	} else if (strcmp(type, "dense") == 0) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "out");
+		int n, bias = 1;
+
+		if (check_fields(o, FIELDS("out", "bias"), &w, err) ||
+		    get_bool(o, "bias", 1, &bias, &w, err))
+			return -1;
+		if (cJSON_IsString(v) && strcmp(v->valuestring, "classes") == 0)
+			n = classes;
+		else if (get_int(o, "out", INT32_MIN, 1, 1 << 24, &n, &w, err))
+			return -1;
+		*out = pipar_layer_dense_new(in, n, bias, lerr);
+	} else if (strcmp(type, "dropout") == 0) {
+		float rate;
+
+		if (check_fields(o, FIELDS("rate"), &w, err) ||
+		    get_float(o, "rate", 0.5, 0.0, 0.999, &rate, &w, err))
+			return -1;
+		*out = pipar_layer_dropout_new(in, rate, lerr);
+	} else if (strcmp(type, "batchnorm") == 0) {
+		float mom, eps;
+
+		if (check_fields(o, FIELDS("momentum", "eps"), &w, err) ||
+		    get_float(o, "momentum", 0.1, 0.0, 1.0, &mom, &w, err) ||
+		    get_float(o, "eps", 1e-5, 1e-12, 1.0, &eps, &w, err))
+			return -1;
+		*out = pipar_layer_batchnorm_new(in, mom, eps, lerr);
+	} else if (strcmp(type, "basicblock") == 0) {
+		int n, stride;
+
+		if (check_fields(o, FIELDS("out", "stride"), &w, err) ||
+		    get_int(o, "out", INT32_MIN, 1, 65536, &n, &w, err) ||
+		    get_int(o, "stride", 1, 1, 16, &stride, &w, err))
+			return -1;
+		*out = pipar_layer_basicblock_new(in, n, stride, lerr);
+	} else {
+		return spec_errf(err, &w, "unknown type (known: conv, maxpool, avgpool, relu, dense, dropout, batchnorm, flatten, basicblock)");
+	}
+	if (!*out)
+		return spec_errf(err, &w, "%s", lerr);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- model */
+
+static void init_param(struct pipar_param *p, struct pipar_rng *r)
+{
+	switch (p->init) {
+	case PIPAR_INIT_ZERO:
+		memset(p->data, 0, sizeof(float) * p->count);
+		break;
+	case PIPAR_INIT_ONE:
+		for (size_t i = 0; i < p->count; i++)
+			p->data[i] = 1.0f;
+		break;
+	case PIPAR_INIT_HE: {
+		double sd = sqrt(2.0 / p->fan_in);
+
+		for (size_t i = 0; i < p->count; i++)
+			p->data[i] = (float)(sd * pipar_rng_normal(r));
+		break;
+	}
+	case PIPAR_INIT_XAVIER: {
+		double b = sqrt(6.0 / (p->fan_in + p->fan_out));
+
+		for (size_t i = 0; i < p->count; i++)
+			p->data[i] = (float)(b * (2.0 * pipar_rng_uniform(r) - 1.0));
+		break;
+	}
+	}
+}
+
+/* Allocates the unit's storage, points its layers' parameters into it and
+ * draws their initial values. */
+static int bind_unit(struct pipar_model *m, struct pipar_unit *u, int index,
+		     char *err)
+{
+	struct pipar_rng r;
+	size_t t = 0, b;
+
+	u->ntrain = u->nstate = 0;
+	for (int i = 0; i < u->nlayers; i++) {
+		struct pipar_layer *l = m->layers[u->first_layer + i];
+
+		for (int j = 0; j < l->nparams; j++) {
+			u->nstate += l->params[j].count;
+			if (l->params[j].trainable)
+				u->ntrain += l->params[j].count;
+		}
+	}
+	u->data = pipar_calloc(sizeof(float) * u->nstate);
+	u->grad = pipar_calloc(sizeof(float) * u->ntrain);
+	u->mom = pipar_calloc(sizeof(float) * u->ntrain);
+	if (!u->data || !u->grad || !u->mom)
+		return pipar_errf(err, "out of memory for unit %d parameters", index + 1);
+	b = u->ntrain;
+	pipar_rng_seed(&r, m->seed, 0x756e6974ULL + (uint64_t)index);
+	for (int i = 0; i < u->nlayers; i++) {
+		struct pipar_layer *l = m->layers[u->first_layer + i];
+
+		for (int j = 0; j < l->nparams; j++) {
+			struct pipar_param *p = &l->params[j];
+
+			if (p->trainable) {
+				p->data = u->data + t;
+				p->grad = u->grad + t;
+				t += p->count;
+			} else {
+				p->data = u->data + b;
+				p->grad = NULL;
+				b += p->count;
+			}
+			init_param(p, &r);
+		}
+	}
+	return 0;
+}
+
+int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
+		    int first, int last, uint64_t seed,
+		    struct pipar_model **out, char *err)
+{
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithOpts(spec_json, &end, 1);
+	const cJSON *units, *fmt, *name;
+	struct pipar_model *m = NULL;
+	struct pipar_shape shape = in;
+	struct pipar_layer **all = NULL;
+	int nall = 0, cap = 0, L;
+	int *unit_start = NULL, *unit_len = NULL;
+	struct pipar_layer *last_param_layer = NULL;
+
+	*out = NULL;
+	if (!root)
+		return pipar_errf(err, "model spec: invalid JSON near byte %ld",
+				  end ? (long)(end - spec_json) : 0L);
+	if (in.c <= 0 || in.h <= 0 || in.w <= 0 || classes < 1) {
+		pipar_errf(err, "model spec: bad input shape or class count");
+		goto fail;
+	}
+	fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+	name = cJSON_GetObjectItemCaseSensitive(root, "name");
+	units = cJSON_GetObjectItemCaseSensitive(root, "units");
+	if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "pipar-model/1") != 0) {
+		pipar_errf(err, "model spec: field 'format' must be \"pipar-model/1\"");
+		goto fail;
+	}
+	for (const cJSON *f = root->child; f; f = f->next)
+		if (strcmp(f->string, "format") && strcmp(f->string, "name") &&
+		    strcmp(f->string, "units")) {
+			pipar_errf(err, "model spec: unknown field '%s'", f->string);
+			goto fail;
+		}
+	if (name && (!cJSON_IsString(name) || strlen(name->valuestring) >= 64)) {
+		pipar_errf(err, "model spec: field 'name' must be a string of under 64 bytes");
+		goto fail;
+	}
+	if (!cJSON_IsArray(units) || cJSON_GetArraySize(units) < 1 ||
+	    cJSON_GetArraySize(units) > 4096) {
+		pipar_errf(err, "model spec: field 'units' must be a non-empty array");
+		goto fail;
+	}
+	L = cJSON_GetArraySize(units);
+	if (last < 0)
+		last = L - 1;
+	if (first < 0 || first > last || last >= L) {
+		pipar_errf(err, "model spec: units %d..%d outside 1..%d", first + 1,
+			   last + 1, L);
+		goto fail;
+	}
+	unit_start = calloc((size_t)L, sizeof(int));
+	unit_len = calloc((size_t)L, sizeof(int));
+	if (!unit_start || !unit_len) {
+		pipar_errf(err, "out of memory");
+		goto fail;
+	}
+	/* Build every unit (the shapes of the earlier ones give the input of
+	 * the first one held), then keep the range asked for. */
+	for (int u = 0; u < L; u++) {
+		const cJSON *uo = cJSON_GetArrayItem(units, u);
+		const cJSON *layers = cJSON_GetObjectItemCaseSensitive(uo, "layers");
+		struct where w = {u, 0, NULL};
+
+		if (!cJSON_IsObject(uo) || !cJSON_IsArray(layers) ||
+		    cJSON_GetArraySize(layers) < 1) {
+			pipar_errf(err, "model spec: unit %d: needs a non-empty 'layers' array",
+				   u + 1);
+			goto fail;
+		}
+		for (const cJSON *f = uo->child; f; f = f->next)
+			if (strcmp(f->string, "layers")) {
+				pipar_errf(err, "model spec: unit %d: unknown field '%s'",
+					   u + 1, f->string);
+				goto fail;
+			}
+		unit_start[u] = nall;
+		for (int i = 0; i < cJSON_GetArraySize(layers); i++) {
+			struct pipar_layer *l;
+			int skip;
+
+			w.layer = i;
+			if (build_layer(cJSON_GetArrayItem(layers, i), shape, classes,
+					&l, &skip, &w, err) < 0)
+				goto fail;
+			if (skip)
+				continue;
+			if (nall == cap) {
+				int ncap = cap ? 2 * cap : 64;
+				struct pipar_layer **na = realloc(all, sizeof(*all) * (size_t)ncap);
+
+				if (!na) {
+					pipar_layer_free(l);
+					pipar_errf(err, "out of memory");
+					goto fail;
+				}
+				all = na;
+				cap = ncap;
+			}
+			all[nall++] = l;
+			shape = l->out;
+			if (l->nparams)
+				last_param_layer = l;
+		}
+		unit_len[u] = nall - unit_start[u];
+		if (unit_len[u] == 0) {
+			pipar_errf(err, "model spec: unit %d: no layer fits the input", u + 1);
+			goto fail;
+		}
+	}
+	if (shape.c != classes || shape.h != 1 || shape.w != 1) {
+		char s[48];
+
+		pipar_shape_str(shape, s, sizeof(s));
+		pipar_errf(err, "model spec: the output is %s, not %d classes", s, classes);
+		goto fail;
+	}
+	/* The classifier is not followed by a ReLU: Xavier fits it better. */
+	if (last_param_layer && strcmp(last_param_layer->ops->type, "dense") == 0)
+		last_param_layer->params[0].init = PIPAR_INIT_XAVIER;
+
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		pipar_errf(err, "out of memory");
+		goto fail;
+	}
+	snprintf(m->name, sizeof(m->name), "%s",
+		 cJSON_IsString(name) ? name->valuestring : "custom");
+	m->spec = cJSON_PrintUnformatted(root);
+	m->in = in;
+	m->classes = classes;
+	m->total_units = L;
+	m->first_unit = first;
+	m->nunits = last - first + 1;
+	m->seed = seed;
+	m->nlayers = unit_start[last] + unit_len[last] - unit_start[first];
+	m->layers = calloc((size_t)m->nlayers, sizeof(*m->layers));
+	m->units = calloc((size_t)m->nunits, sizeof(*m->units));
+	if (!m->spec || !m->layers || !m->units) {
+		pipar_errf(err, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < nall; i++) {
+		int k = i - unit_start[first];
+
+		if (k >= 0 && k < m->nlayers) {
+			m->layers[k] = all[i];
+			all[i] = NULL;
+		}
+	}
+	for (int u = 0; u < m->nunits; u++) {
+		struct pipar_unit *un = &m->units[u];
+
+		un->first_layer = unit_start[first + u] - unit_start[first];
+		un->nlayers = unit_len[first + u];
+		un->in = m->layers[un->first_layer]->in;
+		un->out = m->layers[un->first_layer + un->nlayers - 1]->out;
+		if (bind_unit(m, un, first + u, err) < 0)
+			goto fail;
+	}
+	for (int i = 0; i < nall; i++)
+		pipar_layer_free(all[i]);
+	free(all);
+	free(unit_start);
+	free(unit_len);
+	cJSON_Delete(root);
+	*out = m;
+	return 0;
+fail:
+	for (int i = 0; i < nall; i++)
+		pipar_layer_free(all[i]);
+	free(all);
+	free(unit_start);
+	free(unit_len);
+	cJSON_Delete(root);
+	pipar_model_free(m);
+	return -1;
+}
+
+void pipar_model_free(struct pipar_model *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; m->layers && i < m->nlayers; i++)
+		pipar_layer_free(m->layers[i]);
+	for (int u = 0; m->units && u < m->nunits; u++) {
+		free(m->units[u].data);
+		free(m->units[u].grad);
+		free(m->units[u].mom);
+	}
+	free(m->layers);
+	free(m->units);
+	free(m->spec);
+	free(m);
+}
+
+struct pipar_shape pipar_model_in(const struct pipar_model *m)
+{
+	return m->units[0].in;
+}
+
+struct pipar_shape pipar_model_out(const struct pipar_model *m)
+{
+	return m->units[m->nunits - 1].out;
+}
+
+size_t pipar_model_nstate(const struct pipar_model *m)
+{
+	size_t t = 0;
+
+	for (int u = 0; u < m->nunits; u++)
+		t += m->units[u].nstate;
+	return t;
+}
+
+size_t pipar_model_ntrain(const struct pipar_model *m)
+{
+	size_t t = 0;
+
+	for (int u = 0; u < m->nunits; u++)
+		t += m->units[u].ntrain;
+	return t;
+}
+
+void pipar_model_get_state(const struct pipar_model *m, int u, float *dst)
+{
+	PIPAR_ASSERT(u >= 0 && u < m->nunits);
+	memcpy(dst, m->units[u].data, sizeof(float) * m->units[u].nstate);
+}
+
+void pipar_model_set_state(struct pipar_model *m, int u, const float *src)
+{
+	PIPAR_ASSERT(u >= 0 && u < m->nunits);
+	memcpy(m->units[u].data, src, sizeof(float) * m->units[u].nstate);
+}
+
+double pipar_model_unit_flops(const struct pipar_model *m, int u, int backward)
+{
+	const struct pipar_unit *un = &m->units[u];
+	double f = 0;
+
+	for (int i = 0; i < un->nlayers; i++) {
+		const struct pipar_layer *l = m->layers[un->first_layer + i];
+
+		f += l->ops->flops(l, backward);
+	}
+	return f;
+}
+
+void pipar_model_zero_grad(struct pipar_model *m)
+{
+	for (int u = 0; u < m->nunits; u++)
+		memset(m->units[u].grad, 0, sizeof(float) * m->units[u].ntrain);
+}
+
+void pipar_model_sgd_step(struct pipar_model *m, const struct pipar_sgd *opt)
+{
+	float lr = opt->lr, mu = opt->momentum, wd = opt->weight_decay;
+
+	for (int u = 0; u < m->nunits; u++) {
+		struct pipar_unit *un = &m->units[u];
+		float *w = un->data, *g = un->grad, *v = un->mom;
+
+		for (size_t i = 0; i < un->ntrain; i++) {
+			float d = g[i] + wd * w[i];
+
+			v[i] = mu * v[i] + d;
+			w[i] -= lr * v[i];
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- exec */
+
+struct pipar_exec *pipar_exec_new(const struct pipar_model *m, int max_n,
+				  uint64_t rng_stream, char *err)
+{
+	struct pipar_exec *e;
+	size_t total = 0, scratch = 0, gmax = 0;
+	char *p;
+
+	if (max_n < 1)
+		return pipar_errf(err, "batch size %d must be positive", max_n), NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return pipar_errf(err, "out of memory"), NULL;
+	e->m = m;
+	e->max_n = max_n;
+	e->act = calloc((size_t)m->nlayers, sizeof(*e->act));
+	e->state = calloc((size_t)m->nlayers, sizeof(*e->state));
+	if (!e->act || !e->state)
+		goto oom;
+	for (int i = 0; i < m->nlayers; i++) {
+		const struct pipar_layer *l = m->layers[i];
+		size_t s = l->ops->scratch_bytes(l, max_n);
+		size_t gi = al(sizeof(float) * (size_t)max_n * pipar_shape_size(l->in));
+
+		total += al(sizeof(float) * (size_t)max_n * pipar_shape_size(l->out));
+		total += al(l->ops->state_bytes(l, max_n));
+		if (s > scratch)
+			scratch = s;
+		if (gi > gmax)
+			gmax = gi;
+	}
+	total += al(scratch) + 2 * gmax;
+	/* One block, touched now: first-touch page faults are paid here
+	 * rather than in the first training steps. */
+	e->block = pipar_calloc(total);
+	if (!e->block)
+		goto oom;
+	e->bytes = total;
+	p = e->block;
+	for (int i = 0; i < m->nlayers; i++) {
+		const struct pipar_layer *l = m->layers[i];
+
+		e->act[i] = (float *)p;
+		p += al(sizeof(float) * (size_t)max_n * pipar_shape_size(l->out));
+		e->state[i] = p;
+		p += al(l->ops->state_bytes(l, max_n));
+	}
+	e->scratch = p;
+	p += al(scratch);
+	e->grad[0] = (float *)p;
+	e->grad[1] = (float *)(p + gmax);
+	pipar_rng_seed(&e->rng, m->seed, 0x64726f70ULL ^ (rng_stream << 8));
+	return e;
+oom:
+	pipar_exec_free(e);
+	pipar_errf(err, "out of memory for a batch of %d", max_n);
+	return NULL;
+}
+
+void pipar_exec_free(struct pipar_exec *e)
+{
+	if (!e)
+		return;
+	free(e->block);
+	free(e->act);
+	free(e->state);
+	free(e);
+}
+
+/* The state and scratch layouts depend on n; passes of fewer samples than
+ * max_n reuse the same memory with the layout for their own n. */
+const float *pipar_exec_forward(struct pipar_exec *e, const float *x, int n,
+				int train)
+{
+	const struct pipar_model *m = e->m;
+	const float *in = x;
+
+	PIPAR_ASSERT(n >= 1 && n <= e->max_n);
+	e->x = x;
+	e->n = n;
+	e->train = train;
+	for (int i = 0; i < m->nlayers; i++) {
+		const struct pipar_layer *l = m->layers[i];
+		struct pipar_pass p = {
+			.n = n, .train = train, .x = in, .y = e->act[i],
+			.state = e->state[i], .scratch = e->scratch, .rng = &e->rng,
+		};
+
+		l->ops->forward(l, &p);
+		in = e->act[i];
+	}
+	return in;
+}
+
+const float *pipar_exec_backward(struct pipar_exec *e, const float *dy,
+				 int want_dx)
+{
+	const struct pipar_model *m = e->m;
+	const float *g = dy;
+	int k = 0;
+
+	PIPAR_ASSERT(e->n >= 1);
+	for (int i = m->nlayers - 1; i >= 0; i--) {
+		const struct pipar_layer *l = m->layers[i];
+		float *dx = (i > 0 || want_dx) ? e->grad[k] : NULL;
+		struct pipar_pass p = {
+			.n = e->n, .train = e->train,
+			.x = i > 0 ? e->act[i - 1] : e->x, .y = e->act[i],
+			.state = e->state[i], .scratch = e->scratch,
+			.dy = g, .dx = dx, .rng = &e->rng,
+		};
+
+		l->ops->backward(l, &p);
+		g = dx;
+		k ^= 1;
+	}
+	return want_dx ? g : NULL;
+}

@@ -1,0 +1,62 @@
+/*
+ * util: the small pieces every module shares.
+ *
+ * Errors: library functions that can fail on bad input take a caller-owned
+ * buffer `char err[PIPAR_ERRLEN]` and fill it with one lower-case line that
+ * names what was wrong; they return 0 on success and -1 on failure.  Broken
+ * invariants (bugs, not input) stop the program through PIPAR_ASSERT.
+ *
+ * Memory: pipar_alloc() returns 64-byte aligned memory (free with free()).
+ *
+ * Random numbers: a small, seedable generator (xoshiro128-style state mixed
+ * with splitmix64) so that every run with the same seed draws the same
+ * numbers on every machine, independent of libc.
+ */
+#ifndef PIPAR_UTIL_H
+#define PIPAR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PIPAR_ERRLEN 256
+
+#define PIPAR_ASSERT(x)                                                      \
+	do {                                                                 \
+		if (!(x))                                                    \
+			pipar_assert_fail(__FILE__, __LINE__, #x);           \
+	} while (0)
+
+void pipar_assert_fail(const char *file, int line, const char *expr);
+
+/* Formats a message into err (which may be NULL); always returns -1. */
+int pipar_errf(char *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* 64-byte aligned allocation of n bytes (n may be 0); NULL when out of
+ * memory.  Release with free(). */
+void *pipar_alloc(size_t n);
+/* As pipar_alloc, zero-filled. */
+void *pipar_calloc(size_t n);
+
+/* Seeded generator.  The state is a plain value: copy it to fork a stream. */
+struct pipar_rng {
+	uint64_t s[2];
+};
+
+void pipar_rng_seed(struct pipar_rng *r, uint64_t seed, uint64_t stream);
+uint64_t pipar_rng_next(struct pipar_rng *r);
+/* Uniform in [0, 1). */
+double pipar_rng_uniform(struct pipar_rng *r);
+/* Standard normal (Box-Muller). */
+double pipar_rng_normal(struct pipar_rng *r);
+/* Uniform integer in [0, n). */
+uint32_t pipar_rng_below(struct pipar_rng *r, uint32_t n);
+/* Gamma(shape, 1) by Marsaglia and Tsang's method. */
+double pipar_rng_gamma(struct pipar_rng *r, double shape);
+/* Fisher-Yates shuffle of an int array. */
+void pipar_rng_shuffle(struct pipar_rng *r, int *a, size_t n);
+
+/* Monotonic clock in seconds. */
+double pipar_now(void);
+
+#endif
