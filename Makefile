@@ -15,7 +15,8 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 PKGS = openblas libarchive libcjson
 
-OPT ?= -O2 -march=x86-64-v2 -g
+OPT ?= -O3 -march=native -g
+SIMD = -fopenmp-simd
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
        -Wno-unused-parameter
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
@@ -29,7 +30,7 @@ O = .
 SAN =
 endif
 
-ALL_CFLAGS = -std=c11 $(OPT) $(WARN) $(SAN) -Ilib $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = -std=c11 $(OPT) $(SIMD) $(WARN) $(SAN) -Ilib $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LIBS = $(PKG_LIBS) -lm -lpthread
 
@@ -49,7 +50,7 @@ MAN7 = $(sort $(wildcard man/man7/*.7))
 
 all: $(LIBA) $(PROGS)
 
-$(O)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h)
+$(O)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -73,7 +74,7 @@ check: all $(TEST_BINS)
 	OPENBLAS_NUM_THREADS=1 \
 	prove --exec '' $(TEST_BINS) $(sort $(wildcard tests/*.sh))
 
-bench: all
+bench: all $(O)/bench/bin/step
 	bench/run
 
 install: all
@@ -87,7 +88,11 @@ lint-man:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7)
 
 clean:
-	rm -rf obj lib/libpipar.a bin tests/bin build-san
+	rm -rf obj lib/libpipar.a bin tests/bin bench/bin build-san
 
 .PHONY: all check bench install lint-man clean
 .SECONDARY:
+
+$(O)/bench/bin/%: bench/%.c $(LIBA) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBA) $(ALL_LDFLAGS) $(LIBS)

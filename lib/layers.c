@@ -19,6 +19,18 @@ static size_t al(size_t bytes)
 	return (bytes + 63) & ~(size_t)63;
 }
 
+/* Sum of a plane in float lanes; planes are at most a few thousand values,
+ * and the caller adds the plane sums in double. */
+static inline float plane_sum(const float *restrict x, size_t n)
+{
+	float s = 0;
+
+#pragma omp simd reduction(+ : s)
+	for (size_t i = 0; i < n; i++)
+		s += x[i];
+	return s;
+}
+
 static struct pipar_layer *layer_new(const struct pipar_layer_ops *ops,
 				     struct pipar_shape in, int nparams,
 				     size_t priv_size, char *err)
@@ -221,10 +233,11 @@ static void conv_forward(const struct pipar_layer *l, const struct pipar_pass *p
 	/* tmp is OC x (n x plane); y is n x OC x plane. */
 	for (int b = 0; b < n; b++)
 		for (int o = 0; o < OC; o++) {
-			const float *s = tmp + (size_t)o * cols + (size_t)b * plane;
-			float *d = p->y + ((size_t)b * OC + o) * plane;
+			const float *restrict s = tmp + (size_t)o * cols + (size_t)b * plane;
+			float *restrict d = p->y + ((size_t)b * OC + o) * plane;
 			float bo = bias ? bias[o] : 0.0f;
 
+#pragma omp simd
 			for (size_t i = 0; i < plane; i++)
 				d[i] = s[i] + bo;
 		}
@@ -242,17 +255,17 @@ static void conv_backward(const struct pipar_layer *l, const struct pipar_pass *
 
 	for (int o = 0; o < OC; o++) {
 		float *d = dyt + (size_t)o * cols;
-		float sum = 0;
+		double sum = 0;
 
 		for (int b = 0; b < n; b++) {
 			const float *s = p->dy + ((size_t)b * OC + o) * plane;
 
 			memcpy(d + (size_t)b * plane, s, sizeof(float) * plane);
-			for (size_t i = 0; i < plane; i++)
-				sum += s[i];
+			if (db)
+				sum += plane_sum(s, plane);
 		}
 		if (db)
-			db[o] += sum;
+			db[o] += (float)sum;
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, cv->k,
 		    (int)cols, 1.0f, dyt, (int)cols, col, (int)cols, 1.0f,
@@ -541,20 +554,26 @@ struct pipar_layer *pipar_layer_avgpool_new(struct pipar_shape in,
 static void relu_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 {
 	size_t m = (size_t)p->n * pipar_shape_size(l->in);
+	const float *restrict x = p->x;
+	float *restrict y = p->y;
 
+#pragma omp simd
 	for (size_t i = 0; i < m; i++)
-		p->y[i] = p->x[i] > 0 ? p->x[i] : 0;
+		y[i] = x[i] > 0 ? x[i] : 0;
 }
 
 /* Uses the output, not the input: y > 0 exactly where x > 0. */
 static void relu_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 {
 	size_t m = (size_t)p->n * pipar_shape_size(l->in);
+	const float *restrict y = p->y, *restrict dy = p->dy;
+	float *restrict dx = p->dx;
 
-	if (!p->dx)
+	if (!dx)
 		return;
+#pragma omp simd
 	for (size_t i = 0; i < m; i++)
-		p->dx[i] = p->y[i] > 0 ? p->dy[i] : 0;
+		dx[i] = y[i] > 0 ? dy[i] : 0;
 }
 
 static double elem_flops(const struct pipar_layer *l, int backward)
@@ -783,24 +802,20 @@ static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 		if (p->train) {
 			double s = 0, ss = 0;
 
-			/* Two passes in double: mean first, then the centred
-			 * sum of squares, which stays accurate for inputs with
-			 * a large mean. */
-			for (int b = 0; b < n; b++) {
-				const float *x = p->x + ((size_t)b * C + c) * plane;
-
-				for (size_t i = 0; i < plane; i++)
-					s += x[i];
-			}
+			/* Two passes: the mean, then the centred sum of squares,
+			 * which stays accurate for inputs with a large mean. */
+			for (int b = 0; b < n; b++)
+				s += plane_sum(p->x + ((size_t)b * C + c) * plane, plane);
 			mean = s / (double)m;
+			float mu = (float)mean;
 			for (int b = 0; b < n; b++) {
-				const float *x = p->x + ((size_t)b * C + c) * plane;
+				const float *restrict x = p->x + ((size_t)b * C + c) * plane;
+				float q = 0;
 
-				for (size_t i = 0; i < plane; i++) {
-					double d = x[i] - mean;
-
-					ss += d * d;
-				}
+#pragma omp simd reduction(+ : q)
+				for (size_t i = 0; i < plane; i++)
+					q += (x[i] - mu) * (x[i] - mu);
+				ss += q;
 			}
 			var = ss / (double)m;
 			rmean[c] = (1 - bn->momentum) * rmean[c] +
@@ -818,12 +833,15 @@ static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 		istd[c] = is;
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
-			const float *x = p->x + off;
-			float *xh = xhat + off, *y = p->y + off;
+			const float *restrict x = p->x + off;
+			float *restrict xh = xhat + off, *restrict y = p->y + off;
 
+#pragma omp simd
 			for (size_t i = 0; i < plane; i++) {
-				xh[i] = (x[i] - mu) * is;
-				y[i] = xh[i] * g + bt;
+				float v = (x[i] - mu) * is;
+
+				xh[i] = v;
+				y[i] = v * g + bt;
 			}
 		}
 	}
@@ -844,12 +862,16 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
-			const float *dy = p->dy + off, *xh = xhat + off;
+			const float *restrict dy = p->dy + off, *restrict xh = xhat + off;
+			float s1 = 0, s2 = 0;
 
+#pragma omp simd reduction(+ : s1, s2)
 			for (size_t i = 0; i < plane; i++) {
-				sdy += dy[i];
-				sdyx += dy[i] * xh[i];
+				s1 += dy[i];
+				s2 += dy[i] * xh[i];
 			}
+			sdy += s1;
+			sdyx += s2;
 		}
 		dgamma[c] += (float)sdyx;
 		dbeta[c] += (float)sdy;
@@ -862,9 +884,10 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
-			const float *dy = p->dy + off, *xh = xhat + off;
-			float *dx = p->dx + off;
+			const float *restrict dy = p->dy + off, *restrict xh = xhat + off;
+			float *restrict dx = p->dx + off;
 
+#pragma omp simd
 			for (size_t i = 0; i < plane; i++)
 				dx[i] = k * (dy[i] - a - xh[i] * bb);
 		}

@@ -374,7 +374,7 @@ static int build_layer(const cJSON *o, struct pipar_shape in, int classes,
 					pipar_layer_flatten_new(in, lerr);
 	} else if (strcmp(type, "dense") == 0) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "out");
-		int n, bias = 1;
+		int n = 0, bias = 1;
 
 		if (check_fields(o, FIELDS("out", "bias"), &w, err) ||
 		    get_bool(o, "bias", 1, &bias, &w, err))
@@ -385,14 +385,14 @@ static int build_layer(const cJSON *o, struct pipar_shape in, int classes,
 			return -1;
 		*out = pipar_layer_dense_new(in, n, bias, lerr);
 	} else if (strcmp(type, "dropout") == 0) {
-		float rate;
+		float rate = 0.5f;
 
 		if (check_fields(o, FIELDS("rate"), &w, err) ||
 		    get_float(o, "rate", 0.5, 0.0, 0.999, &rate, &w, err))
 			return -1;
 		*out = pipar_layer_dropout_new(in, rate, lerr);
 	} else if (strcmp(type, "batchnorm") == 0) {
-		float mom, eps;
+		float mom = 0.1f, eps = 1e-5f;
 
 		if (check_fields(o, FIELDS("momentum", "eps"), &w, err) ||
 		    get_float(o, "momentum", 0.1, 0.0, 1.0, &mom, &w, err) ||
@@ -400,7 +400,7 @@ static int build_layer(const cJSON *o, struct pipar_shape in, int classes,
 			return -1;
 		*out = pipar_layer_batchnorm_new(in, mom, eps, lerr);
 	} else if (strcmp(type, "basicblock") == 0) {
-		int n, stride;
+		int n = 0, stride = 1;
 
 		if (check_fields(o, FIELDS("out", "stride"), &w, err) ||
 		    get_int(o, "out", INT32_MIN, 1, 65536, &n, &w, err) ||
