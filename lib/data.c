@@ -2,7 +2,7 @@
  * data: loading labelled image sets (IDX, CIFAR-10 binary, synthetic),
  * normalising batches and cutting shards.
  *
- * Every file is read through libarchive into memory.  libarchive's gzip
+ * Every file is read through the archive library into memory.  Its gzip
  * reader checks neither the CRC nor the length in the gzip trailer, so the
  * decompressed bytes are checked against it here: otherwise a flipped bit
  * that still decodes as valid deflate would load silently wrong pixels.
@@ -42,8 +42,8 @@
 #define SYNTH_STREAM_PROTO 0
 #define SYNTH_STREAM_TRAIN 1
 #define SYNTH_STREAM_TEST 2
-#define SYNTH_NOISE 70.0
-#define SYNTH_SHARED 0.5f /* half-width of the pixel noise, in grey levels */
+#define SYNTH_NOISE 70.0  /* half-width of the pixel noise, grey levels */
+#define SYNTH_SHARED 0.5f /* weight of the pattern all classes share */
 
 #define SHARD_MAX 65536
 #define SHARD_STREAM_IID 0x696964ULL
@@ -119,7 +119,7 @@ struct gz_trailer {
  * member; a concatenation of members (valid, but never seen for these
  * sets) has a trailer for its last member only.  So the CRC is enforced
  * when the length matches, which is the single-member case; a cut-off
- * trailer is already a read error in libarchive.
+ * trailer is already a read error in the reader.
  */
 static int gz_check(const char *path, const struct gz_trailer *tr,
 		    struct crc32 *c, uint64_t total, char *err)
@@ -132,7 +132,7 @@ static int gz_check(const char *path, const struct gz_trailer *tr,
 	return 0;
 }
 
-/* ---- reading through libarchive -------------------------------------- */
+/* ---- reading through the archive library ----------------------------- */
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -142,7 +142,7 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /* Opens path once with stdio to give the usual "cannot open" message, to
- * refuse empty files (which libarchive only calls unrecognised) and to
+ * refuse empty files (which the reader only calls unrecognised) and to
  * fetch the gzip trailer. */
 static int probe_file(const char *path, struct gz_trailer *tr, char *err)
 {
@@ -180,7 +180,7 @@ static int probe_file(const char *path, struct gz_trailer *tr, char *err)
 	return 0;
 }
 
-/* Reports libarchive's error on a as one lower-case line naming path. */
+/* Reports the reader's error on a as one lower-case line naming path. */
 static int archive_fail(struct archive *a, const char *path, char *err)
 {
 	const char *msg = archive_error_string(a);
@@ -202,12 +202,13 @@ static int archive_fail(struct archive *a, const char *path, char *err)
 	return -1;
 }
 
-/* A stream opened through libarchive, with the byte count and CRC of
- * everything read from it. */
+/* A stream opened through the archive library, with the byte count and
+ * CRC of everything read from it. */
 struct stream {
 	const char *path;
 	struct archive *a;
 	int gzip;
+	int check; /* keep the CRC (raw format only) */
 	uint64_t total;
 	struct crc32 crc;
 };
@@ -227,7 +228,9 @@ static int stream_open(struct stream *s, enum stream_kind kind, char *err)
 
 	s->total = 0;
 	s->gzip = 0;
-	crc32_init(&s->crc);
+	s->check = kind != STREAM_TAR_GZIP;
+	if (s->check)
+		crc32_init(&s->crc);
 	s->a = archive_read_new();
 	if (!s->a)
 		return pipar_errf(err, "'%s': out of memory", s->path);
@@ -235,8 +238,8 @@ static int stream_open(struct stream *s, enum stream_kind kind, char *err)
 		r = archive_read_support_filter_all(s->a);
 	else
 		r = archive_read_support_filter_gzip(s->a);
-	/* Built without zlib, gzip is read through an outside program and
-	 * libarchive warns; that still reads correctly. */
+	/* Without built-in gzip support the filter still works, with a
+	 * warning. */
 	if (r < ARCHIVE_WARN)
 		goto fail;
 	if (kind == STREAM_TAR_GZIP)
@@ -281,6 +284,7 @@ static int stream_read(struct stream *s, void *buf, size_t n, size_t *got,
 	uint8_t *p = buf;
 	size_t done = 0;
 
+	*got = 0;
 	while (done < n) {
 		size_t want = n - done;
 		la_ssize_t r;
@@ -294,7 +298,8 @@ static int stream_read(struct stream *s, void *buf, size_t n, size_t *got,
 			break;
 		done += (size_t)r;
 	}
-	crc32_update(&s->crc, p, done);
+	if (s->check)
+		crc32_update(&s->crc, p, done);
 	s->total += done;
 	*got = done;
 	return 0;
@@ -315,7 +320,7 @@ static int idx_load(const char *path, uint32_t magic, struct idx *out,
 {
 	const char *what = magic == IDX_IMAGES_MAGIC ? "images" : "labels";
 	int ndims = (int)(magic & 0xff);
-	size_t hlen = 4 + 4 * (size_t)ndims, got, cap, done = 0;
+	size_t hlen = 4 + 4 * (size_t)ndims, got = 0, cap, done = 0;
 	uint64_t extra = 0;
 	struct gz_trailer tr;
 	struct stream *s;
@@ -380,6 +385,8 @@ static int idx_load(const char *path, uint32_t magic, struct idx *out,
 	if (!buf)
 		goto oom;
 	for (;;) {
+		uint8_t *nbuf;
+
 		if (stream_read(s, buf + done, cap - done, &got, err))
 			goto fail;
 		done += got;
@@ -391,15 +398,11 @@ static int idx_load(const char *path, uint32_t magic, struct idx *out,
 		}
 		if (cap == out->size)
 			break;
-		{
-			size_t ncap = cap * 2 < out->size ? cap * 2 : out->size;
-			uint8_t *nbuf = realloc(buf, ncap);
-
-			if (!nbuf)
-				goto oom;
-			buf = nbuf;
-			cap = ncap;
-		}
+		cap = cap * 2 < out->size ? cap * 2 : out->size;
+		nbuf = realloc(buf, cap);
+		if (!nbuf)
+			goto oom;
+		buf = nbuf;
 	}
 	for (;;) {
 		uint8_t scratch[4096];
@@ -567,7 +570,7 @@ static int load_cifar(struct pipar_data *d, const char *path, int test,
 		      char *err)
 {
 	uint8_t *raw[CIFAR_BATCHES] = { NULL };
-	size_t records[CIFAR_BATCHES] = { 0 }, total = 0, got, k;
+	size_t records[CIFAR_BATCHES] = { 0 }, total = 0, got = 0, k;
 	int nslots = test ? 1 : CIFAR_BATCHES, rc = -1, r;
 	struct archive_entry *e;
 	struct gz_trailer tr;
@@ -594,8 +597,8 @@ static int load_cifar(struct pipar_data *d, const char *path, int test,
 		if (!name || (slot = cifar_slot(name, test)) < 0)
 			continue;
 		if (archive_entry_filetype(e) != AE_IFREG) {
-			pipar_errf(err, "'%s': entry '%s' is not a regular file",
-				   path, name);
+			pipar_errf(err, "'%s': entry '%s' is not a regular "
+				   "file", path, name);
 			goto out;
 		}
 		if (raw[slot]) {
@@ -606,8 +609,8 @@ static int load_cifar(struct pipar_data *d, const char *path, int test,
 		size = archive_entry_size(e);
 		if (!archive_entry_size_is_set(e) || size <= 0 ||
 		    size % CIFAR_RECORD != 0) {
-			pipar_errf(err, "'%s': entry '%s' has %lld bytes, not a "
-				   "positive multiple of %d", path, name,
+			pipar_errf(err, "'%s': entry '%s' has %lld bytes, "
+				   "not a positive multiple of %d", path, name,
 				   (long long)size, CIFAR_RECORD);
 			goto out;
 		}
@@ -625,8 +628,8 @@ static int load_cifar(struct pipar_data *d, const char *path, int test,
 		if (stream_read(s, raw[slot], (size_t)size, &got, err))
 			goto out;
 		if (got != (size_t)size) {
-			pipar_errf(err, "'%s': entry '%s' truncated: %lld bytes "
-				   "expected, %zu read", path, name,
+			pipar_errf(err, "'%s': entry '%s' truncated: %lld "
+				   "bytes expected, %zu read", path, name,
 				   (long long)size, got);
 			goto out;
 		}
@@ -765,11 +768,65 @@ static uint64_t synth_seed(struct pipar_shape s, int classes)
 	return h;
 }
 
+/* Pixel noise: triangular on [-SYNTH_NOISE, SYNTH_NOISE] from two 16-bit
+ * draws, cheap and bounded; a 64-bit draw serves two pixels. */
+struct synth_noise {
+	struct pipar_rng *r;
+	uint64_t bits;
+	int left;
+};
+
+static float synth_noise_next(struct synth_noise *n)
+{
+	uint32_t a, b;
+
+	if (n->left == 0) {
+		n->bits = pipar_rng_next(n->r);
+		n->left = 2;
+	}
+	a = (uint32_t)(n->bits & 0xffff);
+	b = (uint32_t)((n->bits >> 16) & 0xffff);
+	n->bits >>= 32;
+	n->left--;
+	return (float)(((double)a + (double)b - 65535.0) *
+		       (SYNTH_NOISE / 65535.0));
+}
+
+/* One sample: its class prototype shifted by (dy, dx) with the edges
+ * repeated, scaled by a random gain, plus noise. */
+static void synth_sample(struct pipar_rng *r, const float *proto,
+			 struct pipar_shape s, int smax, uint8_t *out)
+{
+	int dy = (int)pipar_rng_below(r, 2 * (uint32_t)smax + 1) - smax;
+	int dx = (int)pipar_rng_below(r, 2 * (uint32_t)smax + 1) - smax;
+	float gain = (float)(255.0 * (0.8 + 0.4 * pipar_rng_uniform(r)));
+	struct synth_noise noise = { r, 0, 0 };
+
+	for (int ch = 0; ch < s.c; ch++) {
+		const float *p = proto + (size_t)ch * s.h * s.w;
+
+		for (int y = 0; y < s.h; y++) {
+			int sy = y - dy;
+
+			sy = sy < 0 ? 0 : sy >= s.h ? s.h - 1 : sy;
+			for (int x = 0; x < s.w; x++) {
+				int sx = x - dx;
+				float v;
+
+				sx = sx < 0 ? 0 : sx >= s.w ? s.w - 1 : sx;
+				v = gain * p[sy * s.w + sx] +
+				    synth_noise_next(&noise);
+				v = v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+				*out++ = (uint8_t)(v + 0.5f);
+			}
+		}
+	}
+}
+
 static void synth_fill(struct pipar_data *d, const float *proto, int test)
 {
-	int c = d->shape.c, h = d->shape.h, w = d->shape.w;
-	int smax = (h < w ? h : w) / 7;
-	size_t plane = (size_t)h * w, size = pipar_shape_size(d->shape);
+	size_t size = pipar_shape_size(d->shape);
+	int smax = (d->shape.h < d->shape.w ? d->shape.h : d->shape.w) / 7;
 	struct pipar_rng r;
 
 	if (smax < 1)
@@ -780,51 +837,10 @@ static void synth_fill(struct pipar_data *d, const float *proto, int test)
 		       test ? SYNTH_STREAM_TEST : SYNTH_STREAM_TRAIN);
 	for (int i = 0; i < d->count; i++) {
 		int label = i % d->classes;
-		int dy = (int)pipar_rng_below(&r, 2 * smax + 1) - smax;
-		int dx = (int)pipar_rng_below(&r, 2 * smax + 1) - smax;
-		float gain = (float)(255.0 * (0.8 + 0.4 *
-					      pipar_rng_uniform(&r)));
-		uint8_t *out = d->pixels + (size_t)i * size;
-		uint64_t bits = 0;
-		int nbits = 0;
 
 		d->labels[i] = (uint8_t)label;
-		for (int ch = 0; ch < c; ch++) {
-			const float *p = proto + ((size_t)label * c + ch) *
-						 plane;
-
-			for (int y = 0; y < h; y++) {
-				int sy = y - dy < 0 ? 0 : y - dy >= h ? h - 1 :
-					 y - dy;
-
-				for (int x = 0; x < w; x++) {
-					int sx = x - dx < 0 ? 0 :
-						 x - dx >= w ? w - 1 : x - dx;
-					float v, noise;
-
-					/* Triangular noise from two 16-bit
-					 * draws: cheap, bounded. */
-					if (nbits == 0) {
-						bits = pipar_rng_next(&r);
-						nbits = 64;
-					}
-					noise = (float)((double)(bits & 0xffff) +
-							(double)((bits >> 16) &
-								 0xffff) -
-							65535.0) *
-						(float)(SYNTH_NOISE / 65535.0);
-					bits >>= 32;
-					nbits -= 32;
-					v = gain * p[sy * w + sx] + noise;
-					if (v < 0.0f)
-						v = 0.0f;
-					if (v > 255.0f)
-						v = 255.0f;
-					out[((size_t)ch * h + y) * w + x] =
-						(uint8_t)(v + 0.5f);
-				}
-			}
-		}
+		synth_sample(&r, proto + (size_t)label * size, d->shape, smax,
+			     d->pixels + (size_t)i * size);
 	}
 }
 
@@ -846,9 +862,9 @@ static int load_synthetic(struct pipar_data *d, const char *spec,
 		char *colon = strchr(p, ':');
 
 		if (nf == 3)
-			return pipar_errf(err, "'%s': too many fields (expected "
-					  "synthetic:N[:CxHxW[:CLASSES]]"
-					  "[:train|:test])", spec);
+			return pipar_errf(err, "'%s': too many fields "
+					  "(expected synthetic:N[:CxHxW"
+					  "[:CLASSES]][:train|:test])", spec);
 		field[nf++] = p;
 		if (!colon)
 			break;
@@ -900,7 +916,8 @@ static int load_synthetic(struct pipar_data *d, const char *spec,
 
 		synth_prototype(&r, pk, shape.h, shape.w);
 		for (size_t j = 0; j < plane; j++)
-			pk[j] = SYNTH_SHARED * q[j] + (1 - SYNTH_SHARED) * pk[j];
+			pk[j] = SYNTH_SHARED * q[j] +
+				(1 - SYNTH_SHARED) * pk[j];
 	}
 	free(common);
 	synth_fill(d, proto, test);
@@ -980,20 +997,20 @@ int pipar_data_open(const char *spec, struct pipar_data **out, char *err)
 
 	if ((arg = source_arg(buf, "fashion-mnist", &bare))) {
 		snprintf(d->name, sizeof(d->name), "fashion-mnist");
-		if (!bare && !*arg)
-			rc = pipar_errf(err, "'%s': empty directory", spec);
-		else if (bare)
+		if (bare) {
 			rc = load_idx(d, FASHION_MNIST_DIR, test, err);
-		else {
+		} else if (!*arg) {
+			rc = pipar_errf(err, "'%s': empty directory", spec);
+		} else {
 			strip_slashes(arg);
 			rc = load_idx(d, arg, test, err);
 		}
 	} else if ((arg = source_arg(buf, "mnist", &bare))) {
 		snprintf(d->name, sizeof(d->name), "mnist");
-		if (!*arg)
+		if (!*arg) {
 			rc = pipar_errf(err, "'%s': mnist needs a directory "
 					"(mnist:DIR[:train|:test])", spec);
-		else {
+		} else {
 			strip_slashes(arg);
 			rc = load_idx(d, arg, test, err);
 		}
@@ -1114,7 +1131,8 @@ void pipar_data_norm(const struct pipar_data *d, struct pipar_norm *norm)
 /*
  * Writes samples idx[0..n) of d as float32 NCHW into x, each pixel
  * (p/255 - mean[c]) / std[c], and their labels into y.  norm may be NULL
- * for plain p/255.  Indices out of range are a bug and abort.
+ * for plain p/255, y NULL to skip the labels.  Indices out of range are a
+ * bug and abort.
  */
 void pipar_data_batch(const struct pipar_data *d, const struct pipar_norm *norm,
 		      const int *idx, int n, float *x, int *y)

@@ -97,32 +97,42 @@ static int valid_shape(struct pipar_shape s)
 
 /* ---------------------------------------------------------------- conv */
 
+/*
+ * Convolution works on groups of G samples at a time: the group is lowered
+ * (im2col) into a matrix small enough to stay in the core's cache, one gemm
+ * computes the group, and the result is scattered into NCHW.  Backward
+ * lowers the group again rather than keeping the lowered matrix from
+ * forward: recomputing in cache is cheaper than streaming a matrix K times
+ * larger than the input through memory, and the layer keeps no state.
+ */
 struct conv {
 	struct pipar_conv_cfg cfg;
 	int k;          /* rows of the lowered matrix: C * kernel * kernel */
+	int group;      /* samples per gemm */
 };
 
-static size_t conv_cols(const struct pipar_layer *l, int n)
-{
-	return (size_t)n * (size_t)l->out.h * (size_t)l->out.w;
-}
+#define CONV_GROUP_BYTES (768u << 10)
 
-static size_t conv_state(const struct pipar_layer *l, int n)
+static int conv_group(const struct pipar_layer *l, int n)
 {
 	const struct conv *c = l->priv;
+	size_t per = sizeof(float) * (size_t)c->k * l->out.h * l->out.w;
+	int g = (int)(CONV_GROUP_BYTES / (per ? per : 1));
 
-	return al(sizeof(float) * (size_t)c->k * conv_cols(l, n));
+	if (g < 1)
+		g = 1;
+	return g < n ? g : n;
 }
 
 static size_t conv_scratch(const struct pipar_layer *l, int n)
 {
 	const struct conv *c = l->priv;
-	size_t cols = conv_cols(l, n);
+	size_t cols = (size_t)conv_group(l, n) * l->out.h * l->out.w;
 
-	/* forward: the gemm result; backward: the transposed output gradient
-	 * and the lowered input gradient. */
-	return al(sizeof(float) * (size_t)l->out.c * cols) +
-	       al(sizeof(float) * (size_t)c->k * cols);
+	/* The lowered group, the gemm result (or the transposed output
+	 * gradient), and the lowered input gradient. */
+	return 2 * al(sizeof(float) * (size_t)c->k * cols) +
+	       al(sizeof(float) * (size_t)l->out.c * cols);
 }
 
 /* Lowers x (n x C x H x W) to col (C*K*K rows, n*OH*OW columns). */
@@ -133,13 +143,12 @@ static void im2col(const struct pipar_layer *l, const float *x, float *col,
 	int C = l->in.c, H = l->in.h, W = l->in.w;
 	int OH = l->out.h, OW = l->out.w, K = cv->cfg.kernel;
 	int S = cv->cfg.stride, P = cv->cfg.padding;
-	size_t cols = conv_cols(l, n), plane = (size_t)OH * OW;
+	size_t plane = (size_t)OH * OW, cols = plane * (size_t)n;
 
 	for (int c = 0; c < C; c++)
 		for (int ky = 0; ky < K; ky++)
 			for (int kx = 0; kx < K; kx++) {
 				float *row = col + ((size_t)(c * K + ky) * K + kx) * cols;
-
 				/* Output columns ox whose input column is inside. */
 				int ox0 = 0, ox1 = OW;
 
@@ -153,18 +162,19 @@ static void im2col(const struct pipar_layer *l, const float *x, float *col,
 
 					for (int oy = 0; oy < OH; oy++) {
 						int iy = oy * S - P + ky;
-						float *r = rp + (size_t)oy * OW;
+						float *restrict r = rp + (size_t)oy * OW;
 
 						if (iy < 0 || iy >= H) {
-							memset(r, 0, sizeof(float) * OW);
+							for (int ox = 0; ox < OW; ox++)
+								r[ox] = 0;
 							continue;
 						}
-						const float *xr = xp + (size_t)iy * W - P + kx;
+						const float *restrict xr = xp + (size_t)iy * W - P + kx;
 						for (int ox = 0; ox < ox0; ox++)
 							r[ox] = 0;
 						if (S == 1)
-							memcpy(r + ox0, xr + ox0,
-							       sizeof(float) * (size_t)(ox1 - ox0));
+							for (int ox = ox0; ox < ox1; ox++)
+								r[ox] = xr[ox];
 						else
 							for (int ox = ox0; ox < ox1; ox++)
 								r[ox] = xr[ox * S];
@@ -175,7 +185,7 @@ static void im2col(const struct pipar_layer *l, const float *x, float *col,
 			}
 }
 
-/* Adds col (the lowered gradient) back into dx, which starts zeroed. */
+/* Adds col (the lowered gradient) back into dx, which it zeroes first. */
 static void col2im(const struct pipar_layer *l, const float *col, float *dx,
 		   int n)
 {
@@ -183,7 +193,7 @@ static void col2im(const struct pipar_layer *l, const float *col, float *dx,
 	int C = l->in.c, H = l->in.h, W = l->in.w;
 	int OH = l->out.h, OW = l->out.w, K = cv->cfg.kernel;
 	int S = cv->cfg.stride, P = cv->cfg.padding;
-	size_t cols = conv_cols(l, n), plane = (size_t)OH * OW;
+	size_t plane = (size_t)OH * OW, cols = plane * (size_t)n;
 
 	memset(dx, 0, sizeof(float) * (size_t)n * C * H * W);
 	for (int c = 0; c < C; c++)
@@ -205,8 +215,8 @@ static void col2im(const struct pipar_layer *l, const float *col, float *dx,
 
 						if (iy < 0 || iy >= H)
 							continue;
-						const float *r = rp + (size_t)oy * OW;
-						float *xr = xp + (size_t)iy * W - P + kx;
+						const float *restrict r = rp + (size_t)oy * OW;
+						float *restrict xr = xp + (size_t)iy * W - P + kx;
 						if (S == 1)
 							for (int ox = ox0; ox < ox1; ox++)
 								xr[ox] += r[ox];
@@ -221,61 +231,79 @@ static void col2im(const struct pipar_layer *l, const float *col, float *dx,
 static void conv_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 {
 	const struct conv *cv = l->priv;
-	int OC = l->out.c, n = p->n;
-	size_t cols = conv_cols(l, n), plane = (size_t)l->out.h * l->out.w;
-	float *col = p->state, *tmp = p->scratch;
+	int OC = l->out.c, n = p->n, G = conv_group(l, n);
+	size_t plane = (size_t)l->out.h * l->out.w, insz = pipar_shape_size(l->in);
+	float *col = p->scratch;
+	float *tmp = (float *)((char *)p->scratch +
+			       2 * al(sizeof(float) * (size_t)cv->k * G * plane));
 	const float *w = l->params[0].data;
 	const float *bias = cv->cfg.bias ? l->params[1].data : NULL;
 
-	im2col(l, p->x, col, n);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)cols,
-		    cv->k, 1.0f, w, cv->k, col, (int)cols, 0.0f, tmp, (int)cols);
-	/* tmp is OC x (n x plane); y is n x OC x plane. */
-	for (int b = 0; b < n; b++)
-		for (int o = 0; o < OC; o++) {
-			const float *restrict s = tmp + (size_t)o * cols + (size_t)b * plane;
-			float *restrict d = p->y + ((size_t)b * OC + o) * plane;
-			float bo = bias ? bias[o] : 0.0f;
+	for (int b0 = 0; b0 < n; b0 += G) {
+		int g = b0 + G <= n ? G : n - b0;
+		size_t cols = (size_t)g * plane;
+
+		im2col(l, p->x + (size_t)b0 * insz, col, g);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
+			    (int)cols, cv->k, 1.0f, w, cv->k, col, (int)cols, 0.0f,
+			    tmp, (int)cols);
+		/* tmp is OC x (g x plane); y is n x OC x plane. */
+		for (int b = 0; b < g; b++)
+			for (int o = 0; o < OC; o++) {
+				const float *restrict s = tmp + (size_t)o * cols + (size_t)b * plane;
+				float *restrict d = p->y + ((size_t)(b0 + b) * OC + o) * plane;
+				float bo = bias ? bias[o] : 0.0f;
 
 #pragma omp simd
-			for (size_t i = 0; i < plane; i++)
-				d[i] = s[i] + bo;
-		}
+				for (size_t i = 0; i < plane; i++)
+					d[i] = s[i] + bo;
+			}
+	}
 }
 
 static void conv_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 {
 	const struct conv *cv = l->priv;
-	int OC = l->out.c, n = p->n;
-	size_t cols = conv_cols(l, n), plane = (size_t)l->out.h * l->out.w;
-	const float *col = p->state;
-	float *dyt = p->scratch;
-	float *dcol = (float *)((char *)p->scratch + al(sizeof(float) * (size_t)OC * cols));
+	int OC = l->out.c, n = p->n, G = conv_group(l, n);
+	size_t plane = (size_t)l->out.h * l->out.w, insz = pipar_shape_size(l->in);
+	size_t colbytes = al(sizeof(float) * (size_t)cv->k * G * plane);
+	float *col = p->scratch;
+	float *dcol = (float *)((char *)p->scratch + colbytes);
+	float *dyt = (float *)((char *)p->scratch + 2 * colbytes);
 	float *db = cv->cfg.bias ? l->params[1].grad : NULL;
 
-	for (int o = 0; o < OC; o++) {
-		float *d = dyt + (size_t)o * cols;
-		double sum = 0;
+	for (int b0 = 0; b0 < n; b0 += G) {
+		int g = b0 + G <= n ? G : n - b0;
+		size_t cols = (size_t)g * plane;
 
-		for (int b = 0; b < n; b++) {
-			const float *s = p->dy + ((size_t)b * OC + o) * plane;
+		for (int o = 0; o < OC; o++) {
+			float *restrict d = dyt + (size_t)o * cols;
+			double sum = 0;
 
-			memcpy(d + (size_t)b * plane, s, sizeof(float) * plane);
+			for (int b = 0; b < g; b++) {
+				const float *restrict s = p->dy + ((size_t)(b0 + b) * OC + o) * plane;
+				float *restrict t = d + (size_t)b * plane;
+
+#pragma omp simd
+				for (size_t i = 0; i < plane; i++)
+					t[i] = s[i];
+				if (db)
+					sum += plane_sum(s, plane);
+			}
 			if (db)
-				sum += plane_sum(s, plane);
+				db[o] += (float)sum;
 		}
-		if (db)
-			db[o] += (float)sum;
+		im2col(l, p->x + (size_t)b0 * insz, col, g);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, cv->k,
+			    (int)cols, 1.0f, dyt, (int)cols, col, (int)cols, 1.0f,
+			    l->params[0].grad, cv->k);
+		if (!p->dx)
+			continue;
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cv->k,
+			    (int)cols, OC, 1.0f, l->params[0].data, cv->k, dyt,
+			    (int)cols, 0.0f, dcol, (int)cols);
+		col2im(l, dcol, p->dx + (size_t)b0 * insz, g);
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, cv->k,
-		    (int)cols, 1.0f, dyt, (int)cols, col, (int)cols, 1.0f,
-		    l->params[0].grad, cv->k);
-	if (!p->dx)
-		return;
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cv->k, (int)cols,
-		    OC, 1.0f, l->params[0].data, cv->k, dyt, (int)cols, 0.0f,
-		    dcol, (int)cols);
-	col2im(l, dcol, p->dx, n);
 }
 
 static double conv_flops(const struct pipar_layer *l, int backward)
@@ -288,7 +316,7 @@ static double conv_flops(const struct pipar_layer *l, int backward)
 
 static const struct pipar_layer_ops conv_ops = {
 	.type = "conv",
-	.state_bytes = conv_state,
+	.state_bytes = no_bytes,
 	.scratch_bytes = conv_scratch,
 	.forward = conv_forward,
 	.backward = conv_backward,
@@ -776,6 +804,7 @@ struct pipar_layer *pipar_layer_dropout_new(struct pipar_shape in, float p,
 
 struct bn {
 	float momentum, eps;
+	int relu;       /* a ReLU fused in: y = max(0, bn(x)) */
 };
 
 /* State: the normalised input (n x C x HW) and 1/std per channel. */
@@ -836,6 +865,16 @@ static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 			const float *restrict x = p->x + off;
 			float *restrict xh = xhat + off, *restrict y = p->y + off;
 
+			if (bn->relu) {
+#pragma omp simd
+				for (size_t i = 0; i < plane; i++) {
+					float v = (x[i] - mu) * is, o = v * g + bt;
+
+					xh[i] = v;
+					y[i] = o > 0 ? o : 0;
+				}
+				continue;
+			}
 #pragma omp simd
 			for (size_t i = 0; i < plane; i++) {
 				float v = (x[i] - mu) * is;
@@ -847,8 +886,10 @@ static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 	}
 }
 
+/* With a fused ReLU the gradient reaching batch-norm is dy where y > 0. */
 static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 {
+	const struct bn *bn = l->priv;
 	int C = l->in.c, n = p->n;
 	size_t plane = (size_t)l->in.h * l->in.w, m = plane * (size_t)n;
 	const float *xhat = p->state;
@@ -856,6 +897,7 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 					    al(sizeof(float) * (size_t)n * pipar_shape_size(l->in)));
 	const float *gamma = l->params[0].data;
 	float *dgamma = l->params[0].grad, *dbeta = l->params[1].grad;
+	float lim = bn->relu ? 0.0f : -INFINITY;
 
 	for (int c = 0; c < C; c++) {
 		double sdy = 0, sdyx = 0;
@@ -863,12 +905,15 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
 			const float *restrict dy = p->dy + off, *restrict xh = xhat + off;
+			const float *restrict y = p->y + off;
 			float s1 = 0, s2 = 0;
 
 #pragma omp simd reduction(+ : s1, s2)
 			for (size_t i = 0; i < plane; i++) {
-				s1 += dy[i];
-				s2 += dy[i] * xh[i];
+				float d = y[i] > lim ? dy[i] : 0;
+
+				s1 += d;
+				s2 += d * xh[i];
 			}
 			sdy += s1;
 			sdyx += s2;
@@ -885,11 +930,15 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
 			const float *restrict dy = p->dy + off, *restrict xh = xhat + off;
+			const float *restrict y = p->y + off;
 			float *restrict dx = p->dx + off;
 
 #pragma omp simd
-			for (size_t i = 0; i < plane; i++)
-				dx[i] = k * (dy[i] - a - xh[i] * bb);
+			for (size_t i = 0; i < plane; i++) {
+				float d = y[i] > lim ? dy[i] : 0;
+
+				dx[i] = k * (d - a - xh[i] * bb);
+			}
 		}
 	}
 }
@@ -898,6 +947,15 @@ static double bn_flops(const struct pipar_layer *l, int backward)
 {
 	return (backward ? 6.0 : 5.0) * (double)pipar_shape_size(l->in);
 }
+
+static const struct pipar_layer_ops bn_relu_ops = {
+	.type = "batchnorm+relu",
+	.state_bytes = bn_state,
+	.scratch_bytes = no_bytes,
+	.forward = bn_forward,
+	.backward = bn_backward,
+	.flops = bn_flops,
+};
 
 static const struct pipar_layer_ops bn_ops = {
 	.type = "batchnorm",
@@ -931,6 +989,15 @@ struct pipar_layer *pipar_layer_batchnorm_new(struct pipar_shape in,
 	param_set(&l->params[2], "bn.running_mean", 0, PIPAR_INIT_ZERO, 1, &in.c);
 	param_set(&l->params[3], "bn.running_var", 0, PIPAR_INIT_ONE, 1, &in.c);
 	return l;
+}
+
+int pipar_layer_fuse_relu(struct pipar_layer *l)
+{
+	if (l->ops != &bn_ops)
+		return -1;
+	((struct bn *)l->priv)->relu = 1;
+	l->ops = &bn_relu_ops;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- basic block */

@@ -112,6 +112,9 @@ struct pipar_layer *pipar_layer_dropout_new(struct pipar_shape in, float p,
 struct pipar_layer *pipar_layer_batchnorm_new(struct pipar_shape in,
 					      float momentum, float eps,
 					      char *err);
+/* Folds a ReLU that follows into a batch-norm layer (one pass over the
+ * data instead of two); -1 if l is not a plain batch-norm layer. */
+int pipar_layer_fuse_relu(struct pipar_layer *l);
 struct pipar_layer *pipar_layer_flatten_new(struct pipar_shape in, char *err);
 /* The residual basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN, plus the
  * input (or a 1x1 conv + BN when the shape changes), then ReLU. */

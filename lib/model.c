@@ -578,6 +578,12 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 				goto fail;
 			if (skip)
 				continue;
+			/* batch-norm then ReLU run as one layer. */
+			if (strcmp(l->ops->type, "relu") == 0 && nall > unit_start[u] &&
+			    pipar_layer_fuse_relu(all[nall - 1]) == 0) {
+				pipar_layer_free(l);
+				continue;
+			}
 			if (nall == cap) {
 				int ncap = cap ? 2 * cap : 64;
 				struct pipar_layer **na = realloc(all, sizeof(*all) * (size_t)ncap);
