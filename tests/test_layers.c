@@ -13,7 +13,10 @@
  * so the relative error bound 2e-3 (over the whole gradient vector) leaves a
  * wide margin while any wrong index, sign or missing term fails by far
  * more.  ReLU and max-pool have kinks: their inputs are spaced so that no
- * perturbation crosses one.
+ * perturbation crosses one.  Where ReLUs sit inside a layer (the residual
+ * block, batch-norm with a fused ReLU) the inputs cannot be spaced from
+ * outside: there h = 1e-3, and a value whose one-sided differences disagree
+ * by a kink-sized jump is left out, at most a tenth of them.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -329,6 +332,13 @@ int main(void)
 	gradcheck("dropout eval", pipar_layer_dropout_new(s3, 0.5f, err), 2, 0, 1e-2, 0, 13);
 	gradcheck("batchnorm train", pipar_layer_batchnorm_new(s2, 0.1f, 1e-5f, err), 4, 1, 1e-2, 0, 14);
 	gradcheck("batchnorm eval", pipar_layer_batchnorm_new(s2, 0.1f, 1e-5f, err), 4, 0, 1e-2, 0, 15);
+	{
+		struct pipar_layer *bnr = pipar_layer_batchnorm_new(s2, 0.1f, 1e-5f, err);
+
+		ok(bnr && pipar_layer_fuse_relu(bnr) == 0 && pipar_layer_fuse_relu(bnr) < 0,
+		   "batch-norm takes a ReLU in once");
+		gradcheck_kinks("batchnorm+relu train", bnr, 4, 1, 1e-3, 0, 1, 19);
+	}
 	gradcheck("flatten", pipar_layer_flatten_new(s3, err), 2, 1, 1e-2, 0, 16);
 	gradcheck_kinks("basicblock identity",
 			pipar_layer_basicblock_new((struct pipar_shape){3, 5, 5}, 3, 1, err),
