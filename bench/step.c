@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "pool.h"
 
 static int cmp(const void *a, const void *b)
 {
@@ -66,7 +67,7 @@ int main(int argc, char **argv)
 	T = atoi(argv[5]);
 	W = atoi(argv[6]);
 	S = atoi(argv[7]);
-	openblas_set_num_threads(T);
+	T = pipar_threads_set(T);
 	if (pipar_model_zoo_spec(argv[1], &spec, err) < 0 ||
 	    pipar_model_new(spec, in, classes, 0, -1, 1, &m, err) < 0 ||
 	    !(e = pipar_exec_new(m, B, 0, err))) {

@@ -16,6 +16,7 @@
 
 #include "data.h"
 #include "model.h"
+#include "pool.h"
 #include "train.h"
 
 #define PROG "pipar-train"
@@ -159,7 +160,7 @@ int main(int argc, char **argv)
 
 		threads = n > 0 ? (int)n : 1;
 	}
-	openblas_set_num_threads(threads);
+	threads = pipar_threads_set(threads);
 
 	if (pipar_data_open(data_spec, &train, err) < 0 ||
 	    pipar_data_open(test_spec, &test, err) < 0) {

@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "layers.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -85,6 +86,41 @@ void pipar_layer_free(struct pipar_layer *l)
 	free(l);
 }
 
+/* Runs range(l, p, begin, end, tid) on each pool thread over its static
+ * share of count items. */
+typedef void (*range_fn)(const struct pipar_layer *l, const struct pipar_pass *p,
+			 int begin, int end, int tid);
+
+struct range_job {
+	const struct pipar_layer *l;
+	const struct pipar_pass *p;
+	range_fn fn;
+	int count;
+};
+
+static void range_run(void *arg, int tid, int nthreads)
+{
+	const struct range_job *j = arg;
+	int b, e;
+
+	pipar_split(j->count, tid, nthreads, &b, &e);
+	if (b < e)
+		j->fn(j->l, j->p, b, e, tid);
+}
+
+static void parallel_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			   int count, range_fn fn)
+{
+	struct range_job j = {l, p, fn, count};
+
+	if (count <= 1 || pipar_threads() == 1) {
+		if (count > 0)
+			fn(l, p, 0, count, 0);
+		return;
+	}
+	pipar_parallel(range_run, &j);
+}
+
 static size_t no_bytes(const struct pipar_layer *l, int n)
 {
 	return 0;
@@ -129,10 +165,12 @@ static size_t conv_scratch(const struct pipar_layer *l, int n)
 	const struct conv *c = l->priv;
 	size_t cols = (size_t)conv_group(l, n) * l->out.h * l->out.w;
 
-	/* The lowered group, the gemm result (or the transposed output
-	 * gradient), and the lowered input gradient. */
+	/* Per thread: the lowered group, the lowered input gradient, the
+	 * gemm result (or the transposed output gradient), and a private
+	 * weight and bias gradient. */
 	return 2 * al(sizeof(float) * (size_t)c->k * cols) +
-	       al(sizeof(float) * (size_t)l->out.c * cols);
+	       al(sizeof(float) * (size_t)l->out.c * cols) +
+	       al(sizeof(float) * (size_t)l->out.c * (c->k + 1));
 }
 
 /* Lowers x (n x C x H x W) to col (C*K*K rows, n*OH*OW columns). */
@@ -228,19 +266,27 @@ static void col2im(const struct pipar_layer *l, const float *col, float *dx,
 			}
 }
 
-static void conv_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void *thread_scratch(const struct pipar_layer *l, const struct pipar_pass *p,
+			    int tid)
+{
+	return (char *)p->scratch + (size_t)tid * al(l->ops->scratch_bytes(l, p->n));
+}
+
+/* Forward over sample groups [g0, g1). */
+static void conv_forward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			       int g0, int g1, int tid)
 {
 	const struct conv *cv = l->priv;
 	int OC = l->out.c, n = p->n, G = conv_group(l, n);
 	size_t plane = (size_t)l->out.h * l->out.w, insz = pipar_shape_size(l->in);
-	float *col = p->scratch;
-	float *tmp = (float *)((char *)p->scratch +
+	float *col = thread_scratch(l, p, tid);
+	float *tmp = (float *)((char *)col +
 			       2 * al(sizeof(float) * (size_t)cv->k * G * plane));
 	const float *w = l->params[0].data;
 	const float *bias = cv->cfg.bias ? l->params[1].data : NULL;
 
-	for (int b0 = 0; b0 < n; b0 += G) {
-		int g = b0 + G <= n ? G : n - b0;
+	for (int grp = g0; grp < g1; grp++) {
+		int b0 = grp * G, g = b0 + G <= n ? G : n - b0;
 		size_t cols = (size_t)g * plane;
 
 		im2col(l, p->x + (size_t)b0 * insz, col, g);
@@ -261,19 +307,35 @@ static void conv_forward(const struct pipar_layer *l, const struct pipar_pass *p
 	}
 }
 
-static void conv_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void conv_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	int G = conv_group(l, p->n);
+
+	parallel_range(l, p, (p->n + G - 1) / G, conv_forward_range);
+}
+
+/* Backward over sample groups [g0, g1).  With several threads each adds
+ * its weight and bias gradients into a private buffer, summed afterwards
+ * in thread order, so the result does not depend on timing. */
+static void conv_backward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+				int g0, int g1, int tid)
 {
 	const struct conv *cv = l->priv;
 	int OC = l->out.c, n = p->n, G = conv_group(l, n);
 	size_t plane = (size_t)l->out.h * l->out.w, insz = pipar_shape_size(l->in);
 	size_t colbytes = al(sizeof(float) * (size_t)cv->k * G * plane);
-	float *col = p->scratch;
-	float *dcol = (float *)((char *)p->scratch + colbytes);
-	float *dyt = (float *)((char *)p->scratch + 2 * colbytes);
-	float *db = cv->cfg.bias ? l->params[1].grad : NULL;
+	float *col = thread_scratch(l, p, tid);
+	float *dcol = (float *)((char *)col + colbytes);
+	float *dyt = (float *)((char *)col + 2 * colbytes);
+	float *priv = (float *)((char *)dyt + al(sizeof(float) * (size_t)OC * G * plane));
+	int shared = pipar_threads() == 1 || (n + G - 1) / G <= 1;
+	float *dw = shared ? l->params[0].grad : priv;
+	float *db = !cv->cfg.bias ? NULL : shared ? l->params[1].grad : priv + (size_t)OC * cv->k;
 
-	for (int b0 = 0; b0 < n; b0 += G) {
-		int g = b0 + G <= n ? G : n - b0;
+	if (!shared)
+		memset(priv, 0, sizeof(float) * (size_t)OC * (cv->k + 1));
+	for (int grp = g0; grp < g1; grp++) {
+		int b0 = grp * G, g = b0 + G <= n ? G : n - b0;
 		size_t cols = (size_t)g * plane;
 
 		for (int o = 0; o < OC; o++) {
@@ -296,13 +358,42 @@ static void conv_backward(const struct pipar_layer *l, const struct pipar_pass *
 		im2col(l, p->x + (size_t)b0 * insz, col, g);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, cv->k,
 			    (int)cols, 1.0f, dyt, (int)cols, col, (int)cols, 1.0f,
-			    l->params[0].grad, cv->k);
+			    dw, cv->k);
 		if (!p->dx)
 			continue;
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cv->k,
 			    (int)cols, OC, 1.0f, l->params[0].data, cv->k, dyt,
 			    (int)cols, 0.0f, dcol, (int)cols);
 		col2im(l, dcol, p->dx + (size_t)b0 * insz, g);
+	}
+}
+
+static void conv_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	const struct conv *cv = l->priv;
+	int G = conv_group(l, p->n), ng = (p->n + G - 1) / G, T = pipar_threads();
+
+	parallel_range(l, p, ng, conv_backward_range);
+	if (T == 1 || ng <= 1)
+		return;
+	/* Threads that had no group left their private buffer untouched. */
+	size_t cnt = (size_t)l->out.c * (cv->k + 1), nw = (size_t)l->out.c * cv->k;
+	for (int t = 0; t < T; t++) {
+		int b, e;
+
+		pipar_split(ng, t, T, &b, &e);
+		if (b >= e)
+			continue;
+		const float *priv = (const float *)((char *)thread_scratch(l, p, t) +
+			2 * al(sizeof(float) * (size_t)cv->k * G * l->out.h * l->out.w) +
+			al(sizeof(float) * (size_t)l->out.c * G * l->out.h * l->out.w));
+		float *dw = l->params[0].grad;
+
+		for (size_t i = 0; i < nw; i++)
+			dw[i] += priv[i];
+		if (cv->cfg.bias)
+			for (size_t i = nw; i < cnt; i++)
+				l->params[1].grad[i - nw] += priv[i];
 	}
 }
 
@@ -398,15 +489,15 @@ static size_t maxpool_state(const struct pipar_layer *l, int n)
 	return al(sizeof(int32_t) * (size_t)n * pipar_shape_size(l->out));
 }
 
-static void maxpool_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void maxpool_forward_range(const struct pipar_layer *l,
+				  const struct pipar_pass *p, int c0, int c1, int tid)
 {
 	const struct pool *pl = l->priv;
 	int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
 	int K = pl->k, S = pl->s;
-	size_t planes = (size_t)p->n * l->in.c;
 	int32_t *arg = p->state;
 
-	for (size_t c = 0; c < planes; c++) {
+	for (size_t c = (size_t)c0; c < (size_t)c1; c++) {
 		const float *x = p->x + c * H * W;
 		float *y = p->y + c * OH * OW;
 		int32_t *a = arg + c * OH * OW;
@@ -450,17 +541,20 @@ static void maxpool_forward(const struct pipar_layer *l, const struct pipar_pass
 	}
 }
 
-static void maxpool_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void maxpool_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	parallel_range(l, p, p->n * l->in.c, maxpool_forward_range);
+}
+
+static void maxpool_backward_range(const struct pipar_layer *l,
+				   const struct pipar_pass *p, int c0, int c1, int tid)
 {
 	size_t inplane = (size_t)l->in.h * l->in.w;
 	size_t outplane = (size_t)l->out.h * l->out.w;
-	size_t planes = (size_t)p->n * l->in.c;
 	const int32_t *arg = p->state;
 
-	if (!p->dx)
-		return;
-	memset(p->dx, 0, sizeof(float) * planes * inplane);
-	for (size_t c = 0; c < planes; c++) {
+	memset(p->dx + (size_t)c0 * inplane, 0, sizeof(float) * (size_t)(c1 - c0) * inplane);
+	for (size_t c = (size_t)c0; c < (size_t)c1; c++) {
 		float *dx = p->dx + c * inplane;
 		const float *dy = p->dy + c * outplane;
 		const int32_t *a = arg + c * outplane;
@@ -468,6 +562,12 @@ static void maxpool_backward(const struct pipar_layer *l, const struct pipar_pas
 		for (size_t i = 0; i < outplane; i++)
 			dx[a[i]] += dy[i];
 	}
+}
+
+static void maxpool_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	if (p->dx)
+		parallel_range(l, p, p->n * l->in.c, maxpool_backward_range);
 }
 
 static double pool_flops(const struct pipar_layer *l, int backward)
@@ -579,29 +679,40 @@ struct pipar_layer *pipar_layer_avgpool_new(struct pipar_shape in,
 
 /* ---------------------------------------------------------------- relu */
 
-static void relu_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void relu_forward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			       int s0, int s1, int tid)
 {
-	size_t m = (size_t)p->n * pipar_shape_size(l->in);
-	const float *restrict x = p->x;
-	float *restrict y = p->y;
+	size_t per = pipar_shape_size(l->in), m = (size_t)(s1 - s0) * per;
+	const float *restrict x = p->x + (size_t)s0 * per;
+	float *restrict y = p->y + (size_t)s0 * per;
 
 #pragma omp simd
 	for (size_t i = 0; i < m; i++)
 		y[i] = x[i] > 0 ? x[i] : 0;
 }
 
-/* Uses the output, not the input: y > 0 exactly where x > 0. */
-static void relu_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void relu_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 {
-	size_t m = (size_t)p->n * pipar_shape_size(l->in);
-	const float *restrict y = p->y, *restrict dy = p->dy;
-	float *restrict dx = p->dx;
+	parallel_range(l, p, p->n, relu_forward_range);
+}
 
-	if (!dx)
-		return;
+/* Uses the output, not the input: y > 0 exactly where x > 0. */
+static void relu_backward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+				int s0, int s1, int tid)
+{
+	size_t per = pipar_shape_size(l->in), m = (size_t)(s1 - s0) * per;
+	const float *restrict y = p->y + (size_t)s0 * per, *restrict dy = p->dy + (size_t)s0 * per;
+	float *restrict dx = p->dx + (size_t)s0 * per;
+
 #pragma omp simd
 	for (size_t i = 0; i < m; i++)
 		dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+static void relu_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	if (p->dx)
+		parallel_range(l, p, p->n, relu_backward_range);
 }
 
 static double elem_flops(const struct pipar_layer *l, int backward)
@@ -667,36 +778,61 @@ struct pipar_layer *pipar_layer_flatten_new(struct pipar_shape in, char *err)
 
 /* ---------------------------------------------------------------- dense */
 
-static void dense_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+/* Samples [s0, s1): y = x W^T + b. */
+static void dense_forward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+				int s0, int s1, int tid)
 {
 	int in = (int)pipar_shape_size(l->in), out = l->out.c;
+	float *y = p->y + (size_t)s0 * out;
 
 	if (l->nparams > 1)
-		for (int b = 0; b < p->n; b++)
+		for (int b = s0; b < s1; b++)
 			memcpy(p->y + (size_t)b * out, l->params[1].data,
 			       sizeof(float) * out);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->n, out, in, 1.0f,
-		    p->x, in, l->params[0].data, in, l->nparams > 1 ? 1.0f : 0.0f,
-		    p->y, out);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s1 - s0, out, in, 1.0f,
+		    p->x + (size_t)s0 * in, in, l->params[0].data, in,
+		    l->nparams > 1 ? 1.0f : 0.0f, y, out);
 }
 
-static void dense_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void dense_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	parallel_range(l, p, p->n, dense_forward_range);
+}
+
+/* Output rows [o0, o1) of the weight and bias gradients. */
+static void dense_wgrad_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			      int o0, int o1, int tid)
 {
 	int in = (int)pipar_shape_size(l->in), out = l->out.c;
 
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, p->n, 1.0f,
-		    p->dy, out, p->x, in, 1.0f, l->params[0].grad, in);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, in, p->n, 1.0f,
+		    p->dy + o0, out, p->x, in, 1.0f,
+		    l->params[0].grad + (size_t)o0 * in, in);
 	if (l->nparams > 1) {
 		float *db = l->params[1].grad;
 
 		for (int b = 0; b < p->n; b++)
-			for (int o = 0; o < out; o++)
+			for (int o = o0; o < o1; o++)
 				db[o] += p->dy[(size_t)b * out + o];
 	}
+}
+
+/* Samples [s0, s1) of the input gradient: dx = dy W. */
+static void dense_dgrad_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			      int s0, int s1, int tid)
+{
+	int in = (int)pipar_shape_size(l->in), out = l->out.c;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s1 - s0, in, out,
+		    1.0f, p->dy + (size_t)s0 * out, out, l->params[0].data, in, 0.0f,
+		    p->dx + (size_t)s0 * in, in);
+}
+
+static void dense_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	parallel_range(l, p, l->out.c, dense_wgrad_range);
 	if (p->dx)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->n, in,
-			    out, 1.0f, p->dy, out, l->params[0].data, in, 0.0f,
-			    p->dx, in);
+		parallel_range(l, p, p->n, dense_dgrad_range);
 }
 
 static double dense_flops(const struct pipar_layer *l, int backward)
@@ -814,7 +950,8 @@ static size_t bn_state(const struct pipar_layer *l, int n)
 	       al(sizeof(float) * (size_t)l->in.c);
 }
 
-static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void bn_forward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			     int c0, int c1, int tid)
 {
 	const struct bn *bn = l->priv;
 	int C = l->in.c, n = p->n;
@@ -825,7 +962,7 @@ static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 	const float *gamma = l->params[0].data, *beta = l->params[1].data;
 	float *rmean = l->params[2].data, *rvar = l->params[3].data;
 
-	for (int c = 0; c < C; c++) {
+	for (int c = c0; c < c1; c++) {
 		double mean, var;
 
 		if (p->train) {
@@ -886,8 +1023,14 @@ static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
 	}
 }
 
+static void bn_forward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	parallel_range(l, p, l->in.c, bn_forward_range);
+}
+
 /* With a fused ReLU the gradient reaching batch-norm is dy where y > 0. */
-static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+static void bn_backward_range(const struct pipar_layer *l, const struct pipar_pass *p,
+			      int c0, int c1, int tid)
 {
 	const struct bn *bn = l->priv;
 	int C = l->in.c, n = p->n;
@@ -899,7 +1042,7 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 	float *dgamma = l->params[0].grad, *dbeta = l->params[1].grad;
 	float lim = bn->relu ? 0.0f : -INFINITY;
 
-	for (int c = 0; c < C; c++) {
+	for (int c = c0; c < c1; c++) {
 		double sdy = 0, sdyx = 0;
 
 		for (int b = 0; b < n; b++) {
@@ -941,6 +1084,11 @@ static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
 			}
 		}
 	}
+}
+
+static void bn_backward(const struct pipar_layer *l, const struct pipar_pass *p)
+{
+	parallel_range(l, p, l->in.c, bn_backward_range);
 }
 
 static double bn_flops(const struct pipar_layer *l, int backward)

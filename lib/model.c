@@ -4,6 +4,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "model.h"
+#include "pool.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -801,7 +802,10 @@ struct pipar_exec *pipar_exec_new(const struct pipar_model *m, int max_n,
 		if (gi > gmax)
 			gmax = gi;
 	}
-	total += al(scratch) + 2 * gmax;
+	/* Scratch is per thread of the pool. */
+	e->nthreads = pipar_threads();
+	scratch = al(scratch) * (size_t)e->nthreads;
+	total += scratch + 2 * gmax;
 	/* One block, touched now: first-touch page faults are paid here
 	 * rather than in the first training steps. */
 	e->block = pipar_calloc(total);
@@ -848,6 +852,7 @@ const float *pipar_exec_forward(struct pipar_exec *e, const float *x, int n,
 	const float *in = x;
 
 	PIPAR_ASSERT(n >= 1 && n <= e->max_n);
+	PIPAR_ASSERT(pipar_threads() <= e->nthreads);
 	e->x = x;
 	e->n = n;
 	e->train = train;
@@ -872,6 +877,7 @@ const float *pipar_exec_backward(struct pipar_exec *e, const float *dy,
 	int k = 0;
 
 	PIPAR_ASSERT(e->n >= 1);
+	PIPAR_ASSERT(pipar_threads() <= e->nthreads);
 	for (int i = m->nlayers - 1; i >= 0; i--) {
 		const struct pipar_layer *l = m->layers[i];
 		float *dx = (i > 0 || want_dx) ? e->grad[k] : NULL;

@@ -111,6 +111,7 @@ void pipar_model_sgd_step(struct pipar_model *m, const struct pipar_sgd *opt);
 struct pipar_exec {
 	const struct pipar_model *m;
 	int max_n, n, train;
+	int nthreads;                   /* pool threads the scratch is sized for */
 	const float *x;                 /* input of the last forward, not owned */
 	float **act;                    /* per layer: its output */
 	void **state;                   /* per layer: what backward needs */
@@ -121,8 +122,10 @@ struct pipar_exec {
 	size_t bytes;
 };
 
-/* Allocates the memory for passes of up to max_n samples; the exec refers
- * to m, which must outlive it.  rng_stream seeds dropout masks.  NULL with
+/* Allocates the memory for passes of up to max_n samples, with scratch for
+ * the pool's current thread count (pipar_threads_set first; the pool must
+ * not grow while the exec is in use).  The exec refers to m, which must
+ * outlive it.  rng_stream seeds dropout masks.  NULL with
  * err when out of memory. */
 struct pipar_exec *pipar_exec_new(const struct pipar_model *m, int max_n,
 				  uint64_t rng_stream, char *err);

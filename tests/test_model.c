@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "pool.h"
 #include "tap.h"
 
 static float *fbuf(size_t n)
@@ -151,6 +152,54 @@ static void spec_refused(const char *json, const char *needle)
 	   "spec refused, naming '%s': %s", needle, err);
 }
 
+/* The same passes on one thread and on two: the work is split, the
+ * numbers agree (summation order differs only in weight gradients). */
+static void threads_check(const char *name, struct pipar_shape in, int n)
+{
+	struct pipar_model *a = build(name, in, 10, 0, -1), *b = build(name, in, 10, 0, -1);
+	size_t nin = (size_t)n * pipar_shape_size(in), nout = (size_t)n * 10;
+	float *x = fbuf(nin), *dy = fbuf(nout), *o1 = fbuf(nout), *d1 = fbuf(nin);
+	char err[PIPAR_ERRLEN];
+	struct pipar_exec *ea, *eb;
+	double d, g = 0, scale = 0;
+
+	fill(11, x, nin);
+	fill(12, dy, nout);
+	pipar_threads_set(1);
+	ea = pipar_exec_new(a, n, 0, err);
+	memcpy(o1, pipar_exec_forward(ea, x, n, 1), sizeof(float) * nout);
+	pipar_model_zero_grad(a);
+	memcpy(d1, pipar_exec_backward(ea, dy, 1), sizeof(float) * nin);
+	ok(pipar_threads_set(2) == 2, "the pool runs two threads");
+	eb = pipar_exec_new(b, n, 0, err);
+	d = maxdiff(o1, pipar_exec_forward(eb, x, n, 1), nout);
+	pipar_model_zero_grad(b);
+	const float *d2 = pipar_exec_backward(eb, dy, 1);
+	if (maxdiff(d1, d2, nin) > d)
+		d = maxdiff(d1, d2, nin);
+	for (int u = 0; u < a->nunits; u++) {
+		double m = maxdiff(a->units[u].grad, b->units[u].grad, a->units[u].ntrain);
+
+		if (m > g)
+			g = m;
+		for (size_t i = 0; i < a->units[u].ntrain; i++)
+			if (fabs(a->units[u].grad[i]) > scale)
+				scale = fabs(a->units[u].grad[i]);
+	}
+	ok(d <= 1e-5 && g <= 1e-5 * (scale > 1 ? scale : 1),
+	   "%s: two threads compute what one does (output/input-gradient diff %.2e, weight-gradient diff %.2e of max %.3g)",
+	   name, d, g, scale);
+	pipar_exec_free(ea);
+	pipar_exec_free(eb);
+	pipar_threads_set(1);
+	pipar_model_free(a);
+	pipar_model_free(b);
+	free(x);
+	free(dy);
+	free(o1);
+	free(d1);
+}
+
 int main(void)
 {
 	struct pipar_shape mn = {1, 28, 28}, cf = {3, 32, 32};
@@ -187,6 +236,8 @@ int main(void)
 	cut_check("vgg5", mn, 3, 0);
 	cut_check("resnet18", (struct pipar_shape){3, 16, 16}, 2, 1);
 	cut_check("vgg11", (struct pipar_shape){3, 32, 32}, 2, 0);
+	threads_check("vgg5", mn, 64);
+	threads_check("resnet18", (struct pipar_shape){3, 16, 16}, 8);
 
 	/* Unit state round-trips and fully determines the output. */
 	{

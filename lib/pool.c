@@ -1,0 +1,104 @@
+#define _POSIX_C_SOURCE 200809L
+#include "pool.h"
+
+#include <cblas.h>
+#include <pthread.h>
+
+static struct {
+	int n;                          /* threads, the caller included */
+	pthread_t th[PIPAR_MAX_THREADS];
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	void (*fn)(void *, int, int);
+	void *arg;
+	unsigned gen;                   /* bumped for every job */
+	int pending, quit;
+} pool = {
+	.n = 1,
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.go = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER,
+};
+
+static void *worker(void *p)
+{
+	int tid = (int)(long)p;
+	unsigned seen;
+
+	pthread_mutex_lock(&pool.mu);
+	seen = pool.gen;
+	for (;;) {
+		while (pool.gen == seen && !pool.quit)
+			pthread_cond_wait(&pool.go, &pool.mu);
+		if (pool.quit)
+			break;
+		seen = pool.gen;
+		void (*fn)(void *, int, int) = pool.fn;
+		void *arg = pool.arg;
+		int n = pool.n;
+
+		pthread_mutex_unlock(&pool.mu);
+		fn(arg, tid, n);
+		pthread_mutex_lock(&pool.mu);
+		if (--pool.pending == 0)
+			pthread_cond_signal(&pool.done);
+	}
+	pthread_mutex_unlock(&pool.mu);
+	return NULL;
+}
+
+static void stop_workers(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	pool.quit = 1;
+	pthread_cond_broadcast(&pool.go);
+	pthread_mutex_unlock(&pool.mu);
+	for (int i = 1; i < pool.n; i++)
+		pthread_join(pool.th[i], NULL);
+	pool.quit = 0;
+	pool.n = 1;
+}
+
+int pipar_threads_set(int t)
+{
+	if (t < 1)
+		t = 1;
+	if (t > PIPAR_MAX_THREADS)
+		t = PIPAR_MAX_THREADS;
+	if (t != pool.n) {
+		stop_workers();
+		for (int i = 1; i < t; i++) {
+			if (pthread_create(&pool.th[i], NULL, worker, (void *)(long)i) != 0)
+				break;
+			pool.n = i + 1;
+		}
+	}
+	/* BLAS threads only where ours are not running. */
+	openblas_set_num_threads(1);
+	return pool.n;
+}
+
+int pipar_threads(void)
+{
+	return pool.n;
+}
+
+void pipar_parallel(void (*fn)(void *arg, int tid, int nthreads), void *arg)
+{
+	if (pool.n == 1) {
+		fn(arg, 0, 1);
+		return;
+	}
+	pthread_mutex_lock(&pool.mu);
+	pool.fn = fn;
+	pool.arg = arg;
+	pool.pending = pool.n - 1;
+	pool.gen++;
+	pthread_cond_broadcast(&pool.go);
+	pthread_mutex_unlock(&pool.mu);
+	fn(arg, 0, pool.n);
+	pthread_mutex_lock(&pool.mu);
+	while (pool.pending > 0)
+		pthread_cond_wait(&pool.done, &pool.mu);
+	pthread_mutex_unlock(&pool.mu);
+}
