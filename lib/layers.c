@@ -173,6 +173,81 @@ static size_t conv_scratch(const struct pipar_layer *l, int n)
 	       al(sizeof(float) * (size_t)l->out.c * (c->k + 1));
 }
 
+/* The output columns [*ox0, *ox1) and rows [*oy0, *oy1) whose input
+ * position for kernel offset (ky, kx) lies inside the image. */
+static void conv_valid(const struct pipar_layer *l, int ky, int kx, int *oy0,
+		       int *oy1, int *ox0, int *ox1)
+{
+	const struct conv *cv = l->priv;
+	int S = cv->cfg.stride, P = cv->cfg.padding;
+
+	*ox0 = 0;
+	*ox1 = l->out.w;
+	while (*ox0 < l->out.w && *ox0 * S - P + kx < 0)
+		(*ox0)++;
+	while (*ox1 > *ox0 && (*ox1 - 1) * S - P + kx >= l->in.w)
+		(*ox1)--;
+	*oy0 = 0;
+	*oy1 = l->out.h;
+	while (*oy0 < l->out.h && *oy0 * S - P + ky < 0)
+		(*oy0)++;
+	while (*oy1 > *oy0 && (*oy1 - 1) * S - P + ky >= l->in.h)
+		(*oy1)--;
+}
+
+/* Stride 1 with the output as wide as the input ("same" padding, the
+ * common case): the part of a lowered row that comes from one input plane
+ * is that plane shifted, so it is copied as one block and the columns that
+ * wrapped around are zeroed after. */
+static int conv_same(const struct pipar_layer *l)
+{
+	const struct conv *cv = l->priv;
+
+	return cv->cfg.stride == 1 && l->out.w == l->in.w;
+}
+
+static void im2col_same(const struct pipar_layer *l, const float *x, float *col,
+			int n)
+{
+	const struct conv *cv = l->priv;
+	int C = l->in.c, H = l->in.h, W = l->in.w;
+	int OH = l->out.h, K = cv->cfg.kernel, P = cv->cfg.padding;
+	size_t plane = (size_t)OH * W, cols = plane * (size_t)n;
+
+	for (int c = 0; c < C; c++)
+		for (int ky = 0; ky < K; ky++)
+			for (int kx = 0; kx < K; kx++) {
+				float *row = col + ((size_t)(c * K + ky) * K + kx) * cols;
+				int oy0, oy1, ox0, ox1;
+
+				conv_valid(l, ky, kx, &oy0, &oy1, &ox0, &ox1);
+				for (int b = 0; b < n; b++) {
+					const float *xp = x + ((size_t)b * C + c) * H * W;
+					float *restrict r = row + (size_t)b * plane;
+
+					if (oy0 >= oy1 || ox0 >= ox1) {
+						memset(r, 0, sizeof(float) * plane);
+						continue;
+					}
+					size_t first = (size_t)oy0 * W + ox0;
+					size_t last = (size_t)(oy1 - 1) * W + ox1;
+					const float *restrict src = xp + (ptrdiff_t)((oy0 - P + ky) * W + ox0 - P + kx) - (ptrdiff_t)first;
+
+					memset(r, 0, sizeof(float) * first);
+					memcpy(r + first, src + first, sizeof(float) * (last - first));
+					memset(r + last, 0, sizeof(float) * (plane - last));
+					for (int oy = oy0; oy < oy1; oy++) {
+						float *rr = r + (size_t)oy * W;
+
+						for (int ox = 0; ox < ox0; ox++)
+							rr[ox] = 0;
+						for (int ox = ox1; ox < W; ox++)
+							rr[ox] = 0;
+					}
+				}
+			}
+}
+
 /* Lowers x (n x C x H x W) to col (C*K*K rows, n*OH*OW columns). */
 static void im2col(const struct pipar_layer *l, const float *x, float *col,
 		   int n)
@@ -183,6 +258,10 @@ static void im2col(const struct pipar_layer *l, const float *x, float *col,
 	int S = cv->cfg.stride, P = cv->cfg.padding;
 	size_t plane = (size_t)OH * OW, cols = plane * (size_t)n;
 
+	if (conv_same(l)) {
+		im2col_same(l, x, col, n);
+		return;
+	}
 	for (int c = 0; c < C; c++)
 		for (int ky = 0; ky < K; ky++)
 			for (int kx = 0; kx < K; kx++) {
@@ -223,8 +302,50 @@ static void im2col(const struct pipar_layer *l, const float *x, float *col,
 			}
 }
 
-/* Adds col (the lowered gradient) back into dx, which it zeroes first. */
-static void col2im(const struct pipar_layer *l, const float *col, float *dx,
+/* col2im for conv_same(): the wrapped columns of the lowered gradient are
+ * zeroed in place (col is scratch), then each block is added at once. */
+static void col2im_same(const struct pipar_layer *l, float *col, float *dx, int n)
+{
+	const struct conv *cv = l->priv;
+	int C = l->in.c, H = l->in.h, W = l->in.w;
+	int OH = l->out.h, K = cv->cfg.kernel, P = cv->cfg.padding;
+	size_t plane = (size_t)OH * W, cols = plane * (size_t)n;
+
+	memset(dx, 0, sizeof(float) * (size_t)n * C * H * W);
+	for (int c = 0; c < C; c++)
+		for (int ky = 0; ky < K; ky++)
+			for (int kx = 0; kx < K; kx++) {
+				float *row = col + ((size_t)(c * K + ky) * K + kx) * cols;
+				int oy0, oy1, ox0, ox1;
+
+				conv_valid(l, ky, kx, &oy0, &oy1, &ox0, &ox1);
+				if (oy0 >= oy1 || ox0 >= ox1)
+					continue;
+				for (int b = 0; b < n; b++) {
+					float *xp = dx + ((size_t)b * C + c) * H * W;
+					float *restrict r = row + (size_t)b * plane;
+					size_t first = (size_t)oy0 * W + ox0;
+					size_t last = (size_t)(oy1 - 1) * W + ox1;
+					float *restrict dst = xp + (ptrdiff_t)((oy0 - P + ky) * W + ox0 - P + kx) - (ptrdiff_t)first;
+
+					for (int oy = oy0; oy < oy1; oy++) {
+						float *rr = r + (size_t)oy * W;
+
+						for (int ox = 0; ox < ox0; ox++)
+							rr[ox] = 0;
+						for (int ox = ox1; ox < W; ox++)
+							rr[ox] = 0;
+					}
+#pragma omp simd
+					for (size_t i = first; i < last; i++)
+						dst[i] += r[i];
+				}
+			}
+}
+
+/* Adds col (the lowered gradient) back into dx, which it zeroes first.
+ * col is scratch and may be changed. */
+static void col2im(const struct pipar_layer *l, float *col, float *dx,
 		   int n)
 {
 	const struct conv *cv = l->priv;
@@ -233,6 +354,10 @@ static void col2im(const struct pipar_layer *l, const float *col, float *dx,
 	int S = cv->cfg.stride, P = cv->cfg.padding;
 	size_t plane = (size_t)OH * OW, cols = plane * (size_t)n;
 
+	if (conv_same(l)) {
+		col2im_same(l, col, dx, n);
+		return;
+	}
 	memset(dx, 0, sizeof(float) * (size_t)n * C * H * W);
 	for (int c = 0; c < C; c++)
 		for (int ky = 0; ky < K; ky++)
@@ -553,12 +678,14 @@ static void maxpool_backward_range(const struct pipar_layer *l,
 	size_t outplane = (size_t)l->out.h * l->out.w;
 	const int32_t *arg = p->state;
 
-	memset(p->dx + (size_t)c0 * inplane, 0, sizeof(float) * (size_t)(c1 - c0) * inplane);
+	/* Plane by plane, so the zeroed plane is still in cache for the
+	 * scatter. */
 	for (size_t c = (size_t)c0; c < (size_t)c1; c++) {
 		float *dx = p->dx + c * inplane;
 		const float *dy = p->dy + c * outplane;
 		const int32_t *a = arg + c * outplane;
 
+		memset(dx, 0, sizeof(float) * inplane);
 		for (size_t i = 0; i < outplane; i++)
 			dx[a[i]] += dy[i];
 	}
@@ -943,11 +1070,11 @@ struct bn {
 	int relu;       /* a ReLU fused in: y = max(0, bn(x)) */
 };
 
-/* State: the normalised input (n x C x HW) and 1/std per channel. */
+/* State: the mean and 1/std of each channel; backward recomputes the
+ * normalised input from x rather than keeping a copy as large as x. */
 static size_t bn_state(const struct pipar_layer *l, int n)
 {
-	return al(sizeof(float) * (size_t)n * pipar_shape_size(l->in)) +
-	       al(sizeof(float) * (size_t)l->in.c);
+	return al(sizeof(float) * 2 * (size_t)l->in.c);
 }
 
 static void bn_forward_range(const struct pipar_layer *l, const struct pipar_pass *p,
@@ -956,9 +1083,7 @@ static void bn_forward_range(const struct pipar_layer *l, const struct pipar_pas
 	const struct bn *bn = l->priv;
 	int C = l->in.c, n = p->n;
 	size_t plane = (size_t)l->in.h * l->in.w, m = plane * (size_t)n;
-	float *xhat = p->state;
-	float *istd = (float *)((char *)p->state +
-				al(sizeof(float) * (size_t)n * pipar_shape_size(l->in)));
+	float *stat = p->state;
 	const float *gamma = l->params[0].data, *beta = l->params[1].data;
 	float *rmean = l->params[2].data, *rvar = l->params[3].data;
 
@@ -966,59 +1091,65 @@ static void bn_forward_range(const struct pipar_layer *l, const struct pipar_pas
 		double mean, var;
 
 		if (p->train) {
+			/* One pass of shifted sums: subtracting the first
+			 * plane's mean keeps E[(x-k)^2] - E[x-k]^2 free of
+			 * cancellation when the mean is large against the
+			 * spread.  Planes sum in float lanes, channels in
+			 * double. */
+			float k = plane_sum(p->x + (size_t)c * plane, plane) / (float)plane;
 			double s = 0, ss = 0;
 
-			/* Two passes: the mean, then the centred sum of squares,
-			 * which stays accurate for inputs with a large mean. */
-			for (int b = 0; b < n; b++)
-				s += plane_sum(p->x + ((size_t)b * C + c) * plane, plane);
-			mean = s / (double)m;
-			float mu = (float)mean;
 			for (int b = 0; b < n; b++) {
 				const float *restrict x = p->x + ((size_t)b * C + c) * plane;
-				float q = 0;
+				float s1 = 0, s2 = 0;
 
-#pragma omp simd reduction(+ : q)
-				for (size_t i = 0; i < plane; i++)
-					q += (x[i] - mu) * (x[i] - mu);
-				ss += q;
+#pragma omp simd reduction(+ : s1, s2)
+				for (size_t i = 0; i < plane; i++) {
+					float d = x[i] - k;
+
+					s1 += d;
+					s2 += d * d;
+				}
+				s += s1;
+				ss += s2;
 			}
-			var = ss / (double)m;
+			double dm = s / (double)m;
+
+			mean = k + dm;
+			var = ss / (double)m - dm * dm;
+			if (var < 0)
+				var = 0;
 			rmean[c] = (1 - bn->momentum) * rmean[c] +
 				   bn->momentum * (float)mean;
 			rvar[c] = (1 - bn->momentum) * rvar[c] +
 				  bn->momentum *
-					  (float)(m > 1 ? ss / (double)(m - 1) : var);
+					  (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
 		} else {
 			mean = rmean[c];
 			var = rvar[c];
 		}
 		float is = (float)(1.0 / sqrt(var + bn->eps));
-		float mu = (float)mean, g = gamma[c], bt = beta[c];
+		float mu = (float)mean, g = gamma[c] * is, bt = beta[c] - mu * g;
 
-		istd[c] = is;
+		stat[c] = mu;
+		stat[C + c] = is;
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
 			const float *restrict x = p->x + off;
-			float *restrict xh = xhat + off, *restrict y = p->y + off;
+			float *restrict y = p->y + off;
 
 			if (bn->relu) {
 #pragma omp simd
 				for (size_t i = 0; i < plane; i++) {
-					float v = (x[i] - mu) * is, o = v * g + bt;
+					float o = x[i] * g + bt;
 
-					xh[i] = v;
 					y[i] = o > 0 ? o : 0;
 				}
 				continue;
 			}
 #pragma omp simd
-			for (size_t i = 0; i < plane; i++) {
-				float v = (x[i] - mu) * is;
-
-				xh[i] = v;
-				y[i] = v * g + bt;
-			}
+			for (size_t i = 0; i < plane; i++)
+				y[i] = x[i] * g + bt;
 		}
 	}
 }
@@ -1035,19 +1166,18 @@ static void bn_backward_range(const struct pipar_layer *l, const struct pipar_pa
 	const struct bn *bn = l->priv;
 	int C = l->in.c, n = p->n;
 	size_t plane = (size_t)l->in.h * l->in.w, m = plane * (size_t)n;
-	const float *xhat = p->state;
-	const float *istd = (const float *)((const char *)p->state +
-					    al(sizeof(float) * (size_t)n * pipar_shape_size(l->in)));
+	const float *stat = p->state;
 	const float *gamma = l->params[0].data;
 	float *dgamma = l->params[0].grad, *dbeta = l->params[1].grad;
 	float lim = bn->relu ? 0.0f : -INFINITY;
 
 	for (int c = c0; c < c1; c++) {
 		double sdy = 0, sdyx = 0;
+		float mu = stat[c], is = stat[C + c];
 
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
-			const float *restrict dy = p->dy + off, *restrict xh = xhat + off;
+			const float *restrict dy = p->dy + off, *restrict x = p->x + off;
 			const float *restrict y = p->y + off;
 			float s1 = 0, s2 = 0;
 
@@ -1056,23 +1186,25 @@ static void bn_backward_range(const struct pipar_layer *l, const struct pipar_pa
 				float d = y[i] > lim ? dy[i] : 0;
 
 				s1 += d;
-				s2 += d * xh[i];
+				s2 += d * (x[i] - mu);
 			}
 			sdy += s1;
 			sdyx += s2;
 		}
+		sdyx *= is;
 		dgamma[c] += (float)sdyx;
 		dbeta[c] += (float)sdy;
 		if (!p->dx)
 			continue;
-		float k = gamma[c] * istd[c];
-		/* In training mode the batch statistics depend on x too. */
+		float k = gamma[c] * is;
+		/* In training mode the batch statistics depend on x too:
+		 * dx = k (d - mean(d) - xhat mean(d xhat)). */
 		float a = p->train ? (float)(sdy / (double)m) : 0.0f;
-		float bb = p->train ? (float)(sdyx / (double)m) : 0.0f;
+		float bb = p->train ? (float)(sdyx / (double)m) * is : 0.0f;
 
 		for (int b = 0; b < n; b++) {
 			size_t off = ((size_t)b * C + c) * plane;
-			const float *restrict dy = p->dy + off, *restrict xh = xhat + off;
+			const float *restrict dy = p->dy + off, *restrict x = p->x + off;
 			const float *restrict y = p->y + off;
 			float *restrict dx = p->dx + off;
 
@@ -1080,7 +1212,7 @@ static void bn_backward_range(const struct pipar_layer *l, const struct pipar_pa
 			for (size_t i = 0; i < plane; i++) {
 				float d = y[i] > lim ? dy[i] : 0;
 
-				dx[i] = k * (d - a - xh[i] * bb);
+				dx[i] = k * (d - a - (x[i] - mu) * bb);
 			}
 		}
 	}
