@@ -4,7 +4,7 @@
  * on stdout; progress on stderr when it is a terminal.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <cblas.h>
+#include <cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "data.h"
 #include "model.h"
 #include "pool.h"
@@ -27,7 +28,8 @@ static const char usage_text[] =
 	"                   [--epochs E] [--batch B] [--lr LR] [--momentum M]\n"
 	"                   [--weight-decay WD] [--seed S] [--threads T]\n"
 	"                   [--train-limit N] [--test-limit N] [--shard I/K]\n"
-	"                   [--partition iid|dirichlet:ALPHA]\n";
+	"                   [--partition iid|dirichlet:ALPHA] [--checkpoint FILE]\n"
+	"                   [--checkpoint-every E] [--resume FILE]\n";
 
 static void usage_error(const char *fmt, const char *arg)
 {
@@ -71,6 +73,61 @@ struct progress {
 	int epoch, epochs;
 };
 
+/* The settings that produced a checkpoint, as a JSON object (malloc'd). */
+static char *settings_json(const char *data, int epochs, const struct pipar_train_cfg *cfg,
+			   int threads, long train_limit, const struct pipar_shard_spec *sh)
+{
+	cJSON *o = cJSON_CreateObject();
+	char shard[32], seed[32];
+	char *text;
+
+	snprintf(shard, sizeof(shard), "%d/%d", sh->index, sh->count);
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)cfg->seed);
+	cJSON_AddStringToObject(o, "data", data);
+	cJSON_AddNumberToObject(o, "epochs", epochs);
+	cJSON_AddNumberToObject(o, "batch", cfg->batch);
+	/* Floats printed at their own precision: 0.01, not 0.0099999998. */
+	const char *names[3] = {"lr", "momentum", "weight_decay"};
+	float vals[3] = {cfg->sgd.lr, cfg->sgd.momentum, cfg->sgd.weight_decay};
+	for (int i = 0; i < 3; i++) {
+		char num[32];
+
+		snprintf(num, sizeof(num), "%.7g", (double)vals[i]);
+		cJSON_AddRawToObject(o, names[i], num);
+	}
+	cJSON_AddRawToObject(o, "seed", seed);
+	cJSON_AddNumberToObject(o, "threads", threads);
+	cJSON_AddNumberToObject(o, "train_limit", (double)train_limit);
+	cJSON_AddStringToObject(o, "shard", shard);
+	if (sh->partition == PIPAR_PARTITION_IID) {
+		cJSON_AddStringToObject(o, "partition", "iid");
+	} else {
+		char part[64];
+
+		snprintf(part, sizeof(part), "dirichlet:%.9g", sh->alpha);
+		cJSON_AddStringToObject(o, "partition", part);
+	}
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* Writes the checkpoint of the model after epoch ep. */
+static int save(const char *path, const struct pipar_model *m, const struct pipar_exec *e,
+		const struct pipar_norm *norm, int ep, char *settings)
+{
+	struct pipar_ckpt_info info = {.epoch = ep, .norm = *norm, .training = settings};
+	char err[PIPAR_ERRLEN];
+
+	info.rng[0] = e->rng.s[0];
+	info.rng[1] = e->rng.s[1];
+	if (pipar_checkpoint_save(path, m, &info, 1, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 static void show_progress(void *arg, int done, int total)
 {
 	const struct progress *p = arg;
@@ -97,12 +154,19 @@ int main(int argc, char **argv)
 		{"test-limit", required_argument, NULL, 'N'},
 		{"shard", required_argument, NULL, 'k'},
 		{"partition", required_argument, NULL, 'p'},
+		{"checkpoint", required_argument, NULL, 'c'},
+		{"checkpoint-every", required_argument, NULL, 'E'},
+		{"resume", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *model_name = NULL, *data_spec = NULL, *test_spec = NULL;
 	const char *shard_arg = NULL, *partition_arg = NULL;
+	const char *ckpt_path = NULL, *resume_path = NULL;
+	int ckpt_every = 0, first_epoch = 1;
+	struct pipar_ckpt_info resume = {0};
+	char *settings = NULL;
 	int epochs = 1, batch = 100, threads = 0, c;
 	long train_limit = 0, test_limit = 0;
 	struct pipar_train_cfg cfg = {.sgd = {0.01f, 0.9f, 0.0f}, .seed = 1};
@@ -132,6 +196,9 @@ int main(int argc, char **argv)
 		case 'N': test_limit = parse_long(optarg, "--test-limit", 1, INT_MAX); break;
 		case 'k': shard_arg = optarg; break;
 		case 'p': partition_arg = optarg; break;
+		case 'c': ckpt_path = optarg; break;
+		case 'E': ckpt_every = (int)parse_long(optarg, "--checkpoint-every", 1, 1000000); break;
+		case 'r': resume_path = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': puts(PROG " " VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;
@@ -139,8 +206,10 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
-	if (!model_name)
+	if (!model_name && !resume_path)
 		usage_error("%s", "missing --model");
+	if (ckpt_every && !ckpt_path)
+		usage_error("%s", "--checkpoint-every needs --checkpoint");
 	if (!data_spec)
 		usage_error("%s", "missing --data");
 	if (shard_arg && pipar_shard_parse(shard_arg, &shard, err) < 0)
@@ -173,8 +242,42 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pipar_data_norm(train, &norm);
-	if (pipar_model_load_spec(model_name, &spec, err) < 0 ||
-	    pipar_model_new(spec, train->shape, train->classes, 0, -1, cfg.seed, &m, err) < 0) {
+	if (resume_path) {
+		/* The model, its momentum, the epoch, the normalisation and the
+		 * dropout generator come from the checkpoint; the settings come
+		 * from the command line. */
+		if (pipar_checkpoint_load(resume_path, &m, &resume, err) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			goto out;
+		}
+		if (!pipar_shape_eq(m->in, train->shape) || m->classes != train->classes ||
+		    m->first_unit != 0 || m->nunits != m->total_units) {
+			fprintf(stderr, PROG ": checkpoint '%s' does not fit data '%s' (shape or classes differ)\n",
+				resume_path, data_spec);
+			goto out;
+		}
+		if (model_name) {
+			struct pipar_model *given = NULL;
+
+			if (pipar_model_load_spec(model_name, &spec, err) < 0 ||
+			    pipar_model_new(spec, train->shape, train->classes, 0, -1, cfg.seed,
+					    &given, err) < 0) {
+				fprintf(stderr, PROG ": %s\n", err);
+				goto out;
+			}
+			int same = strcmp(given->spec, m->spec) == 0;
+
+			pipar_model_free(given);
+			if (!same) {
+				fprintf(stderr, PROG ": --model '%s' is not the model in '%s'\n",
+					model_name, resume_path);
+				goto out;
+			}
+		}
+		norm = resume.norm;
+		first_epoch = resume.epoch + 1;
+	} else if (pipar_model_load_spec(model_name, &spec, err) < 0 ||
+		   pipar_model_new(spec, train->shape, train->classes, 0, -1, cfg.seed, &m, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
@@ -195,6 +298,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	if (resume_path) {
+		e->rng.s[0] = resume.rng[0];
+		e->rng.s[1] = resume.rng[1];
+	}
+	settings = settings_json(data_spec, epochs, &cfg, threads, train_limit, &shard);
+	if (!settings) {
+		fprintf(stderr, PROG ": out of memory\n");
+		goto out;
+	}
 	if (tty) {
 		char s[48];
 
@@ -203,7 +315,7 @@ int main(int argc, char **argv)
 			m->name, data_spec, nidx, s, train->classes,
 			pipar_model_ntrain(m), threads);
 	}
-	for (int ep = 1; ep <= epochs; ep++) {
+	for (int ep = first_epoch; ep <= epochs; ep++) {
 		struct pipar_epoch_stats tr, te;
 		struct progress pr = {ep, epochs};
 
@@ -231,7 +343,15 @@ int main(int argc, char **argv)
 				strerror(errno));
 			goto out;
 		}
+		if (ckpt_path && ((ckpt_every && ep % ckpt_every == 0) || ep == epochs) &&
+		    save(ckpt_path, m, e, &norm, ep, settings) < 0)
+			goto out;
 	}
+	/* Nothing left to train (resuming a finished run, or --epochs 0):
+	 * the checkpoint still reflects the model as it is. */
+	if (ckpt_path && first_epoch > epochs &&
+	    save(ckpt_path, m, e, &norm, first_epoch - 1, settings) < 0)
+		goto out;
 	status = 0;
 out:
 	if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -240,6 +360,8 @@ out:
 	}
 	free(idx);
 	free(spec);
+	free(settings);
+	pipar_ckpt_info_free(&resume);
 	pipar_exec_free(e);
 	pipar_model_free(m);
 	pipar_data_free(train);

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PIPAR_ERRLEN 256
 
@@ -55,6 +56,9 @@ uint32_t pipar_rng_below(struct pipar_rng *r, uint32_t n);
 double pipar_rng_gamma(struct pipar_rng *r, double shape);
 /* Fisher-Yates shuffle of an int array. */
 void pipar_rng_shuffle(struct pipar_rng *r, int *a, size_t n);
+
+/* Writes s to f as a JSON string literal, quotes included. */
+void pipar_json_put_string(FILE *f, const char *s);
 
 /* Monotonic clock in seconds. */
 double pipar_now(void);

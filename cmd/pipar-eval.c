@@ -1,0 +1,210 @@
+/*
+ * pipar-eval: judging what training produced.  Sub-commands:
+ *   accuracy   a checkpoint on a data set: accuracy, loss, per-class
+ *              accuracy and the confusion matrix, as one JSON object
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "model.h"
+#include "pool.h"
+#include "train.h"
+
+#define PROG "pipar-eval"
+#define VERSION "0.1.0"
+
+static const char usage_text[] =
+	"usage: pipar-eval accuracy --model FILE.npz --data SPEC [--limit N]\n"
+	"                  [--batch B] [--threads T]\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, PROG ": ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n%s", usage_text);
+	return 2;
+}
+
+static int parse_int(const char *s, const char *opt, long lo, long hi, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, PROG ": bad value '%s' for %s: expected an integer in [%ld, %ld]\n",
+			s, opt, lo, hi);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+/* The batch size training used, from the checkpoint's settings: the same
+ * size gives the same arithmetic, so the same predictions. */
+static int training_batch(const struct pipar_ckpt_info *info)
+{
+	const char *p = info->training ? strstr(info->training, "\"batch\":") : NULL;
+	long b = p ? strtol(p + 8, NULL, 10) : 0;
+
+	return b >= 1 && b <= (1 << 20) ? (int)b : 100;
+}
+
+static int cmd_accuracy(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"model", required_argument, NULL, 'm'},
+		{"data", required_argument, NULL, 'd'},
+		{"limit", required_argument, NULL, 'n'},
+		{"batch", required_argument, NULL, 'b'},
+		{"threads", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *model_path = NULL, *data_spec = NULL;
+	int limit = 0, batch = 0, threads = 0, c, status = 1;
+	char err[PIPAR_ERRLEN];
+	struct pipar_model *m = NULL;
+	struct pipar_ckpt_info info = {0};
+	struct pipar_data *d = NULL;
+	struct pipar_exec *e = NULL;
+	struct pipar_epoch_stats st;
+	long *conf = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': model_path = optarg; break;
+		case 'd': data_spec = optarg; break;
+		case 'n':
+			if (parse_int(optarg, "--limit", 1, INT_MAX, &limit) < 0)
+				return 2;
+			break;
+		case 'b':
+			if (parse_int(optarg, "--batch", 1, 1 << 20, &batch) < 0)
+				return 2;
+			break;
+		case 't':
+			if (parse_int(optarg, "--threads", 1, 1024, &threads) < 0)
+				return 2;
+			break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: fputs(usage_text, stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!model_path)
+		return usage_error("%s", "accuracy: missing --model");
+	if (!data_spec)
+		return usage_error("%s", "accuracy: missing --data");
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		threads = n > 0 ? (int)n : 1;
+	}
+	pipar_threads_set(threads);
+	if (pipar_checkpoint_load(model_path, &m, &info, err) < 0 ||
+	    pipar_data_open(data_spec, &d, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	if (m->first_unit != 0 || m->nunits != m->total_units) {
+		fprintf(stderr, PROG ": '%s' holds units %d..%d of %d, not a whole model\n",
+			model_path, m->first_unit + 1, m->first_unit + m->nunits, m->total_units);
+		goto out;
+	}
+	if (!pipar_shape_eq(d->shape, m->in) || d->classes != m->classes) {
+		char a[48], b[48];
+
+		pipar_shape_str(d->shape, a, sizeof(a));
+		pipar_shape_str(m->in, b, sizeof(b));
+		fprintf(stderr, PROG ": data '%s' is %s with %d classes; the model in '%s' takes %s with %d\n",
+			data_spec, a, d->classes, model_path, b, m->classes);
+		goto out;
+	}
+	if (!batch)
+		batch = training_batch(&info);
+	e = pipar_exec_new(m, batch, 0, err);
+	conf = calloc((size_t)m->classes * (size_t)m->classes, sizeof(long));
+	if (!e || !conf) {
+		fprintf(stderr, PROG ": %s\n", e ? "out of memory" : err);
+		goto out;
+	}
+	if (pipar_evaluate(m, e, d, &info.norm, limit, &st, conf, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	printf("{\"model\":");
+	pipar_json_put_string(stdout, model_path);
+	printf(",\"data\":");
+	pipar_json_put_string(stdout, data_spec);
+	printf(",\"epoch\":%d,\"samples\":%d,\"accuracy\":%.6f,\"loss\":%.6f,"
+	       "\"per_class_accuracy\":[",
+	       info.epoch, st.samples, st.accuracy, st.loss);
+	for (int i = 0; i < m->classes; i++) {
+		long row = 0;
+
+		for (int j = 0; j < m->classes; j++)
+			row += conf[(size_t)i * m->classes + j];
+		if (row)
+			printf("%s%.6f", i ? "," : "",
+			       (double)conf[(size_t)i * m->classes + i] / (double)row);
+		else
+			printf("%snull", i ? "," : "");
+	}
+	printf("],\"confusion\":[");
+	for (int i = 0; i < m->classes; i++) {
+		printf("%s[", i ? "," : "");
+		for (int j = 0; j < m->classes; j++)
+			printf("%s%ld", j ? "," : "", conf[(size_t)i * m->classes + j]);
+		printf("]");
+	}
+	printf("]}\n");
+	status = 0;
+out:
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));
+		status = 1;
+	}
+	free(conf);
+	pipar_exec_free(e);
+	pipar_data_free(d);
+	pipar_model_free(m);
+	pipar_ckpt_info_free(&info);
+	return status;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{"accuracy", cmd_accuracy},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("%s", "missing sub-command");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		puts(PROG " " VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	return usage_error("unknown sub-command '%s' (known: accuracy)", argv[1]);
+}

@@ -1,0 +1,890 @@
+/*
+ * Checkpoints: .npz (zip of .npy) plus a JSON manifest, through libarchive.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "checkpoint.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MANIFEST "pipar.json"
+#define MANIFEST_MAX (16u << 20)
+/* Zip has no dates before 1980: a fixed time keeps files reproducible. */
+#define FIXED_MTIME 315532800
+
+enum kind { KIND_PARAM, KIND_BUFFER, KIND_MOMENTUM };
+
+/* One array of the checkpoint: where its floats live in the model. */
+struct array {
+	char name[96];
+	enum kind kind;
+	const struct pipar_param *p;
+	float *data;                    /* into the unit's data or momentum */
+};
+
+/* Lists the arrays of m in file order: per unit, the parameters and
+ * buffers in layer order, then (with momentum) the momentum of each
+ * trainable one.  *out is malloc'd. */
+static int list_arrays(const struct pipar_model *m, int with_momentum,
+		       struct array **out, int *count, char *err)
+{
+	int n = 0, cap = 0;
+	struct array *a = NULL;
+
+	for (int u = 0; u < m->nunits; u++) {
+		const struct pipar_unit *un = &m->units[u];
+		int start = n;
+
+		for (int i = 0; i < un->nlayers; i++) {
+			const struct pipar_layer *l = m->layers[un->first_layer + i];
+
+			for (int j = 0; j < l->nparams; j++) {
+				const struct pipar_param *p = &l->params[j];
+				int dup = 0;
+
+				/* A role seen twice in the unit gets the layer. */
+				for (int i2 = 0; i2 < un->nlayers; i2++) {
+					const struct pipar_layer *l2 = m->layers[un->first_layer + i2];
+
+					for (int j2 = 0; j2 < l2->nparams; j2++)
+						if ((i2 != i || j2 != j) &&
+						    strcmp(l2->params[j2].role, p->role) == 0)
+							dup = 1;
+				}
+				for (int k = 0; k < 1 + (with_momentum && p->trainable); k++) {
+					struct array *x;
+
+					if (n == cap) {
+						int nc = cap ? 2 * cap : 64;
+						struct array *na = realloc(a, sizeof(*a) * (size_t)nc);
+
+						if (!na) {
+							free(a);
+							return pipar_errf(err, "out of memory");
+						}
+						a = na;
+						cap = nc;
+					}
+					x = &a[n++];
+					x->p = p;
+					x->kind = k ? KIND_MOMENTUM : p->trainable ? KIND_PARAM : KIND_BUFFER;
+					x->data = k ? un->mom + (p->data - un->data) : p->data;
+					if (dup)
+						snprintf(x->name, sizeof(x->name), "u%02d.l%02d.%s%s",
+							 m->first_unit + u + 1, i + 1, p->role,
+							 k ? ".momentum" : "");
+					else
+						snprintf(x->name, sizeof(x->name), "u%02d.%s%s",
+							 m->first_unit + u + 1, p->role,
+							 k ? ".momentum" : "");
+				}
+			}
+		}
+		/* Momentum after the unit's own arrays, as the header says. */
+		if (with_momentum) {
+			struct array *tmp = malloc(sizeof(*a) * (size_t)(n - start));
+			int w = start;
+
+			if (!tmp) {
+				free(a);
+				return pipar_errf(err, "out of memory");
+			}
+			memcpy(tmp, a + start, sizeof(*a) * (size_t)(n - start));
+			for (int pass = 0; pass < 2; pass++)
+				for (int i = 0; i < n - start; i++)
+					if ((tmp[i].kind == KIND_MOMENTUM) == pass)
+						a[w++] = tmp[i];
+			free(tmp);
+		}
+	}
+	*out = a;
+	*count = n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- npy */
+
+/* Writes the .npy header for p's shape into buf (at least 256 bytes);
+ * returns its length, a multiple of 64. */
+static size_t npy_header(const struct pipar_param *p, char *buf)
+{
+	char dict[200], shape[96];
+	int o = 0;
+	size_t len;
+
+	o += snprintf(shape + o, sizeof(shape) - (size_t)o, "(");
+	for (int i = 0; i < p->ndim; i++)
+		o += snprintf(shape + o, sizeof(shape) - (size_t)o, "%d%s", p->dims[i],
+			      p->ndim == 1 ? "," : i + 1 < p->ndim ? ", " : "");
+	snprintf(shape + o, sizeof(shape) - (size_t)o, ")");
+	snprintf(dict, sizeof(dict),
+		 "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
+	len = 10 + strlen(dict) + 1;
+	len = (len + 63) & ~(size_t)63;
+	memcpy(buf, "\x93NUMPY\x01\x00", 8);
+	buf[8] = (char)((len - 10) & 0xff);
+	buf[9] = (char)((len - 10) >> 8);
+	memset(buf + 10, ' ', len - 10);
+	memcpy(buf + 10, dict, strlen(dict));
+	buf[len - 1] = '\n';
+	return len;
+}
+
+static const char *skip_ws(const char *s, const char *end)
+{
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	return s;
+}
+
+/* Parses a .npy v1.0 header at buf (size bytes): it must describe a
+ * little-endian float32 C-order array of the given shape.  Returns the
+ * offset of the data, or 0 with err describing the fault. */
+static size_t npy_parse(const unsigned char *buf, size_t size,
+			const struct pipar_param *p, const char *what, char *err)
+{
+	size_t hlen;
+	const char *s, *end;
+	int seen_descr = 0, seen_order = 0, seen_shape = 0;
+
+	if (size < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+		return pipar_errf(err, "%s: not a .npy array", what), 0;
+	if (buf[6] != 1 || buf[7] != 0)
+		return pipar_errf(err, "%s: .npy version %d.%d (expected 1.0)", what,
+				  buf[6], buf[7]), 0;
+	hlen = (size_t)buf[8] | (size_t)buf[9] << 8;
+	if (10 + hlen > size)
+		return pipar_errf(err, "%s: truncated .npy header", what), 0;
+	s = (const char *)buf + 10;
+	end = s + hlen;
+	while (end > s && (end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	s = skip_ws(s, end);
+	if (s >= end || *s++ != '{')
+		return pipar_errf(err, "%s: bad .npy header", what), 0;
+	for (;;) {
+		char key[16];
+		size_t k = 0;
+
+		s = skip_ws(s, end);
+		if (s < end && *s == '}')
+			break;
+		if (s >= end || *s++ != '\'')
+			return pipar_errf(err, "%s: bad .npy header", what), 0;
+		while (s < end && *s != '\'' && k + 1 < sizeof(key))
+			key[k++] = *s++;
+		key[k] = '\0';
+		if (s >= end || *s++ != '\'')
+			return pipar_errf(err, "%s: bad .npy header", what), 0;
+		s = skip_ws(s, end);
+		if (s >= end || *s++ != ':')
+			return pipar_errf(err, "%s: bad .npy header", what), 0;
+		s = skip_ws(s, end);
+		if (strcmp(key, "descr") == 0 && !seen_descr) {
+			if ((size_t)(end - s) < 5 || memcmp(s, "'<f4'", 5) != 0)
+				return pipar_errf(err, "%s: dtype is not little-endian float32 ('<f4')",
+						  what), 0;
+			s += 5;
+			seen_descr = 1;
+		} else if (strcmp(key, "fortran_order") == 0 && !seen_order) {
+			if ((size_t)(end - s) < 5 || memcmp(s, "False", 5) != 0)
+				return pipar_errf(err, "%s: not in C order", what), 0;
+			s += 5;
+			seen_order = 1;
+		} else if (strcmp(key, "shape") == 0 && !seen_shape) {
+			long dims[8];
+			int nd = 0;
+
+			if (s >= end || *s++ != '(')
+				return pipar_errf(err, "%s: bad shape in .npy header", what), 0;
+			for (;;) {
+				s = skip_ws(s, end);
+				if (s < end && *s == ')') {
+					s++;
+					break;
+				}
+				if (s >= end || *s < '0' || *s > '9' || nd == 8)
+					return pipar_errf(err, "%s: bad shape in .npy header", what), 0;
+				long v = 0;
+				while (s < end && *s >= '0' && *s <= '9' && v < (1L << 40))
+					v = v * 10 + (*s++ - '0');
+				dims[nd++] = v;
+				s = skip_ws(s, end);
+				if (s < end && *s == ',')
+					s++;
+			}
+			int same = nd == p->ndim;
+			for (int i = 0; same && i < nd; i++)
+				same = dims[i] == p->dims[i];
+			if (!same) {
+				char want[96], got[96];
+				int o = 0, g = 0;
+
+				for (int i = 0; i < p->ndim; i++)
+					o += snprintf(want + o, sizeof(want) - (size_t)o, "%s%d",
+						      i ? "x" : "", p->dims[i]);
+				for (int i = 0; i < nd && g < 80; i++)
+					g += snprintf(got + g, sizeof(got) - (size_t)g, "%s%ld",
+						      i ? "x" : "", dims[i]);
+				if (!nd)
+					snprintf(got, sizeof(got), "scalar");
+				return pipar_errf(err, "%s: shape %s, the model needs %s", what,
+						  got, want), 0;
+			}
+			seen_shape = 1;
+		} else {
+			return pipar_errf(err, "%s: unexpected key '%s' in .npy header", what,
+					  key), 0;
+		}
+		s = skip_ws(s, end);
+		if (s < end && *s == ',')
+			s++;
+	}
+	if (!seen_descr || !seen_order || !seen_shape)
+		return pipar_errf(err, "%s: .npy header lacks %s", what,
+				  !seen_descr ? "'descr'" : !seen_order ? "'fortran_order'" : "'shape'"), 0;
+	return 10 + hlen;
+}
+
+static void to_le(float *dst, const float *src, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v;
+
+		memcpy(&v, &src[i], 4);
+		v = __builtin_bswap32(v);
+		memcpy(&dst[i], &v, 4);
+	}
+#else
+	memcpy(dst, src, sizeof(float) * n);
+#endif
+}
+
+/* ---------------------------------------------------------------- manifest */
+
+static cJSON *manifest_new(const struct pipar_model *m,
+			   const struct pipar_ckpt_info *info,
+			   const struct array *arr, int narr, char *err)
+{
+	cJSON *root = cJSON_CreateObject(), *spec, *o, *list;
+	char rng[40];
+
+	if (!root)
+		return NULL;
+	spec = cJSON_Parse(m->spec);
+	cJSON_AddStringToObject(root, "format", "pipar-checkpoint/1");
+	cJSON_AddItemToObject(root, "model", spec ? spec : cJSON_CreateNull());
+	o = cJSON_AddArrayToObject(root, "input");
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(m->in.c));
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(m->in.h));
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(m->in.w));
+	cJSON_AddNumberToObject(root, "classes", m->classes);
+	o = cJSON_AddArrayToObject(root, "units");
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(m->first_unit + 1));
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(m->first_unit + m->nunits));
+	o = cJSON_AddObjectToObject(root, "normalisation");
+	{
+		cJSON *mean = cJSON_AddArrayToObject(o, "mean");
+		cJSON *sd = cJSON_AddArrayToObject(o, "std");
+
+		for (int c = 0; c < info->norm.channels; c++) {
+			cJSON_AddItemToArray(mean, cJSON_CreateNumber(info->norm.mean[c]));
+			cJSON_AddItemToArray(sd, cJSON_CreateNumber(info->norm.std[c]));
+		}
+	}
+	cJSON_AddNumberToObject(root, "epoch", info->epoch);
+	if (info->training) {
+		cJSON *t = cJSON_Parse(info->training);
+
+		cJSON_AddItemToObject(root, "training", t ? t : cJSON_CreateNull());
+	} else {
+		cJSON_AddNullToObject(root, "training");
+	}
+	snprintf(rng, sizeof(rng), "%016" PRIx64 "%016" PRIx64, info->rng[0], info->rng[1]);
+	cJSON_AddStringToObject(root, "rng", rng);
+	list = cJSON_AddArrayToObject(root, "arrays");
+	for (int i = 0; i < narr; i++) {
+		cJSON *a = cJSON_CreateObject(), *shape;
+
+		cJSON_AddStringToObject(a, "name", arr[i].name);
+		cJSON_AddStringToObject(a, "kind", arr[i].kind == KIND_PARAM ? "parameter" :
+						   arr[i].kind == KIND_BUFFER ? "buffer" : "momentum");
+		shape = cJSON_AddArrayToObject(a, "shape");
+		for (int d = 0; d < arr[i].p->ndim; d++)
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber(arr[i].p->dims[d]));
+		cJSON_AddItemToArray(list, a);
+	}
+	if (!spec)
+		pipar_errf(err, "model spec is not valid JSON");
+	return root;
+}
+
+/* ---------------------------------------------------------------- save */
+
+static int write_entry(struct archive *a, const char *name, const void *head,
+		       size_t hlen, const void *body, size_t blen, char *err,
+		       const char *path)
+{
+	struct archive_entry *e = archive_entry_new();
+	int r = 0;
+
+	if (!e)
+		return pipar_errf(err, "out of memory");
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_size(e, (la_int64_t)(hlen + blen));
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_mtime(e, FIXED_MTIME, 0);
+	if (archive_write_header(a, e) != ARCHIVE_OK)
+		r = -1;
+	for (int part = 0; r == 0 && part < 2; part++) {
+		const char *p = part ? body : head;
+		size_t left = part ? blen : hlen;
+
+		while (left > 0) {
+			size_t chunk = left > (64u << 20) ? (64u << 20) : left;
+			la_ssize_t w = archive_write_data(a, p, chunk);
+
+			if (w <= 0) {
+				r = -1;
+				break;
+			}
+			p += w;
+			left -= (size_t)w;
+		}
+	}
+	archive_entry_free(e);
+	if (r < 0)
+		pipar_errf(err, "cannot write '%s': %s", path,
+			   archive_error_string(a) ? archive_error_string(a) : strerror(errno));
+	return r;
+}
+
+int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
+			  const struct pipar_ckpt_info *info, int with_momentum,
+			  char *err)
+{
+	struct array *arr = NULL;
+	int narr = 0, fd = -1, r = -1;
+	struct archive *a = NULL;
+	cJSON *man = NULL;
+	char *text = NULL, *tmp = NULL, *dircopy = NULL;
+	float *buf = NULL;
+	size_t bufn = 0;
+
+	if (list_arrays(m, with_momentum, &arr, &narr, err) < 0)
+		return -1;
+	man = manifest_new(m, info, arr, narr, err);
+	text = man ? cJSON_Print(man) : NULL;
+	tmp = malloc(strlen(path) + 32);
+	dircopy = strdup(path);
+	if (!text || !tmp || !dircopy) {
+		if (man)
+			pipar_errf(err, "out of memory");
+		goto out;
+	}
+	/* The temporary file sits beside the target so that rename is atomic. */
+	{
+		const char *slash = strrchr(path, '/');
+		int dl = slash ? (int)(slash - path + 1) : 0;
+
+		sprintf(tmp, "%.*s.%s.tmp.XXXXXX", dl, path, slash ? slash + 1 : path);
+		if (dl)
+			memcpy(tmp, path, (size_t)dl);
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		pipar_errf(err, "cannot create a temporary file beside '%s': %s", path,
+			   strerror(errno));
+		goto out;
+	}
+	/* mkstemp makes the file private; give it the usual mode. */
+	{
+		mode_t mask = umask(0);
+
+		umask(mask);
+		fchmod(fd, 0666 & ~mask);
+	}
+	a = archive_write_new();
+	if (!a || archive_write_set_format_zip(a) != ARCHIVE_OK ||
+	    archive_write_set_options(a, "zip:compression=store") != ARCHIVE_OK ||
+	    archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+		pipar_errf(err, "cannot write '%s': %s", path,
+			   a && archive_error_string(a) ? archive_error_string(a) : "out of memory");
+		goto fail;
+	}
+	if (write_entry(a, MANIFEST, text, strlen(text), "", 0, err, path) < 0)
+		goto fail;
+	for (int i = 0; i < narr; i++) {
+		char head[256];
+		size_t hl = npy_header(arr[i].p, head), n = arr[i].p->count;
+
+		if (n > bufn) {
+			free(buf);
+			buf = malloc(sizeof(float) * n);
+			bufn = buf ? n : 0;
+			if (!buf) {
+				pipar_errf(err, "out of memory");
+				goto fail;
+			}
+		}
+		to_le(buf, arr[i].data, n);
+		char entry[sizeof(arr[i].name) + 4];
+
+		snprintf(entry, sizeof(entry), "%s.npy", arr[i].name);
+		if (write_entry(a, entry, head, hl, buf, sizeof(float) * n, err, path) < 0)
+			goto fail;
+	}
+	if (archive_write_close(a) != ARCHIVE_OK) {
+		pipar_errf(err, "cannot write '%s': %s", path, archive_error_string(a));
+		goto fail;
+	}
+	if (fsync(fd) < 0) {
+		pipar_errf(err, "cannot write '%s': fsync: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		pipar_errf(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+		goto fail;
+	}
+	/* Make the rename itself durable. */
+	{
+		int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY);
+
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	r = 0;
+	goto out;
+fail:
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
+	unlink(tmp);
+out:
+	if (a)
+		archive_write_free(a);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(arr);
+	free(text);
+	free(tmp);
+	free(dircopy);
+	cJSON_Delete(man);
+	return r;
+}
+
+/* ---------------------------------------------------------------- load */
+
+void pipar_ckpt_info_free(struct pipar_ckpt_info *info)
+{
+	if (!info)
+		return;
+	free(info->training);
+	info->training = NULL;
+}
+
+/* Reads the current entry fully, refusing more than max bytes. */
+static int read_entry(struct archive *a, unsigned char **out, size_t *len,
+		      size_t max, const char *what, const char *name, char *err)
+{
+	size_t cap = 0, n = 0;
+	unsigned char *buf = NULL;
+
+	for (;;) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 4096;
+			unsigned char *nb;
+
+			if (nc > max + 1)
+				nc = max + 1;
+			if (nc <= cap) {
+				free(buf);
+				return pipar_errf(err, "'%s': %s is larger than expected",
+						  name, what);
+			}
+			nb = realloc(buf, nc);
+			if (!nb) {
+				free(buf);
+				return pipar_errf(err, "out of memory");
+			}
+			buf = nb;
+			cap = nc;
+		}
+		la_ssize_t r = archive_read_data(a, buf + n, cap - n);
+
+		if (r < 0) {
+			free(buf);
+			return pipar_errf(err, "'%s': %s: %s", name, what,
+					  archive_error_string(a) ? archive_error_string(a) : "read error");
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int json_int(const cJSON *v, long lo, long hi, long *out)
+{
+	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble ||
+	    v->valuedouble < lo || v->valuedouble > hi)
+		return -1;
+	*out = (long)v->valuedouble;
+	return 0;
+}
+
+/* Checks the manifest and builds the model it names. */
+static int manifest_read(const char *text, const char *name,
+			 struct pipar_model **out, struct pipar_ckpt_info *info,
+			 cJSON **arrays, char *err)
+{
+	static const char *const known[] = {
+		"format", "model", "input", "classes", "units", "normalisation",
+		"epoch", "training", "rng", "arrays", NULL,
+	};
+	const char *endp = NULL;
+	cJSON *root = cJSON_ParseWithOpts(text, &endp, 1);
+	const cJSON *f, *in, *units, *norm, *rng;
+	char lerr[PIPAR_ERRLEN], *spec = NULL;
+	long c, h, w, classes, u0, u1, epoch;
+	int r = -1;
+
+	if (!root)
+		return pipar_errf(err, "'%s': " MANIFEST " is not valid JSON (near byte %ld)",
+				  name, endp ? (long)(endp - text) : 0L);
+	for (f = root->child; f; f = f->next) {
+		const char *const *k = known;
+
+		while (*k && strcmp(*k, f->string))
+			k++;
+		if (!*k) {
+			pipar_errf(err, "'%s': " MANIFEST ": unknown field '%s'", name, f->string);
+			goto out;
+		}
+	}
+#define FIELD_ERR(field)                                                        \
+	do {                                                                    \
+		pipar_errf(err, "'%s': " MANIFEST ": missing or bad field '%s'", \
+			   name, field);                                        \
+		goto out;                                                       \
+	} while (0)
+	f = cJSON_GetObjectItemCaseSensitive(root, "format");
+	if (!cJSON_IsString(f))
+		FIELD_ERR("format");
+	if (strcmp(f->valuestring, "pipar-checkpoint/1") != 0) {
+		pipar_errf(err, "'%s': format '%.40s', expected 'pipar-checkpoint/1'", name,
+			   f->valuestring);
+		goto out;
+	}
+	in = cJSON_GetObjectItemCaseSensitive(root, "input");
+	if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) != 3 ||
+	    json_int(cJSON_GetArrayItem(in, 0), 1, 65536, &c) ||
+	    json_int(cJSON_GetArrayItem(in, 1), 1, 65536, &h) ||
+	    json_int(cJSON_GetArrayItem(in, 2), 1, 65536, &w))
+		FIELD_ERR("input");
+	if (json_int(cJSON_GetObjectItemCaseSensitive(root, "classes"), 1, 1 << 20, &classes))
+		FIELD_ERR("classes");
+	units = cJSON_GetObjectItemCaseSensitive(root, "units");
+	if (!cJSON_IsArray(units) || cJSON_GetArraySize(units) != 2 ||
+	    json_int(cJSON_GetArrayItem(units, 0), 1, 4096, &u0) ||
+	    json_int(cJSON_GetArrayItem(units, 1), u0, 4096, &u1))
+		FIELD_ERR("units");
+	if (json_int(cJSON_GetObjectItemCaseSensitive(root, "epoch"), 0, 1L << 30, &epoch))
+		FIELD_ERR("epoch");
+	norm = cJSON_GetObjectItemCaseSensitive(root, "normalisation");
+	{
+		const cJSON *mean = cJSON_GetObjectItemCaseSensitive(norm, "mean");
+		const cJSON *sd = cJSON_GetObjectItemCaseSensitive(norm, "std");
+		int nc = cJSON_GetArraySize(mean);
+
+		if (!cJSON_IsObject(norm) || !cJSON_IsArray(mean) || !cJSON_IsArray(sd) ||
+		    cJSON_GetArraySize(norm) != 2 || nc != c || cJSON_GetArraySize(sd) != nc ||
+		    nc > PIPAR_DATA_MAXCH)
+			FIELD_ERR("normalisation");
+		memset(&info->norm, 0, sizeof(info->norm));
+		info->norm.channels = nc;
+		for (int i = 0; i < nc; i++) {
+			const cJSON *a = cJSON_GetArrayItem(mean, i), *b = cJSON_GetArrayItem(sd, i);
+
+			if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !(b->valuedouble > 0) ||
+			    !(a->valuedouble > -1e30 && a->valuedouble < 1e30) || !(b->valuedouble < 1e30))
+				FIELD_ERR("normalisation");
+			info->norm.mean[i] = (float)a->valuedouble;
+			info->norm.std[i] = (float)b->valuedouble;
+		}
+	}
+	rng = cJSON_GetObjectItemCaseSensitive(root, "rng");
+	if (!cJSON_IsString(rng) || strlen(rng->valuestring) != 32 ||
+	    strspn(rng->valuestring, "0123456789abcdef") != 32)
+		FIELD_ERR("rng");
+	{
+		char hi[17], lo[17];
+
+		memcpy(hi, rng->valuestring, 16);
+		hi[16] = 0;
+		memcpy(lo, rng->valuestring + 16, 16);
+		lo[16] = 0;
+		info->rng[0] = strtoull(hi, NULL, 16);
+		info->rng[1] = strtoull(lo, NULL, 16);
+	}
+	f = cJSON_GetObjectItemCaseSensitive(root, "training");
+	if (!f || (!cJSON_IsNull(f) && !cJSON_IsObject(f)))
+		FIELD_ERR("training");
+	info->training = cJSON_IsObject(f) ? cJSON_PrintUnformatted(f) : NULL;
+	*arrays = cJSON_DetachItemFromObjectCaseSensitive(root, "arrays");
+	if (!cJSON_IsArray(*arrays)) {
+		cJSON_Delete(*arrays);
+		*arrays = NULL;
+		FIELD_ERR("arrays");
+	}
+	f = cJSON_GetObjectItemCaseSensitive(root, "model");
+	if (!cJSON_IsObject(f) || !(spec = cJSON_PrintUnformatted(f)))
+		FIELD_ERR("model");
+	info->epoch = (int)epoch;
+	if (pipar_model_new(spec, (struct pipar_shape){(int)c, (int)h, (int)w}, (int)classes,
+			    (int)u0 - 1, (int)u1 - 1, 0, out, lerr) < 0) {
+		pipar_errf(err, "'%s': %s", name, lerr);
+		goto out;
+	}
+	r = 0;
+#undef FIELD_ERR
+out:
+	if (r < 0) {
+		free(info->training);
+		info->training = NULL;
+		cJSON_Delete(*arrays);
+		*arrays = NULL;
+	}
+	free(spec);
+	cJSON_Delete(root);
+	return r;
+}
+
+static int load_archive(struct archive *a, const char *name,
+			struct pipar_model **out, struct pipar_ckpt_info *info,
+			char *err)
+{
+	struct archive_entry *e;
+	struct pipar_model *m = NULL;
+	struct array *arr = NULL;
+	cJSON *listed = NULL;
+	char *seen = NULL;
+	int narr = 0, found = 0, momentum = 0, r;
+
+	memset(info, 0, sizeof(*info));
+	r = archive_read_next_header(a, &e);
+	if (r != ARCHIVE_OK)
+		return pipar_errf(err, "'%s': %s", name,
+				  r == ARCHIVE_EOF ? "empty archive" :
+				  archive_error_string(a) ? archive_error_string(a) : "not a checkpoint");
+	if (strcmp(archive_entry_pathname(e) ? archive_entry_pathname(e) : "", MANIFEST) != 0)
+		return pipar_errf(err, "'%s': the first entry is not " MANIFEST
+				  " (not a pipar checkpoint)", name);
+	{
+		unsigned char *text;
+		size_t len;
+
+		if (read_entry(a, &text, &len, MANIFEST_MAX, MANIFEST, name, err) < 0)
+			return -1;
+		char *z = realloc(text, len + 1);
+
+		if (!z) {
+			free(text);
+			return pipar_errf(err, "out of memory");
+		}
+		z[len] = '\0';
+		if (strlen(z) != len) {
+			free(z);
+			return pipar_errf(err, "'%s': " MANIFEST " contains a NUL byte", name);
+		}
+		r = manifest_read(z, name, &m, info, &listed, err);
+		free(z);
+		if (r < 0)
+			return -1;
+	}
+	/* Momentum is present when the manifest lists it. */
+	for (const cJSON *x = listed->child; x; x = x->next) {
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(x, "kind");
+
+		if (cJSON_IsString(k) && strcmp(k->valuestring, "momentum") == 0)
+			momentum = 1;
+	}
+	if (list_arrays(m, momentum, &arr, &narr, err) < 0)
+		goto fail;
+	if (cJSON_GetArraySize(listed) != narr) {
+		pipar_errf(err, "'%s': " MANIFEST " lists %d arrays, the model has %d",
+			   name, cJSON_GetArraySize(listed), narr);
+		goto fail;
+	}
+	for (int i = 0; i < narr; i++) {
+		const cJSON *x = cJSON_GetArrayItem(listed, i);
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name");
+
+		if (!cJSON_IsString(nm) || strcmp(nm->valuestring, arr[i].name) != 0) {
+			pipar_errf(err, "'%s': " MANIFEST " array %d is '%.60s', the model expects '%s'",
+				   name, i + 1, cJSON_IsString(nm) ? nm->valuestring : "?",
+				   arr[i].name);
+			goto fail;
+		}
+	}
+	seen = calloc((size_t)narr + 1, 1);
+	if (!seen) {
+		pipar_errf(err, "out of memory");
+		goto fail;
+	}
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(e);
+		unsigned char *buf;
+		size_t len, off, want;
+		int i;
+
+		if (!p)
+			p = "";
+		/* Entries are NAME.npy; the manifest and messages use NAME. */
+		size_t pl = strlen(p);
+		for (i = 0; i < narr; i++)
+			if (pl == strlen(arr[i].name) + 4 && strncmp(arr[i].name, p, pl - 4) == 0 &&
+			    strcmp(p + pl - 4, ".npy") == 0)
+				break;
+		if (i == narr) {
+			pipar_errf(err, "'%s': unexpected entry '%.80s'", name, p);
+			goto fail;
+		}
+		if (seen[i]) {
+			pipar_errf(err, "'%s': array '%s' appears twice", name, p);
+			goto fail;
+		}
+		seen[i] = 1;
+		want = sizeof(float) * arr[i].p->count;
+		if (read_entry(a, &buf, &len, want + 65536 + 10, p, name, err) < 0)
+			goto fail;
+		{
+			char what[PIPAR_ERRLEN];
+
+			snprintf(what, sizeof(what), "'%s': array '%s'", name, p);
+			off = npy_parse(buf, len, arr[i].p, what, err);
+		}
+		if (off == 0) {
+			free(buf);
+			goto fail;
+		}
+		if (len - off != want) {
+			pipar_errf(err, "'%s': array '%s' holds %zu bytes of data, its shape needs %zu",
+				   name, p, len - off, want);
+			free(buf);
+			goto fail;
+		}
+		to_le(arr[i].data, (const float *)(const void *)(buf + off), arr[i].p->count);
+		free(buf);
+		/* Stored values must be usable numbers. */
+		for (size_t k = 0; k < arr[i].p->count; k++)
+			if (!(arr[i].data[k] == arr[i].data[k]) ||
+			    arr[i].data[k] > 3.4e38f || arr[i].data[k] < -3.4e38f) {
+				pipar_errf(err, "'%s': array '%s' holds a non-finite value at %zu",
+					   name, p, k);
+				goto fail;
+			}
+		found++;
+	}
+	if (r != ARCHIVE_EOF) {
+		pipar_errf(err, "'%s': %s", name,
+			   archive_error_string(a) ? archive_error_string(a) : "corrupt archive");
+		goto fail;
+	}
+	if (found != narr) {
+		for (int i = 0; i < narr; i++)
+			if (!seen[i]) {
+				pipar_errf(err, "'%s': array '%s' is missing", name, arr[i].name);
+				break;
+			}
+		goto fail;
+	}
+	info->has_momentum = momentum;
+	free(arr);
+	free(seen);
+	cJSON_Delete(listed);
+	*out = m;
+	return 0;
+fail:
+	free(arr);
+	free(seen);
+	cJSON_Delete(listed);
+	pipar_model_free(m);
+	pipar_ckpt_info_free(info);
+	return -1;
+}
+
+static struct archive *reader(void)
+{
+	struct archive *a = archive_read_new();
+
+	if (a)
+		archive_read_support_format_zip(a);
+	return a;
+}
+
+int pipar_checkpoint_load(const char *path, struct pipar_model **out,
+			  struct pipar_ckpt_info *info, char *err)
+{
+	struct archive *a = reader();
+	int r;
+
+	*out = NULL;
+	if (!a)
+		return pipar_errf(err, "out of memory");
+	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+		r = errno;
+		pipar_errf(err, "cannot open '%s': %s", path,
+			   archive_errno(a) > 0 ? strerror(archive_errno(a)) :
+			   archive_error_string(a) ? archive_error_string(a) : strerror(r));
+		archive_read_free(a);
+		return -1;
+	}
+	r = load_archive(a, path, out, info, err);
+	archive_read_free(a);
+	return r;
+}
+
+int pipar_checkpoint_load_mem(const void *data, size_t size, const char *name,
+			      struct pipar_model **out,
+			      struct pipar_ckpt_info *info, char *err)
+{
+	struct archive *a = reader();
+	int r;
+
+	*out = NULL;
+	if (!a)
+		return pipar_errf(err, "out of memory");
+	if (archive_read_open_memory(a, data, size) != ARCHIVE_OK) {
+		pipar_errf(err, "'%s': %s", name,
+			   archive_error_string(a) ? archive_error_string(a) : "not a checkpoint");
+		archive_read_free(a);
+		return -1;
+	}
+	r = load_archive(a, name, out, info, err);
+	archive_read_free(a);
+	return r;
+}

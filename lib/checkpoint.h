@@ -1,0 +1,64 @@
+/*
+ * checkpoint: a trained model as a .npz file.
+ *
+ * The file is a zip archive (written and read with libarchive, entries
+ * stored uncompressed) holding one .npy array per parameter and buffer --
+ * format version 1.0, little-endian float32 ('<f4'), C order -- named by
+ * unit and role ("u03.conv.weight", "u01.bn.running_mean"; a role that
+ * occurs twice in a unit gets the layer number too, "u02.l03.conv.weight"),
+ * optionally the SGD momentum of every trainable array ("....momentum"),
+ * and pipar.json: "format": "pipar-checkpoint/1", the model spec, the
+ * input shape, the classes, the normalisation, the epoch, the training
+ * settings and the list of arrays.  numpy.load opens it as it is.
+ *
+ * Writing is atomic: a temporary file in the same directory, fsync,
+ * rename, fsync of the directory; a failure at any point leaves an
+ * existing checkpoint as it was and removes the temporary file.
+ *
+ * Reading checks everything before it is used: the archive, the manifest
+ * (format, fields, spec), every array's header, dtype and shape against
+ * the model the spec builds, and that no array is missing or extra.  A
+ * fault is refused with one line naming the file and the array or field.
+ */
+#ifndef PIPAR_CHECKPOINT_H
+#define PIPAR_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data.h"
+#include "model.h"
+
+struct pipar_ckpt_info {
+	int epoch;                      /* epochs completed */
+	struct pipar_norm norm;         /* input normalisation */
+	char *training;                 /* JSON object text of the settings
+					 * that produced it; owned, may be NULL */
+	int has_momentum;               /* momentum arrays present */
+	uint64_t rng[2];                /* dropout generator state, for resume */
+};
+
+/* Writes m (whole model or a part; its units are numbered as in the full
+ * spec) to path.  With with_momentum the SGD momentum arrays are written
+ * too.  -1 with err naming the path and the failing step. */
+int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
+			  const struct pipar_ckpt_info *info, int with_momentum,
+			  char *err);
+
+/* Reads a checkpoint: builds the whole model its manifest names and
+ * loads every array into it (and the momentum, when present).  On success
+ * *out owns the model and *info is filled (release with
+ * pipar_ckpt_info_free).  -1 with err on any fault; nothing is allocated
+ * then. */
+int pipar_checkpoint_load(const char *path, struct pipar_model **out,
+			  struct pipar_ckpt_info *info, char *err);
+
+/* As pipar_checkpoint_load, from size bytes at data; name appears in
+ * messages in place of the path. */
+int pipar_checkpoint_load_mem(const void *data, size_t size, const char *name,
+			      struct pipar_model **out,
+			      struct pipar_ckpt_info *info, char *err);
+
+void pipar_ckpt_info_free(struct pipar_ckpt_info *info);
+
+#endif
