@@ -781,6 +781,7 @@ static int load_archive(struct archive *a, const char *name,
 		want = sizeof(float) * arr[i].p->count;
 		if (read_entry(a, &buf, &len, want + 65536 + 10, p, name, err) < 0)
 			goto fail;
+		p = arr[i].name;
 		{
 			char what[PIPAR_ERRLEN];
 
@@ -841,8 +842,11 @@ static struct archive *reader(void)
 {
 	struct archive *a = archive_read_new();
 
+	/* The seekable reader starts from the central directory at the end,
+	 * so a file cut anywhere is refused, even where every entry before
+	 * the cut is whole. */
 	if (a)
-		archive_read_support_format_zip(a);
+		archive_read_support_format_zip_seekable(a);
 	return a;
 }
 

@@ -12,6 +12,7 @@ static struct {
 	void (*fn)(void *, int, int);
 	void *arg;
 	unsigned gen;                   /* bumped for every job */
+	unsigned base;                  /* gen when the workers were started */
 	int pending, quit;
 } pool = {
 	.n = 1,
@@ -25,8 +26,10 @@ static void *worker(void *p)
 	int tid = (int)(long)p;
 	unsigned seen;
 
+	/* Not pool.gen: a job may have been posted before this thread got
+	 * to run, and it must not be mistaken for one already done. */
 	pthread_mutex_lock(&pool.mu);
-	seen = pool.gen;
+	seen = pool.base;
 	for (;;) {
 		while (pool.gen == seen && !pool.quit)
 			pthread_cond_wait(&pool.go, &pool.mu);
@@ -67,6 +70,7 @@ int pipar_threads_set(int t)
 		t = PIPAR_MAX_THREADS;
 	if (t != pool.n) {
 		stop_workers();
+		pool.base = pool.gen;
 		for (int i = 1; i < t; i++) {
 			if (pthread_create(&pool.th[i], NULL, worker, (void *)(long)i) != 0)
 				break;
