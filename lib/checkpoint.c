@@ -7,6 +7,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -850,6 +851,25 @@ static struct archive *reader(void)
 	return a;
 }
 
+/* A failure to open: a system error (no such file, no permission) or a
+ * file that is not a whole zip archive, which the format error says. */
+static void open_error(struct archive *a, const char *name, char *err)
+{
+	int e = archive_errno(a);
+	const char *msg = archive_error_string(a);
+
+	if (e == ENOENT || e == EACCES || e == EISDIR || e == ENOTDIR || e == EIO ||
+	    e == ENOMEM || e == ELOOP || e == ENAMETOOLONG)
+		pipar_errf(err, "cannot open '%s': %s", name, strerror(e));
+	else {
+		char low[160];
+
+		snprintf(low, sizeof(low), "%s", msg ? msg : "unrecognised format");
+		low[0] = (char)tolower((unsigned char)low[0]);
+		pipar_errf(err, "'%s': not a whole checkpoint (zip archive): %s", name, low);
+	}
+}
+
 int pipar_checkpoint_load(const char *path, struct pipar_model **out,
 			  struct pipar_ckpt_info *info, char *err)
 {
@@ -860,10 +880,7 @@ int pipar_checkpoint_load(const char *path, struct pipar_model **out,
 	if (!a)
 		return pipar_errf(err, "out of memory");
 	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-		r = errno;
-		pipar_errf(err, "cannot open '%s': %s", path,
-			   archive_errno(a) > 0 ? strerror(archive_errno(a)) :
-			   archive_error_string(a) ? archive_error_string(a) : strerror(r));
+		open_error(a, path, err);
 		archive_read_free(a);
 		return -1;
 	}
@@ -883,8 +900,7 @@ int pipar_checkpoint_load_mem(const void *data, size_t size, const char *name,
 	if (!a)
 		return pipar_errf(err, "out of memory");
 	if (archive_read_open_memory(a, data, size) != ARCHIVE_OK) {
-		pipar_errf(err, "'%s': %s", name,
-			   archive_error_string(a) ? archive_error_string(a) : "not a checkpoint");
+		open_error(a, name, err);
 		archive_read_free(a);
 		return -1;
 	}
