@@ -1,0 +1,588 @@
+/*
+ * Profiling: timing each split unit alone at several micro-batch sizes,
+ * and the pipar-profile/1 JSON form.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "profile.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+void pipar_profile_default_sizes(struct pipar_profile_cfg *cfg)
+{
+	int n = 0, B = cfg->batch;
+	int cand[PIPAR_PROFILE_MAXSIZES];
+
+	if (cfg->nsizes)
+		return;
+	/* Powers of two below B, B/4, B/2 and B itself: the small sizes where
+	 * fixed costs show and the large ones that training uses. */
+	for (int s = 1; s < B && n < 20; s *= 2)
+		cand[n++] = s;
+	cand[n++] = B / 4 > 0 ? B / 4 : 1;
+	cand[n++] = B / 2 > 0 ? B / 2 : 1;
+	cand[n++] = B;
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			if (cand[j] < cand[i]) {
+				int t = cand[i];
+
+				cand[i] = cand[j];
+				cand[j] = t;
+			}
+	for (int i = 0; i < n; i++)
+		if (cfg->nsizes == 0 || cfg->sizes[cfg->nsizes - 1] != cand[i])
+			cfg->sizes[cfg->nsizes++] = cand[i];
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static struct pipar_time summarise(double *t, int r, double scale)
+{
+	struct pipar_time s;
+
+	qsort(t, (size_t)r, sizeof(double), cmp_double);
+	s.median = (r % 2 ? t[r / 2] : 0.5 * (t[r / 2 - 1] + t[r / 2])) * scale;
+	s.min = t[0] * scale;
+	s.max = t[r - 1] * scale;
+	return s;
+}
+
+/* Least squares a + b n through the medians. */
+static void fit(const int *sizes, const struct pipar_time *t, int k, double *ab)
+{
+	double sn = 0, st = 0, snn = 0, snt = 0;
+
+	for (int i = 0; i < k; i++) {
+		sn += sizes[i];
+		st += t[i].median;
+		snn += (double)sizes[i] * sizes[i];
+		snt += (double)sizes[i] * t[i].median;
+	}
+	double den = k * snn - sn * sn;
+
+	if (k < 2 || den <= 0) {
+		ab[0] = 0;
+		ab[1] = k ? st / sn : 0;
+		return;
+	}
+	ab[1] = (k * snt - sn * st) / den;
+	ab[0] = (st - ab[1] * sn) / k;
+}
+
+static void fit_all(struct pipar_profile *p)
+{
+	for (int u = 0; u < p->nunits; u++) {
+		fit(p->sizes, p->units[u].fwd, p->nsizes, p->units[u].fit_fwd);
+		fit(p->sizes, p->units[u].bwd, p->nsizes, p->units[u].fit_bwd);
+	}
+}
+
+double pipar_profile_time(const struct pipar_profile *p, int u0, int u1, int n,
+			  int backward)
+{
+	double t = 0;
+
+	for (int u = u0; u < u1; u++) {
+		const double *ab = backward ? p->units[u].fit_bwd : p->units[u].fit_fwd;
+		double v = ab[0] + ab[1] * n;
+
+		t += v > 0 ? v : 0;
+	}
+	return t;
+}
+
+void pipar_profile_free(struct pipar_profile *p)
+{
+	if (!p)
+		return;
+	free(p->spec);
+	free(p->units);
+	free(p);
+}
+
+static void host_facts(struct pipar_profile *p)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	p->cores = n > 0 ? (int)n : 1;
+	snprintf(p->cpu, sizeof(p->cpu), "unknown");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *c = strchr(line, ':');
+
+		if (strncmp(line, "model name", 10) == 0 && c) {
+			c++;
+			while (*c == ' ')
+				c++;
+			c[strcspn(c, "\n")] = '\0';
+			snprintf(p->cpu, sizeof(p->cpu), "%s", c);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+int pipar_profile_run(const char *spec, struct pipar_shape in, int classes,
+		      const float *x, const int *labels,
+		      const struct pipar_profile_cfg *cfg,
+		      struct pipar_profile **out, char *err)
+{
+	struct pipar_profile *p = calloc(1, sizeof(*p));
+	struct pipar_model *whole = NULL, **um = NULL;
+	struct pipar_exec **ue = NULL;
+	float **dy = NULL;
+	double *tf = NULL, *tb = NULL;
+	int L, B = cfg->batch, R = cfg->repeat, r = -1;
+	struct pipar_sgd sgd = {0.01f, 0.9f, 0};
+
+	*out = NULL;
+	if (!p)
+		return pipar_errf(err, "out of memory");
+	if (pipar_model_new(spec, in, classes, 0, -1, 1, &whole, err) < 0)
+		goto out;
+	L = whole->nunits;
+	snprintf(p->role, sizeof(p->role), "%s", cfg->role);
+	snprintf(p->model_name, sizeof(p->model_name), "%s", whole->name);
+	p->spec = strdup(whole->spec);
+	p->in = in;
+	p->classes = classes;
+	p->batch = B;
+	p->nsizes = cfg->nsizes;
+	memcpy(p->sizes, cfg->sizes, sizeof(p->sizes));
+	p->nunits = L;
+	p->repeat = R;
+	p->threads = pipar_threads();
+	p->slowdown = cfg->slowdown;
+	p->units = calloc((size_t)L, sizeof(*p->units));
+	um = calloc((size_t)L, sizeof(*um));
+	ue = calloc((size_t)L, sizeof(*ue));
+	dy = calloc((size_t)L, sizeof(*dy));
+	tf = malloc(sizeof(double) * (size_t)R * (size_t)L);
+	tb = malloc(sizeof(double) * (size_t)R * (size_t)L);
+	if (!p->spec || !p->units || !um || !ue || !dy || !tf || !tb) {
+		pipar_errf(err, "out of memory");
+		goto out;
+	}
+	host_facts(p);
+	/* Every unit alone, as a split model holds it. */
+	for (int u = 0; u < L; u++) {
+		struct pipar_unit_profile *up = &p->units[u];
+		size_t ob = pipar_shape_size(whole->units[u].out);
+		struct pipar_exec *e1;
+
+		if (pipar_model_new(spec, in, classes, u, u, 1, &um[u], err) < 0 ||
+		    !(ue[u] = pipar_exec_new(um[u], B, (uint64_t)u, err)) ||
+		    !(e1 = pipar_exec_new(um[u], 1, 0, err)))
+			goto out;
+		dy[u] = pipar_alloc(sizeof(float) * ob * (size_t)B);
+		if (!dy[u]) {
+			pipar_exec_free(e1);
+			pipar_errf(err, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < ob * (size_t)B; i++)
+			dy[u][i] = (float)((i * 2654435761u) % 1000) * 2e-6f - 1e-3f;
+		up->out_bytes = sizeof(float) * (double)ob;
+		up->param_bytes = sizeof(float) * (double)um[u]->units[0].nstate;
+		up->mem_per_sample = B > 1 ? ((double)ue[u]->bytes - (double)e1->bytes) / (B - 1) : 0;
+		up->mem_fixed = (double)e1->bytes - up->mem_per_sample +
+				sizeof(float) * (double)(um[u]->units[0].nstate + 2 * um[u]->units[0].ntrain);
+		up->flops_fwd = pipar_model_unit_flops(um[u], 0, 0);
+		up->flops_bwd = pipar_model_unit_flops(um[u], 0, 1);
+		pipar_exec_free(e1);
+	}
+	for (int s = 0; s < p->nsizes; s++) {
+		int n = p->sizes[s];
+
+		/* One untimed round first: caches, pages and the pool warm up. */
+		for (int rep = -1; rep < R; rep++) {
+			const float *a = x;
+
+			for (int u = 0; u < L; u++) {
+				double t0 = pipar_now();
+
+				a = pipar_exec_forward(ue[u], a, n, 1);
+				if (u == L - 1) {
+					/* The loss belongs to the last unit's forward. */
+					float *dl = dy[u];
+
+					pipar_softmax_xent(a, labels, n, classes, 1.0f / n, dl, NULL);
+				}
+				if (rep >= 0)
+					tf[rep * L + u] = pipar_now() - t0;
+			}
+			for (int u = L - 1; u >= 0; u--) {
+				double t0 = pipar_now();
+
+				pipar_exec_backward(ue[u], dy[u], u > 0);
+				if (rep >= 0)
+					tb[rep * L + u] = pipar_now() - t0;
+			}
+		}
+		for (int u = 0; u < L; u++) {
+			double vf[R], vb[R];
+
+			for (int rep = 0; rep < R; rep++) {
+				vf[rep] = tf[rep * L + u];
+				vb[rep] = tb[rep * L + u];
+			}
+			p->units[u].fwd[s] = summarise(vf, R, cfg->slowdown);
+			p->units[u].bwd[s] = summarise(vb, R, cfg->slowdown);
+		}
+	}
+	for (int u = 0; u < L; u++) {
+		double t[R];
+
+		for (int rep = 0; rep < R; rep++) {
+			double t0 = pipar_now();
+
+			pipar_model_sgd_step(um[u], &sgd);
+			t[rep] = pipar_now() - t0;
+		}
+		p->units[u].step = summarise(t, R, cfg->slowdown).median;
+	}
+	fit_all(p);
+	r = 0;
+out:
+	for (int u = 0; whole && u < whole->nunits; u++) {
+		if (ue)
+			pipar_exec_free(ue[u]);
+		if (um)
+			pipar_model_free(um[u]);
+		if (dy)
+			free(dy[u]);
+	}
+	free(um);
+	free(ue);
+	free(dy);
+	free(tf);
+	free(tb);
+	pipar_model_free(whole);
+	if (r < 0)
+		pipar_profile_free(p);
+	else
+		*out = p;
+	return r;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+static cJSON *time_obj(const struct pipar_time *t)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "median", t->median);
+	cJSON_AddNumberToObject(o, "min", t->min);
+	cJSON_AddNumberToObject(o, "max", t->max);
+	return o;
+}
+
+int pipar_profile_write(FILE *f, const struct pipar_profile *p)
+{
+	cJSON *root = cJSON_CreateObject(), *o, *units;
+	char *text;
+	int r;
+
+	cJSON_AddStringToObject(root, "format", "pipar-profile/1");
+	cJSON_AddStringToObject(root, "role", p->role);
+	o = cJSON_AddObjectToObject(root, "host");
+	cJSON_AddStringToObject(o, "cpu", p->cpu);
+	cJSON_AddNumberToObject(o, "cores", p->cores);
+	cJSON_AddNumberToObject(o, "threads", p->threads);
+	cJSON_AddNumberToObject(root, "slowdown", p->slowdown);
+	cJSON_AddNumberToObject(root, "repeat", p->repeat);
+	cJSON_AddStringToObject(root, "model_name", p->model_name);
+	cJSON_AddItemToObject(root, "model", cJSON_Parse(p->spec));
+	o = cJSON_AddArrayToObject(root, "input");
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(p->in.c));
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(p->in.h));
+	cJSON_AddItemToArray(o, cJSON_CreateNumber(p->in.w));
+	cJSON_AddNumberToObject(root, "classes", p->classes);
+	cJSON_AddStringToObject(root, "data", p->data);
+	cJSON_AddNumberToObject(root, "data_samples", (double)p->data_samples);
+	cJSON_AddNumberToObject(root, "batch", p->batch);
+	o = cJSON_AddArrayToObject(root, "sizes");
+	for (int s = 0; s < p->nsizes; s++)
+		cJSON_AddItemToArray(o, cJSON_CreateNumber(p->sizes[s]));
+	units = cJSON_AddArrayToObject(root, "units");
+	for (int u = 0; u < p->nunits; u++) {
+		const struct pipar_unit_profile *up = &p->units[u];
+		cJSON *uo = cJSON_CreateObject(), *fw, *bw;
+
+		cJSON_AddNumberToObject(uo, "unit", u + 1);
+		fw = cJSON_AddArrayToObject(uo, "forward");
+		bw = cJSON_AddArrayToObject(uo, "backward");
+		for (int s = 0; s < p->nsizes; s++) {
+			cJSON_AddItemToArray(fw, time_obj(&up->fwd[s]));
+			cJSON_AddItemToArray(bw, time_obj(&up->bwd[s]));
+		}
+		cJSON_AddNumberToObject(uo, "step_seconds", up->step);
+		cJSON_AddNumberToObject(uo, "output_bytes_per_sample", up->out_bytes);
+		cJSON_AddNumberToObject(uo, "parameter_bytes", up->param_bytes);
+		cJSON_AddNumberToObject(uo, "memory_fixed_bytes", up->mem_fixed);
+		cJSON_AddNumberToObject(uo, "memory_bytes_per_sample", up->mem_per_sample);
+		cJSON_AddNumberToObject(uo, "flops_forward_per_sample", up->flops_fwd);
+		cJSON_AddNumberToObject(uo, "flops_backward_per_sample", up->flops_bwd);
+		cJSON_AddItemToArray(units, uo);
+	}
+	text = cJSON_Print(root);
+	cJSON_Delete(root);
+	if (!text)
+		return -1;
+	r = fputs(text, f) < 0 || fputc('\n', f) == EOF ? -1 : 0;
+	free(text);
+	return r;
+}
+
+/* Field access with messages that name the path. */
+struct ctx {
+	const char *name;
+	char *err;
+};
+
+static int bad(const struct ctx *c, const char *path, const char *why)
+{
+	return pipar_errf(c->err, "'%s': field '%s': %s", c->name, path, why);
+}
+
+static int get_num(const cJSON *o, const char *key, const char *path, double lo,
+		   double hi, double *out, const struct ctx *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	char msg[96];
+
+	if (!v)
+		return bad(c, path, "missing");
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+		return bad(c, path, "not a number");
+	if (v->valuedouble < lo || v->valuedouble > hi) {
+		snprintf(msg, sizeof(msg), "%g outside [%g, %g]%s", v->valuedouble, lo, hi,
+			 v->valuedouble < 0 && lo >= 0 ? " (negative)" : "");
+		return bad(c, path, msg);
+	}
+	*out = v->valuedouble;
+	return 0;
+}
+
+static int get_str(const cJSON *o, const char *key, char *buf, size_t len,
+		   const struct ctx *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsString(v))
+		return bad(c, key, "missing or not a string");
+	if (strlen(v->valuestring) >= len)
+		return bad(c, key, "too long");
+	strcpy(buf, v->valuestring);
+	return 0;
+}
+
+static int get_time(const cJSON *arr, int s, const char *what, int u,
+		    struct pipar_time *t, const struct ctx *c)
+{
+	const cJSON *o = cJSON_GetArrayItem(arr, s);
+	char path[96];
+
+	snprintf(path, sizeof(path), "units[%d].%s[%d].median", u, what, s);
+	if (!cJSON_IsObject(o))
+		return bad(c, path, "missing");
+	if (get_num(o, "median", path, 0, 1e9, &t->median, c))
+		return -1;
+	snprintf(path, sizeof(path), "units[%d].%s[%d].min", u, what, s);
+	if (get_num(o, "min", path, 0, 1e9, &t->min, c))
+		return -1;
+	snprintf(path, sizeof(path), "units[%d].%s[%d].max", u, what, s);
+	if (get_num(o, "max", path, 0, 1e9, &t->max, c))
+		return -1;
+	if (t->min > t->median || t->median > t->max) {
+		snprintf(path, sizeof(path), "units[%d].%s[%d]", u, what, s);
+		return bad(c, path, "min <= median <= max does not hold");
+	}
+	return 0;
+}
+
+int pipar_profile_parse(const char *text, const char *name,
+			struct pipar_profile **out, char *err)
+{
+	static const char *const known[] = {
+		"format", "role", "host", "slowdown", "repeat", "model_name", "model",
+		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
+	};
+	struct ctx c = {name, err};
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+	struct pipar_profile *p = NULL;
+	const cJSON *v, *arr;
+	double d;
+	char fmt[32];
+
+	*out = NULL;
+	if (!root)
+		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
+				  end ? (long)(end - text) : 0L);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto oom;
+	for (v = root->child; v; v = v->next) {
+		const char *const *k = known;
+
+		while (*k && strcmp(*k, v->string))
+			k++;
+		if (!*k) {
+			bad(&c, v->string, "unknown field");
+			goto fail;
+		}
+	}
+	if (get_str(root, "format", fmt, sizeof(fmt), &c))
+		goto fail;
+	if (strcmp(fmt, "pipar-profile/1")) {
+		bad(&c, "format", "not \"pipar-profile/1\"");
+		goto fail;
+	}
+	if (get_str(root, "role", p->role, sizeof(p->role), &c))
+		goto fail;
+	if (strcmp(p->role, "device") && strcmp(p->role, "server")) {
+		bad(&c, "role", "not \"device\" or \"server\"");
+		goto fail;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "host");
+	if (!cJSON_IsObject(v) || get_str(v, "cpu", p->cpu, sizeof(p->cpu), &c) ||
+	    get_num(v, "cores", "host.cores", 0, 1e6, &d, &c))
+		goto fail;
+	p->cores = (int)d;
+	if (get_num(v, "threads", "host.threads", 1, 1e6, &d, &c))
+		goto fail;
+	p->threads = (int)d;
+	if (get_num(root, "slowdown", "slowdown", 1e-6, 1e6, &p->slowdown, &c) ||
+	    get_num(root, "repeat", "repeat", 1, 1e6, &d, &c))
+		goto fail;
+	p->repeat = (int)d;
+	if (get_str(root, "model_name", p->model_name, sizeof(p->model_name), &c) ||
+	    get_str(root, "data", p->data, sizeof(p->data), &c))
+		goto fail;
+	v = cJSON_GetObjectItemCaseSensitive(root, "model");
+	if (!cJSON_IsObject(v)) {
+		bad(&c, "model", "missing or not an object");
+		goto fail;
+	}
+	p->spec = cJSON_PrintUnformatted(v);
+	if (!p->spec)
+		goto oom;
+	v = cJSON_GetObjectItemCaseSensitive(root, "input");
+	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) {
+		bad(&c, "input", "not [C, H, W]");
+		goto fail;
+	}
+	{
+		int dims[3];
+
+		for (int i = 0; i < 3; i++) {
+			const cJSON *x = cJSON_GetArrayItem(v, i);
+
+			if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > 65536 ||
+			    x->valuedouble != floor(x->valuedouble)) {
+				bad(&c, "input", "not [C, H, W] of positive integers");
+				goto fail;
+			}
+			dims[i] = (int)x->valuedouble;
+		}
+		p->in = (struct pipar_shape){dims[0], dims[1], dims[2]};
+	}
+	if (get_num(root, "classes", "classes", 1, 1 << 20, &d, &c))
+		goto fail;
+	p->classes = (int)d;
+	if (get_num(root, "data_samples", "data_samples", 0, 1e12, &d, &c))
+		goto fail;
+	p->data_samples = (long)d;
+	if (get_num(root, "batch", "batch", 1, 1 << 20, &d, &c))
+		goto fail;
+	p->batch = (int)d;
+	arr = cJSON_GetObjectItemCaseSensitive(root, "sizes");
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1 ||
+	    cJSON_GetArraySize(arr) > PIPAR_PROFILE_MAXSIZES) {
+		bad(&c, "sizes", "not an array of 1 to 32 sizes");
+		goto fail;
+	}
+	p->nsizes = cJSON_GetArraySize(arr);
+	for (int s = 0; s < p->nsizes; s++) {
+		const cJSON *x = cJSON_GetArrayItem(arr, s);
+
+		if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > (1 << 20) ||
+		    x->valuedouble != floor(x->valuedouble) ||
+		    (s && x->valuedouble <= p->sizes[s - 1])) {
+			bad(&c, "sizes", "not ascending positive integers");
+			goto fail;
+		}
+		p->sizes[s] = (int)x->valuedouble;
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(root, "units");
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1 || cJSON_GetArraySize(arr) > 4096) {
+		bad(&c, "units", "not a non-empty array");
+		goto fail;
+	}
+	p->nunits = cJSON_GetArraySize(arr);
+	p->units = calloc((size_t)p->nunits, sizeof(*p->units));
+	if (!p->units)
+		goto oom;
+	for (int u = 0; u < p->nunits; u++) {
+		const cJSON *uo = cJSON_GetArrayItem(arr, u), *fw, *bw;
+		struct pipar_unit_profile *up = &p->units[u];
+		char path[96];
+
+		snprintf(path, sizeof(path), "units[%d]", u);
+		if (!cJSON_IsObject(uo)) {
+			bad(&c, path, "not an object");
+			goto fail;
+		}
+		fw = cJSON_GetObjectItemCaseSensitive(uo, "forward");
+		bw = cJSON_GetObjectItemCaseSensitive(uo, "backward");
+		if (!cJSON_IsArray(fw) || cJSON_GetArraySize(fw) != p->nsizes ||
+		    !cJSON_IsArray(bw) || cJSON_GetArraySize(bw) != p->nsizes) {
+			snprintf(path, sizeof(path), "units[%d].forward", u);
+			bad(&c, path, "needs one time per size, forward and backward");
+			goto fail;
+		}
+		for (int s = 0; s < p->nsizes; s++)
+			if (get_time(fw, s, "forward", u, &up->fwd[s], &c) ||
+			    get_time(bw, s, "backward", u, &up->bwd[s], &c))
+				goto fail;
+#define UNUM(key, field, hi)                                                   \
+	do {                                                                   \
+		snprintf(path, sizeof(path), "units[%d]." key, u);             \
+		if (get_num(uo, key, path, 0, hi, &up->field, &c))             \
+			goto fail;                                             \
+	} while (0)
+		UNUM("step_seconds", step, 1e9);
+		UNUM("output_bytes_per_sample", out_bytes, 1e15);
+		UNUM("parameter_bytes", param_bytes, 1e15);
+		UNUM("memory_fixed_bytes", mem_fixed, 1e15);
+		UNUM("memory_bytes_per_sample", mem_per_sample, 1e15);
+		UNUM("flops_forward_per_sample", flops_fwd, 1e18);
+		UNUM("flops_backward_per_sample", flops_bwd, 1e18);
+#undef UNUM
+	}
+	fit_all(p);
+	cJSON_Delete(root);
+	*out = p;
+	return 0;
+oom:
+	pipar_errf(err, "out of memory");
+fail:
+	cJSON_Delete(root);
+	pipar_profile_free(p);
+	return -1;
+}
