@@ -1,0 +1,482 @@
+/*
+ * The planner: exact simulation of one iteration per mode, and the search
+ * over split points and parallel batches.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "plan.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const mode_names[] = {"pipar", "sfl", "sl", "fl"};
+
+const char *pipar_mode_name(enum pipar_mode m)
+{
+	return mode_names[m];
+}
+
+int pipar_mode_parse(const char *s, enum pipar_mode *m)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, mode_names[i]) == 0) {
+			*m = (enum pipar_mode)i;
+			return 0;
+		}
+	return -1;
+}
+
+int pipar_rate_parse(const char *s, double *bps)
+{
+	static const struct {
+		const char *unit;
+		double bits;
+	} units[] = {
+		{"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9},
+		{"kb/s", 8e3}, {"mb/s", 8e6}, {"gb/s", 8e9},
+	};
+	char *end;
+	double v;
+
+	v = strtod(s, &end);
+	if (end == s || !(v > 0) || !isfinite(v))
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcasecmp(end, units[i].unit) == 0) {
+			*bps = v * units[i].bits;
+			return 0;
+		}
+	return -1;
+}
+
+int pipar_plan_check(const struct pipar_plan_env *env, const char *const *dev_names,
+		     const char *srv_name, char *err)
+{
+	const struct pipar_profile *s = env->srv;
+
+	if (strcmp(s->role, "server") != 0)
+		return pipar_errf(err, "'%s': field 'role' is \"%s\", a server profile is needed (pipar-profile --role server)",
+				  srv_name, s->role);
+	for (int k = 0; k < env->K; k++) {
+		const struct pipar_profile *d = env->dev[k];
+		const char *n = dev_names[k];
+
+		if (strcmp(d->role, "device") != 0)
+			return pipar_errf(err, "'%s': field 'role' is \"%s\", a device profile is needed",
+					  n, d->role);
+		if (strcmp(d->spec, s->spec) != 0)
+			return pipar_errf(err, "'%s': field 'model' differs from the server profile '%s' (different models)",
+					  n, srv_name);
+		if (d->nunits != s->nunits)
+			return pipar_errf(err, "'%s': field 'units' has %d units, '%s' has %d",
+					  n, d->nunits, srv_name, s->nunits);
+		if (!pipar_shape_eq(d->in, s->in) || d->classes != s->classes)
+			return pipar_errf(err, "'%s': fields 'input'/'classes' differ from '%s'",
+					  n, srv_name);
+		if (d->sizes[d->nsizes - 1] < env->batch / 2)
+			return pipar_errf(err, "'%s': field 'sizes' stops at %d, far below the batch %d",
+					  n, d->sizes[d->nsizes - 1], env->batch);
+	}
+	if (s->nunits < 2)
+		return pipar_errf(err, "'%s': field 'units': a model of one unit cannot be split",
+				  srv_name);
+	return 0;
+}
+
+/* Micro-batch i of N for a batch of B: near-equal, the first B % N one
+ * larger. */
+static int micro(int B, int N, int i)
+{
+	return B / N + (i < B % N);
+}
+
+static double param_bytes(const struct pipar_profile *p, int u0, int u1)
+{
+	double b = 0;
+
+	for (int u = u0; u < u1; u++)
+		b += p->units[u].param_bytes;
+	return b;
+}
+
+static double steps(const struct pipar_profile *p, int u0, int u1)
+{
+	double t = 0;
+
+	for (int u = u0; u < u1; u++)
+		t += p->units[u].step;
+	return t;
+}
+
+/* Device memory for units 1..P with N micro-batches in flight: each keeps
+ * its own workspace; parameters, gradients and momentum once. */
+static double memory(const struct pipar_profile *p, int P, int N, int B)
+{
+	double m = 0;
+
+	for (int u = 0; u < P; u++) {
+		const struct pipar_unit_profile *up = &p->units[u];
+		double params = 3 * up->param_bytes;
+		double fixed = up->mem_fixed > params ? up->mem_fixed - params : 0;
+
+		m += N * fixed + params + up->mem_per_sample * B;
+	}
+	return m;
+}
+
+struct stage_times {
+	double f, b, up, down, s;
+};
+
+static struct stage_times stages(const struct pipar_plan_env *env, int k, int P, int n)
+{
+	const struct pipar_profile *d = env->dev[k], *s = env->srv;
+	int L = s->nunits;
+	double act = n * d->units[P - 1].out_bytes;
+	struct stage_times t;
+
+	t.f = pipar_profile_time(d, 0, P, n, 0);
+	t.b = pipar_profile_time(d, 0, P, n, 1);
+	t.s = pipar_profile_time(s, P, L, n, 0) + pipar_profile_time(s, P, L, n, 1);
+	/* Activations and the labels up, activation gradients down. */
+	t.up = (act + 4.0 * n) * 8 / env->up_bps;
+	t.down = act * 8 / env->down_bps;
+	return t;
+}
+
+#define MAXN 4096
+
+/* pipar and sfl: all devices at once, the server first come first served. */
+static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_choice *ch,
+			 struct pipar_sim *o)
+{
+	int K = env->K, B = env->batch, L = env->srv->nunits;
+	static double uend[PIPAR_PLAN_MAXDEV][MAXN], send[PIPAR_PLAN_MAXDEV][MAXN];
+	static double fend[PIPAR_PLAN_MAXDEV];
+	int next[PIPAR_PLAN_MAXDEV], step_pending[PIPAR_PLAN_MAXDEV];
+	double step_ready[PIPAR_PLAN_MAXDEV];
+	double server = 0, end = 0;
+
+	o->srv_busy = 0;
+	for (int k = 0; k < K; k++) {
+		int P = ch[k].P, N = ch[k].N;
+		double f = 0, u = 0;
+
+		o->dev_busy[k] = o->up_busy[k] = o->down_busy[k] = 0;
+		for (int i = 0; i < N; i++) {
+			struct stage_times t = stages(env, k, P, micro(B, N, i));
+
+			f += t.f;
+			u = (u > f ? u : f) + t.up;
+			uend[k][i] = u;
+			o->dev_busy[k] += t.f + t.b;
+			o->up_busy[k] += t.up;
+			o->down_busy[k] += t.down;
+		}
+		fend[k] = f;
+		next[k] = 0;
+		step_pending[k] = 0;
+		o->dev_memory[k] = memory(env->dev[k], P, N, B);
+	}
+	/* The server: always the ready job that arrived first. */
+	for (;;) {
+		int best = -1, best_step = 0;
+		double ready = INFINITY;
+
+		for (int k = 0; k < K; k++) {
+			if (next[k] < ch[k].N && uend[k][next[k]] < ready) {
+				ready = uend[k][next[k]];
+				best = k;
+				best_step = 0;
+			}
+		}
+		for (int k = 0; k < K; k++)
+			if (step_pending[k] && step_ready[k] < ready) {
+				ready = step_ready[k];
+				best = k;
+				best_step = 1;
+			}
+		if (best < 0)
+			break;
+		double start = server > ready ? server : ready, dur;
+
+		if (best_step) {
+			dur = steps(env->srv, ch[best].P, L);
+			step_pending[best] = 0;
+		} else {
+			int i = next[best]++;
+
+			dur = stages(env, best, ch[best].P, micro(B, ch[best].N, i)).s;
+			send[best][i] = start + dur;
+			if (next[best] == ch[best].N) {
+				step_pending[best] = 1;
+				step_ready[best] = start + dur;
+			}
+		}
+		server = start + dur;
+		o->srv_busy += dur;
+	}
+	end = server;
+	for (int k = 0; k < K; k++) {
+		int P = ch[k].P, N = ch[k].N;
+		double w = 0, b = fend[k];
+
+		for (int i = 0; i < N; i++) {
+			struct stage_times t = stages(env, k, P, micro(B, N, i));
+
+			w = (w > send[k][i] ? w : send[k][i]) + t.down;
+			b = (b > w ? b : w) + t.b;
+		}
+		b += steps(env->dev[k], 0, P);
+		o->dev_busy[k] += steps(env->dev[k], 0, P);
+		if (b > end)
+			end = b;
+	}
+	o->iteration = end;
+	o->aggregation = 0;
+	for (int k = 0; k < K; k++) {
+		double pb = param_bytes(env->dev[k], 0, ch[k].P);
+		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps;
+
+		if (a > o->aggregation)
+			o->aggregation = a;
+	}
+}
+
+/* sl: one device after another, each a plain chain of its five stages. */
+static void sim_sequential(const struct pipar_plan_env *env, const struct pipar_choice *ch,
+			   struct pipar_sim *o)
+{
+	int B = env->batch, L = env->srv->nunits;
+
+	o->iteration = o->srv_busy = o->aggregation = 0;
+	for (int k = 0; k < env->K; k++) {
+		int P = ch[k].P;
+		struct stage_times t = stages(env, k, P, B);
+		double ds = steps(env->dev[k], 0, P), ss = steps(env->srv, P, L);
+		double pb = param_bytes(env->dev[k], 0, P);
+
+		o->iteration += t.f + t.up + t.s + t.down + t.b + ds + ss;
+		o->dev_busy[k] = t.f + t.b + ds;
+		o->up_busy[k] = t.up;
+		o->down_busy[k] = t.down;
+		o->srv_busy += t.s + ss;
+		o->dev_memory[k] = memory(env->dev[k], P, 1, B);
+		/* The device part moves on to the next device once an epoch. */
+		o->aggregation += pb * 8 / env->up_bps + pb * 8 / env->down_bps;
+	}
+}
+
+/* fl: the whole model on every device; whole models move at aggregation. */
+static void sim_federated(const struct pipar_plan_env *env, struct pipar_sim *o)
+{
+	int B = env->batch, L = env->srv->nunits;
+
+	o->iteration = o->srv_busy = o->aggregation = 0;
+	for (int k = 0; k < env->K; k++) {
+		const struct pipar_profile *d = env->dev[k];
+		double t = pipar_profile_time(d, 0, L, B, 0) + pipar_profile_time(d, 0, L, B, 1) +
+			   steps(d, 0, L);
+		double pb = param_bytes(d, 0, L);
+		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps;
+
+		o->dev_busy[k] = t;
+		o->up_busy[k] = o->down_busy[k] = 0;
+		o->dev_memory[k] = memory(d, L, 1, B);
+		if (t > o->iteration)
+			o->iteration = t;
+		if (a > o->aggregation)
+			o->aggregation = a;
+	}
+}
+
+void pipar_plan_simulate(const struct pipar_plan_env *env, enum pipar_mode mode,
+			 const struct pipar_choice *ch, struct pipar_sim *out)
+{
+	PIPAR_ASSERT(env->K >= 1 && env->K <= PIPAR_PLAN_MAXDEV);
+	switch (mode) {
+	case PIPAR_MODE_PIPAR:
+	case PIPAR_MODE_SFL:
+		sim_parallel(env, ch, out);
+		break;
+	case PIPAR_MODE_SL:
+		sim_sequential(env, ch, out);
+		break;
+	case PIPAR_MODE_FL:
+		sim_federated(env, out);
+		break;
+	}
+	out->iterations = (env->samples + env->batch - 1) / env->batch;
+	if (out->iterations < 1)
+		out->iterations = 1;
+	out->epoch = out->iterations * out->iteration + out->aggregation;
+	out->feasible = 1;
+	for (int k = 0; env->memory > 0 && k < env->K; k++)
+		if (out->dev_memory[k] > env->memory)
+			out->feasible = 0;
+}
+
+/* Keeps top[] sorted by epoch time, at most ntop entries. */
+static void top_insert(struct pipar_candidate *top, int *n, int ntop,
+		       struct pipar_candidate c)
+{
+	int i;
+
+	if (ntop <= 0 || (*n == ntop && c.epoch >= top[ntop - 1].epoch))
+		return;
+	i = *n < ntop ? (*n)++ : ntop - 1;
+	while (i > 0 && top[i - 1].epoch > c.epoch) {
+		top[i] = top[i - 1];
+		i--;
+	}
+	top[i] = c;
+}
+
+static int same_profiles(const struct pipar_plan_env *env)
+{
+	for (int k = 1; k < env->K; k++)
+		if (env->dev[k] != env->dev[0])
+			return 0;
+	return 1;
+}
+
+int pipar_plan_search(const struct pipar_plan_env *env, enum pipar_mode mode,
+		      struct pipar_choice *best, struct pipar_sim *sim,
+		      struct pipar_candidate *top, int ntop)
+{
+	int L = env->srv->nunits, B = env->batch, K = env->K, ntopn = 0;
+	int maxN = mode == PIPAR_MODE_PIPAR ? (B < MAXN ? B : MAXN) : 1;
+	static struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
+	static struct pipar_sim s;
+	/* A longer internal list seeds the per-device refinement. */
+	struct pipar_candidate pool[32];
+	int npool = 0, found = 0;
+	double best_epoch = INFINITY;
+
+	if (mode == PIPAR_MODE_FL) {
+		for (int k = 0; k < K; k++)
+			best[k] = (struct pipar_choice){L, 1};
+		pipar_plan_simulate(env, mode, best, sim);
+		if (!sim->feasible)
+			return -1;
+		if (ntop > 0)
+			top[0] = (struct pipar_candidate){best[0], sim->iteration, sim->epoch};
+		return ntop > 0 ? 1 : 0;
+	}
+	for (int P = 1; P < L; P++)
+		for (int N = 1; N <= maxN; N++) {
+			struct pipar_candidate c;
+
+			for (int k = 0; k < K; k++)
+				ch[k] = (struct pipar_choice){P, N};
+			pipar_plan_simulate(env, mode, ch, &s);
+			if (!s.feasible)
+				continue;
+			c = (struct pipar_candidate){{P, N}, s.iteration, s.epoch};
+			top_insert(top, &ntopn, ntop, c);
+			top_insert(pool, &npool, 32, c);
+			if (s.epoch < best_epoch) {
+				best_epoch = s.epoch;
+				for (int k = 0; k < K; k++)
+					best[k] = ch[k];
+				*sim = s;
+				found = 1;
+			}
+		}
+	if (!found)
+		return -1;
+	/* Devices that differ: each in turn takes the candidate that makes
+	 * the whole iteration fastest, the others held, until nothing
+	 * improves (a few rounds at most). */
+	if (!same_profiles(env)) {
+		for (int round = 0; round < 4; round++) {
+			int improved = 0;
+
+			for (int k = 0; k < K; k++) {
+				struct pipar_choice keep = best[k];
+
+				for (int k2 = 0; k2 < K; k2++)
+					ch[k2] = best[k2];
+				for (int c = 0; c < npool; c++) {
+					ch[k] = pool[c].choice;
+					if (ch[k].P == keep.P && ch[k].N == keep.N)
+						continue;
+					pipar_plan_simulate(env, mode, ch, &s);
+					if (s.feasible && s.epoch < best_epoch * (1 - 1e-9)) {
+						best_epoch = s.epoch;
+						best[k] = ch[k];
+						*sim = s;
+						improved = 1;
+					}
+				}
+				ch[k] = best[k];
+			}
+			if (!improved)
+				break;
+		}
+	}
+	return ntopn;
+}
+
+/* The longest path through one device's graph, recursively over stages
+ * with memo: the shape of the reference's estimate. */
+struct ref {
+	int N;
+	double f[MAXN], u[MAXN], s[MAXN], w[MAXN], b[MAXN];
+	double memo[5][MAXN];
+};
+
+static double ref_end(struct ref *r, int stage, int i)
+{
+	double t = 0, v;
+
+	if (i < 0)
+		return 0;
+	if (r->memo[stage][i] >= 0)
+		return r->memo[stage][i];
+	switch (stage) {
+	case 0:
+		t = ref_end(r, 0, i - 1) + r->f[i];
+		break;
+	case 1:
+		t = fmax(ref_end(r, 0, i), ref_end(r, 1, i - 1)) + r->u[i];
+		break;
+	case 2:
+		t = fmax(ref_end(r, 1, i), ref_end(r, 2, i - 1)) + r->s[i];
+		break;
+	case 3:
+		t = fmax(ref_end(r, 2, i), ref_end(r, 3, i - 1)) + r->w[i];
+		break;
+	default:
+		v = fmax(ref_end(r, 3, i), ref_end(r, 4, i - 1));
+		t = fmax(v, ref_end(r, 0, r->N - 1)) + r->b[i];
+		break;
+	}
+	r->memo[stage][i] = t;
+	return t;
+}
+
+double pipar_plan_reference(const struct pipar_plan_env *env, int k,
+			    struct pipar_choice ch)
+{
+	static struct ref r;
+	int L = env->srv->nunits;
+
+	r.N = ch.N;
+	for (int i = 0; i < ch.N; i++) {
+		struct stage_times t = stages(env, k, ch.P, micro(env->batch, ch.N, i));
+
+		r.f[i] = t.f;
+		r.u[i] = t.up;
+		r.s[i] = t.s;
+		r.w[i] = t.down;
+		r.b[i] = t.b;
+		for (int st = 0; st < 5; st++)
+			r.memo[st][i] = -1;
+	}
+	/* Each micro-batch's server work ends before the replica's step. */
+	return fmax(ref_end(&r, 4, ch.N - 1) + steps(env->dev[k], 0, ch.P),
+		    ref_end(&r, 2, ch.N - 1) + steps(env->srv, ch.P, L));
+}

@@ -1,0 +1,100 @@
+/*
+ * plan: predicting an iteration of each training mode, and choosing the
+ * split point P and the number of parallel batches N (DESIGN.md section 5).
+ *
+ * One iteration is simulated exactly as a set of stages on resources:
+ * each device's compute, its uplink and its downlink, and one server
+ * shared by all K devices.  In pipar mode device k cuts its mini-batch of
+ * B samples into N_k micro-batches of near-equal size and runs
+ *   F_i  its forward of units 1..P          (after F_{i-1})
+ *   U_i  the upload of the activations      (after F_i and U_{i-1})
+ *   S_i  the server's forward and backward  (after U_i; the server takes
+ *        ready work first come, first served, one stage at a time)
+ *   W_i  the download of the gradients      (after S_i and W_{i-1})
+ *   B_i  its backward                       (after W_i, B_{i-1} and F_N)
+ * then its optimizer step, while the server steps each device's replica.
+ * Stage times come from the profiles, fitted as a + b n per unit.  sfl is
+ * the same with N = 1; sl runs the devices one after another with N = 1;
+ * fl trains the whole model on every device and moves whole models at
+ * each aggregation.  An epoch is ceil(samples / B) iterations plus one
+ * aggregation.
+ */
+#ifndef PIPAR_PLAN_H
+#define PIPAR_PLAN_H
+
+#include "profile.h"
+
+enum pipar_mode {
+	PIPAR_MODE_PIPAR,
+	PIPAR_MODE_SFL,
+	PIPAR_MODE_SL,
+	PIPAR_MODE_FL,
+};
+
+const char *pipar_mode_name(enum pipar_mode m);
+int pipar_mode_parse(const char *s, enum pipar_mode *m);
+
+/* Parses "10mbit", "1.5gbit", "500kbit", "12MB/s", "800KB/s" into bits per
+ * second; -1 if malformed or not positive. */
+int pipar_rate_parse(const char *s, double *bps);
+
+struct pipar_plan_env {
+	int K;                                  /* devices */
+	const struct pipar_profile *const *dev; /* K profiles, one per device */
+	const struct pipar_profile *srv;
+	double up_bps, down_bps;
+	int batch;                              /* B */
+	long samples;                           /* per device, per epoch */
+	double memory;                          /* device memory limit, 0: none */
+};
+
+/* What one device does: split point P (units 1..P on the device, 1 <= P <
+ * L; L for fl) and N micro-batches. */
+struct pipar_choice {
+	int P, N;
+};
+
+struct pipar_sim {
+	double iteration;                       /* seconds */
+	double aggregation;                     /* seconds per epoch */
+	double epoch;
+	long iterations;                        /* per epoch */
+	double srv_busy;                        /* seconds per iteration */
+	double dev_busy[256], up_busy[256], down_busy[256];
+	double dev_memory[256];                 /* bytes each device needs */
+	int feasible;                           /* within the memory limit */
+};
+
+#define PIPAR_PLAN_MAXDEV 256
+
+/* Checks that the profiles describe the same model and batch and fit the
+ * roles; -1 with err naming the profile and field. */
+int pipar_plan_check(const struct pipar_plan_env *env, const char *const *dev_names,
+		     const char *srv_name, char *err);
+
+/* Simulates one iteration of mode with device k making choice ch[k]. */
+void pipar_plan_simulate(const struct pipar_plan_env *env, enum pipar_mode mode,
+			 const struct pipar_choice *ch, struct pipar_sim *out);
+
+struct pipar_candidate {
+	struct pipar_choice choice;             /* the same for every device */
+	double iteration, epoch;
+};
+
+/* Searches every P and every N in 1..B for mode (N is 1 for sfl and sl;
+ * fl has one candidate) and writes the best choice per device into best
+ * (heterogeneous devices are refined one at a time from the best common
+ * choice) and its simulation into sim; the top candidates common to all
+ * devices, best first, into top[0..ntop).  Returns the number written to
+ * top, or -1 when no candidate fits the memory limit. */
+int pipar_plan_search(const struct pipar_plan_env *env, enum pipar_mode mode,
+		      struct pipar_choice *best, struct pipar_sim *sim,
+		      struct pipar_candidate *top, int ntop);
+
+/* The reference estimate: the longest path through one device's stage
+ * graph with a dedicated server (K = 1), as the paper's code computes it
+ * when its defects are set aside.  For tests. */
+double pipar_plan_reference(const struct pipar_plan_env *env, int k,
+			    struct pipar_choice ch);
+
+#endif
