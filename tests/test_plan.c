@@ -1,0 +1,322 @@
+/*
+ * The planner against schedules computed by hand, against the reference's
+ * longest-path estimate where their assumptions coincide, and against
+ * brute force; and the profile reader's refusals.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+#include "tap.h"
+
+/* A profile of L units whose fitted times are set directly: forward of
+ * unit u takes fa[u] + fb[u] n, backward ba[u] + bb[u] n. */
+static struct pipar_profile *fake(const char *role, int L, const double *fb,
+				  const double *bb, const double *out_bytes,
+				  double step)
+{
+	struct pipar_profile *p = calloc(1, sizeof(*p));
+
+	snprintf(p->role, sizeof(p->role), "%s", role);
+	p->spec = strdup("{\"format\":\"pipar-model/1\",\"name\":\"fake\"}");
+	p->in = (struct pipar_shape){1, 4, 4};
+	p->classes = 10;
+	p->batch = 64;
+	p->nsizes = 1;
+	p->sizes[0] = 64;
+	p->nunits = L;
+	p->units = calloc((size_t)L, sizeof(*p->units));
+	for (int u = 0; u < L; u++) {
+		p->units[u].fit_fwd[1] = fb[u];
+		p->units[u].fit_bwd[1] = bb[u];
+		p->units[u].out_bytes = out_bytes[u];
+		p->units[u].param_bytes = 1000;
+		p->units[u].step = step;
+	}
+	return p;
+}
+
+static double rnd(struct pipar_rng *r, double lo, double hi)
+{
+	return lo + (hi - lo) * pipar_rng_uniform(r);
+}
+
+int main(void)
+{
+	struct pipar_plan_env env = {0};
+	const struct pipar_profile *per[PIPAR_PLAN_MAXDEV];
+	struct pipar_choice ch[PIPAR_PLAN_MAXDEV], best[PIPAR_PLAN_MAXDEV];
+	struct pipar_sim s;
+	struct pipar_candidate top[8];
+	double bps;
+
+	ok(pipar_rate_parse("10mbit", &bps) == 0 && bps == 1e7, "10mbit is 1e7 bit/s");
+	ok(pipar_rate_parse("2.5Gbit", &bps) == 0 && bps == 2.5e9, "2.5Gbit is 2.5e9 bit/s");
+	ok(pipar_rate_parse("500kbit", &bps) == 0 && bps == 5e5, "500kbit");
+	ok(pipar_rate_parse("12MB/s", &bps) == 0 && bps == 9.6e7, "12MB/s is 9.6e7 bit/s");
+	ok(pipar_rate_parse("800KB/s", &bps) == 0 && bps == 6.4e6, "800KB/s is 6.4e6 bit/s");
+	ok(pipar_rate_parse("10", &bps) < 0 && pipar_rate_parse("-1mbit", &bps) < 0 &&
+		   pipar_rate_parse("mbit", &bps) < 0 && pipar_rate_parse("10 parsecs", &bps) < 0,
+	   "rates without a unit, negative or malformed are refused");
+
+	/* Equal stage times t, no backward and no steps: a linear pipeline of
+	 * four stages over N items takes (4 + N - 1) t. */
+	{
+		/* 2 units on the device, 2 on the server; B = 64. */
+		double t = 0.01;
+		int B = 64, worst_N = 0;
+		double worst = 0;
+
+		for (int N = 1; N <= 64; N *= 2) {
+			int n = B / N;
+			/* f = 2 units * c * n = t  =>  c = t / (2n); likewise. */
+			double fb[4] = {t / (2.0 * n), t / (2.0 * n), t / (2.0 * n), t / (2.0 * n)};
+			double zero[4] = {0, 0, 0, 0};
+			double ob[4] = {100, 100, 100, 100};
+			/* the server does forward only (backward 0): 2 units */
+			struct pipar_profile *d = fake("device", 4, fb, zero, ob, 0);
+			struct pipar_profile *sv = fake("server", 4, fb, zero, ob, 0);
+
+			env.K = 1;
+			per[0] = d;
+			env.dev = per;
+			env.srv = sv;
+			env.batch = B;
+			env.samples = B;
+			/* upload (100 n + 4 n) bytes in t; download 100 n bytes in t */
+			env.up_bps = (104.0 * n) * 8 / t;
+			env.down_bps = (100.0 * n) * 8 / t;
+			ch[0] = (struct pipar_choice){2, N};
+			pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
+			double want = (4 + N - 1) * t;
+
+			if (fabs(s.iteration - want) > worst)
+				worst = fabs(s.iteration - want), worst_N = N;
+			pipar_profile_free(d);
+			pipar_profile_free(sv);
+		}
+		ok(worst < 1e-12, "equal stage times: (stages + N - 1) t for N = 1..64 (worst error %.2e at N=%d)",
+		   worst, worst_N);
+	}
+
+	/* Communication-bound: a slow uplink dominates; the iteration is the
+	 * first forward, N uploads back to back, then the tail of the last
+	 * micro-batch. */
+	{
+		double fb[3] = {1e-4, 1e-4, 1e-4}, bb[3] = {2e-4, 2e-4, 2e-4};
+		double ob[3] = {4000, 4000, 40};
+		struct pipar_profile *d = fake("device", 3, fb, bb, ob, 0);
+		struct pipar_profile *sv = fake("server", 3, fb, bb, ob, 0);
+		int B = 60, N = 6, n = 10;
+
+		env.K = 1;
+		per[0] = d;
+		env.dev = per;
+		env.srv = sv;
+		env.batch = B;
+		env.samples = B;
+		env.up_bps = 1e6;
+		env.down_bps = 1e9;
+		ch[0] = (struct pipar_choice){1, N};
+		pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
+		double f = 1e-4 * n, u = (4000.0 * n + 4 * n) * 8 / 1e6;
+		double sv_t = 2 * (1e-4 + 2e-4) * n, w = 4000.0 * n * 8 / 1e9, b = 2e-4 * n;
+		/* the last backward of the chain: N backwards on the device, each
+		 * after its download; here the last download gates the last. */
+		double want = f + N * u + sv_t + w + b;
+
+		ok(fabs(s.iteration - want) < 1e-12 && s.iteration >= s.up_busy[0],
+		   "a slow uplink bounds the iteration: %.6f s = first forward + %d uploads + tail (%.6f)",
+		   s.iteration, N, want);
+		ok(fabs(s.up_busy[0] - N * u) < 1e-12, "uplink busy %.6f s is N uploads", s.up_busy[0]);
+		pipar_profile_free(d);
+		pipar_profile_free(sv);
+	}
+
+	/* The shared server: K identical devices whose work is all on the
+	 * server take K times one device's server time. */
+	{
+		double fb[2] = {1e-9, 1e-3}, bb[2] = {1e-9, 1e-3}, ob[2] = {4, 4};
+		struct pipar_profile *d = fake("device", 2, fb, bb, ob, 0);
+		struct pipar_profile *sv = fake("server", 2, fb, bb, ob, 0);
+		int B = 32;
+
+		env.batch = B;
+		env.samples = B;
+		env.up_bps = env.down_bps = 1e15;
+		env.dev = per;
+		env.srv = sv;
+		for (int K = 1; K <= 8; K *= 2) {
+			env.K = K;
+			for (int k = 0; k < K; k++) {
+				per[k] = d;
+				ch[k] = (struct pipar_choice){1, 4};
+			}
+			pipar_plan_simulate(&env, PIPAR_MODE_SFL, ch, &s);
+			ok(fabs(s.srv_busy - K * 2e-3 * B) < 1e-9 && s.iteration >= K * 2e-3 * B,
+			   "K = %d devices share one server: busy %.4f s, iteration %.4f s", K,
+			   s.srv_busy, s.iteration);
+		}
+		pipar_profile_free(d);
+		pipar_profile_free(sv);
+	}
+
+	/* One device: the event simulation and the reference's longest path
+	 * over the same stage graph agree, on random profiles and choices. */
+	{
+		struct pipar_rng r;
+		double worst = 0;
+
+		pipar_rng_seed(&r, 5, 5);
+		for (int trial = 0; trial < 200; trial++) {
+			int L = 2 + (int)pipar_rng_below(&r, 6);
+			double fb[8], bb[8], ob[8], sfb[8], sbb[8];
+
+			for (int u = 0; u < L; u++) {
+				fb[u] = rnd(&r, 1e-5, 1e-3);
+				bb[u] = rnd(&r, 1e-5, 2e-3);
+				ob[u] = rnd(&r, 10, 1e5);
+				sfb[u] = fb[u] / rnd(&r, 1, 50);
+				sbb[u] = bb[u] / rnd(&r, 1, 50);
+			}
+			struct pipar_profile *d = fake("device", L, fb, bb, ob, rnd(&r, 0, 1e-2));
+			struct pipar_profile *sv = fake("server", L, sfb, sbb, ob, rnd(&r, 0, 1e-2));
+
+			env.K = 1;
+			per[0] = d;
+			env.dev = per;
+			env.srv = sv;
+			env.batch = 1 + (int)pipar_rng_below(&r, 128);
+			env.samples = env.batch;
+			env.up_bps = rnd(&r, 1e6, 1e9);
+			env.down_bps = rnd(&r, 1e6, 1e9);
+			ch[0].P = 1 + (int)pipar_rng_below(&r, (uint32_t)(L - 1));
+			ch[0].N = 1 + (int)pipar_rng_below(&r, (uint32_t)env.batch);
+			pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
+			double ref = pipar_plan_reference(&env, 0, ch[0]);
+			double e = fabs(ref - s.iteration) / ref;
+
+			if (e > worst)
+				worst = e;
+			pipar_profile_free(d);
+			pipar_profile_free(sv);
+		}
+		ok(worst < 1e-12, "200 random cases, one device: simulation = longest path (worst relative error %.2e)",
+		   worst);
+	}
+
+	/* The search is optimal: homogeneous against every (P, N); two
+	 * different devices against every pair of choices. */
+	{
+		double fb[4] = {2e-4, 1e-4, 3e-4, 1e-4}, bb[4] = {4e-4, 2e-4, 5e-4, 2e-4};
+		double ob[4] = {20000, 5000, 8000, 40};
+		double fb2[4] = {2e-3, 1e-3, 3e-3, 1e-3}, bb2[4] = {4e-3, 2e-3, 5e-3, 2e-3};
+		double sfb[4] = {1e-5, 1e-5, 2e-5, 1e-5}, sbb[4] = {2e-5, 2e-5, 3e-5, 2e-5};
+		struct pipar_profile *d = fake("device", 4, fb, bb, ob, 1e-3);
+		struct pipar_profile *slow = fake("device", 4, fb2, bb2, ob, 1e-2);
+		struct pipar_profile *sv = fake("server", 4, sfb, sbb, ob, 1e-4);
+		double brute = INFINITY;
+		int B = 24;
+
+		env.K = 3;
+		per[0] = per[1] = per[2] = d;
+		env.dev = per;
+		env.srv = sv;
+		env.batch = B;
+		env.samples = 10 * B;
+		env.up_bps = 5e7;
+		env.down_bps = 5e7;
+		env.memory = 0;
+		for (int P = 1; P < 4; P++)
+			for (int N = 1; N <= B; N++) {
+				for (int k = 0; k < 3; k++)
+					ch[k] = (struct pipar_choice){P, N};
+				pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
+				if (s.epoch < brute)
+					brute = s.epoch;
+			}
+		int nt = pipar_plan_search(&env, PIPAR_MODE_PIPAR, best, &s, top, 8);
+		ok(nt == 8 && fabs(s.epoch - brute) < 1e-12 && fabs(top[0].epoch - brute) < 1e-12,
+		   "homogeneous search finds the brute-force optimum (%.6f s, P=%d N=%d)", s.epoch,
+		   best[0].P, best[0].N);
+		int sorted = 1;
+		for (int i = 1; i < nt; i++)
+			if (top[i].epoch < top[i - 1].epoch)
+				sorted = 0;
+		ok(sorted, "the alternatives are ranked best first");
+
+		/* Two devices, one 10x slower: brute force over all pairs. */
+		env.K = 2;
+		per[0] = d;
+		per[1] = slow;
+		brute = INFINITY;
+		for (int P0 = 1; P0 < 4; P0++)
+			for (int N0 = 1; N0 <= B; N0++)
+				for (int P1 = 1; P1 < 4; P1++)
+					for (int N1 = 1; N1 <= B; N1++) {
+						ch[0] = (struct pipar_choice){P0, N0};
+						ch[1] = (struct pipar_choice){P1, N1};
+						pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
+						if (s.epoch < brute)
+							brute = s.epoch;
+					}
+		pipar_plan_search(&env, PIPAR_MODE_PIPAR, best, &s, top, 8);
+		ok(s.epoch <= brute * (1 + 1e-9),
+		   "heterogeneous devices: the search matches brute force over all %d pairs (%.6f vs %.6f s; P=%d,%d N=%d,%d)",
+		   (3 * B) * (3 * B), s.epoch, brute, best[0].P, best[1].P, best[0].N, best[1].N);
+
+		/* A memory limit rules out what does not fit. */
+		env.K = 1;
+		per[0] = d;
+		env.memory = 1;
+		ok(pipar_plan_search(&env, PIPAR_MODE_PIPAR, best, &s, top, 8) < 0,
+		   "nothing fits in 1 byte of memory");
+		env.memory = 0;
+		pipar_profile_free(d);
+		pipar_profile_free(slow);
+		pipar_profile_free(sv);
+	}
+
+	/* The profile reader names what is wrong. */
+	{
+		const char *good_head =
+			"{\"format\":\"pipar-profile/1\",\"role\":\"device\",\"host\":{\"cpu\":\"x\",\"cores\":2,\"threads\":1},"
+			"\"slowdown\":1,\"repeat\":1,\"model_name\":\"m\",\"model\":{\"format\":\"pipar-model/1\"},"
+			"\"input\":[1,4,4],\"classes\":10,\"data\":\"d\",\"data_samples\":100,\"batch\":4,\"sizes\":[1,4],"
+			"\"units\":[{\"unit\":1,\"forward\":[{\"median\":1,\"min\":1,\"max\":1},{\"median\":2,\"min\":2,\"max\":2}],"
+			"\"backward\":[{\"median\":1,\"min\":1,\"max\":1},{\"median\":";
+		const char *good_tail =
+			",\"min\":0,\"max\":9}],\"step_seconds\":0,\"output_bytes_per_sample\":4,\"parameter_bytes\":4,"
+			"\"memory_fixed_bytes\":4,\"memory_bytes_per_sample\":4,\"flops_forward_per_sample\":1,"
+			"\"flops_backward_per_sample\":1}]}";
+		char text[4096], err[PIPAR_ERRLEN];
+		struct pipar_profile *p;
+
+		snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
+		ok(pipar_profile_parse(text, "p.json", &p, err) == 0, "a well-formed profile parses");
+		ok(p && fabs(pipar_profile_time(p, 0, 1, 4, 0) - 2) < 1e-12 &&
+			   fabs(pipar_profile_time(p, 0, 1, 1, 0) - 1) < 1e-12,
+		   "its fitted line goes through the medians");
+		pipar_profile_free(p);
+		snprintf(text, sizeof(text), "%s-2%s", good_head, good_tail);
+		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 &&
+			   strstr(err, "units[0].backward[1].median") && strstr(err, "negative"),
+		   "a negative time is refused naming it: %s", err);
+		snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
+		memcpy(strstr(text, "profile/1"), "profile/2", 9);
+		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 && strstr(err, "'format'"),
+		   "another format is refused: %s", err);
+		snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
+		memcpy(strstr(text, "\"repeat\""), "\"repaet\"", 8);
+		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 && strstr(err, "repaet"),
+		   "an unknown field is refused naming it: %s", err);
+		snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
+		*strstr(text, "{\"median\":2,") = '\0';
+		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 && strstr(err, "p.json"),
+		   "truncated JSON is refused: %s", err);
+	}
+	return tap_done();
+}
