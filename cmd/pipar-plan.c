@@ -24,7 +24,8 @@
 static const char usage_text[] =
 	"usage: pipar-plan --device FILE [--device FILE ...] --server FILE --devices K\n"
 	"                  --uplink RATE --downlink RATE --batch B [--mode pipar|fl|sl|sfl]\n"
-	"                  [--memory BYTES] [--samples N] [--top T] [--explain]\n";
+	"                  [--memory BYTES] [--samples N] [--top T] [--explain]\n"
+	"       pipar-plan --check FILE\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
 		{"samples", required_argument, NULL, 'n'},
 		{"top", required_argument, NULL, 't'},
 		{"explain", no_argument, NULL, 'x'},
+		{"check", required_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -163,6 +165,7 @@ int main(int argc, char **argv)
 	struct pipar_candidate top[64];
 	int ntop;
 	double t0;
+	const char *check_file = NULL;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -209,6 +212,7 @@ int main(int argc, char **argv)
 				return usage("bad --top '%s': expected an integer in [0, 64]", optarg);
 			break;
 		case 'x': explain = 1; break;
+		case 'c': check_file = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': puts(PROG " " VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;
@@ -216,6 +220,25 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage("unexpected argument '%s'", argv[optind]);
+	if (check_file) {
+		/* Validate a plan as the programs that follow it will read it. */
+		char *text = slurp(check_file, err);
+		struct pipar_plan_file *pf = NULL;
+		const char *name = strcmp(check_file, "-") ? check_file : "<stdin>";
+
+		if (ndev || srv_file)
+			return usage("%s", "--check takes no other options");
+		if (!text || pipar_plan_parse(text, name, &pf, err) < 0) {
+			free(text);
+			fprintf(stderr, PROG ": %s\n", err);
+			return 1;
+		}
+		printf("%s: valid pipar-plan/1: mode %s, %d device(s), P %d, N %d, predicted %.6g s per iteration\n",
+		       name, pipar_mode_name(pf->mode), pf->K, pf->dev[0].P, pf->dev[0].N, pf->iteration);
+		free(text);
+		pipar_plan_file_free(pf);
+		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+	}
 	if (!ndev)
 		return usage("%s", "missing --device");
 	if (!srv_file)

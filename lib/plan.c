@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "plan.h"
 
+#include <cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -479,4 +480,217 @@ double pipar_plan_reference(const struct pipar_plan_env *env, int k,
 	/* Each micro-batch's server work ends before the replica's step. */
 	return fmax(ref_end(&r, 4, ch.N - 1) + steps(env->dev[k], 0, ch.P),
 		    ref_end(&r, 2, ch.N - 1) + steps(env->srv, ch.P, L));
+}
+
+/* ---------------------------------------------------------------- plan files */
+
+void pipar_plan_file_free(struct pipar_plan_file *p)
+{
+	if (!p)
+		return;
+	free(p->spec);
+	free(p);
+}
+
+static int plan_num(const cJSON *o, const char *key, const char *path, double lo,
+		    double hi, double *out, const char *name, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+		return pipar_errf(err, "'%s': field '%s': missing or not a number", name, path);
+	if (v->valuedouble < lo || v->valuedouble > hi)
+		return pipar_errf(err, "'%s': field '%s': %g outside [%g, %g]", name, path,
+				  v->valuedouble, lo, hi);
+	*out = v->valuedouble;
+	return 0;
+}
+
+static int plan_int(const cJSON *o, const char *key, const char *path, long lo,
+		    long hi, long *out, const char *name, char *err)
+{
+	double d = 0;
+
+	if (plan_num(o, key, path, (double)lo, (double)hi, &d, name, err) < 0)
+		return -1;
+	if (d != floor(d))
+		return pipar_errf(err, "'%s': field '%s': not an integer", name, path);
+	*out = (long)d;
+	return 0;
+}
+
+int pipar_plan_parse(const char *text, const char *name,
+		     struct pipar_plan_file **out, char *err)
+{
+	static const char *const known[] = {
+		"format", "mode", "model_name", "model", "input", "classes", "units",
+		"devices", "batch", "samples_per_device", "uplink_bps", "downlink_bps",
+		"memory_bytes", "split_point", "parallel_batches", "per_device",
+		"predicted", "alternatives", "baselines", "search_seconds", NULL,
+	};
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+	struct pipar_plan_file *p = NULL;
+	struct pipar_model *m = NULL;
+	const cJSON *v, *arr;
+	long x;
+	char lerr[PIPAR_ERRLEN];
+
+	*out = NULL;
+	if (!root)
+		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
+				  end ? (long)(end - text) : 0L);
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		pipar_errf(err, "out of memory");
+		goto fail;
+	}
+	for (v = root->child; v; v = v->next) {
+		const char *const *k = known;
+
+		while (*k && strcmp(*k, v->string))
+			k++;
+		if (!*k) {
+			pipar_errf(err, "'%s': field '%s': unknown field", name, v->string);
+			goto fail;
+		}
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "format");
+	if (!cJSON_IsString(v) || strcmp(v->valuestring, "pipar-plan/1")) {
+		pipar_errf(err, "'%s': field 'format': not \"pipar-plan/1\"", name);
+		goto fail;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "mode");
+	if (!cJSON_IsString(v) || pipar_mode_parse(v->valuestring, &p->mode) < 0) {
+		pipar_errf(err, "'%s': field 'mode': not pipar, sfl, sl or fl", name);
+		goto fail;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "model_name");
+	if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof(p->model_name)) {
+		pipar_errf(err, "'%s': field 'model_name': missing or too long", name);
+		goto fail;
+	}
+	strcpy(p->model_name, v->valuestring);
+	v = cJSON_GetObjectItemCaseSensitive(root, "model");
+	if (!cJSON_IsObject(v) || !(p->spec = cJSON_PrintUnformatted(v))) {
+		pipar_errf(err, "'%s': field 'model': missing or not an object", name);
+		goto fail;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "input");
+	{
+		long d[3] = {0, 0, 0};
+		const char *paths[3] = {"input[0]", "input[1]", "input[2]"};
+
+		if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) {
+			pipar_errf(err, "'%s': field 'input': not [C, H, W]", name);
+			goto fail;
+		}
+		for (int i = 0; i < 3; i++) {
+			cJSON *wrap = cJSON_CreateObject();
+			int r;
+
+			cJSON_AddItemReferenceToObject(wrap, "v", cJSON_GetArrayItem(v, i));
+			r = plan_int(wrap, "v", paths[i], 1, 65536, &d[i], name, err);
+			cJSON_Delete(wrap);
+			if (r < 0)
+				goto fail;
+		}
+		p->in = (struct pipar_shape){(int)d[0], (int)d[1], (int)d[2]};
+	}
+	if (plan_int(root, "classes", "classes", 1, 1 << 20, &x, name, err) < 0)
+		goto fail;
+	p->classes = (int)x;
+	if (plan_int(root, "units", "units", 2, 4096, &x, name, err) < 0)
+		goto fail;
+	p->units = (int)x;
+	if (pipar_model_new(p->spec, p->in, p->classes, 0, -1, 0, &m, lerr) < 0) {
+		pipar_errf(err, "'%s': field 'model': %s", name, lerr);
+		goto fail;
+	}
+	if (m->nunits != p->units) {
+		pipar_errf(err, "'%s': field 'units': %d, the model has %d", name, p->units,
+			   m->nunits);
+		goto fail;
+	}
+	if (plan_int(root, "devices", "devices", 1, PIPAR_PLAN_MAXDEV, &x, name, err) < 0)
+		goto fail;
+	p->K = (int)x;
+	if (plan_int(root, "batch", "batch", 1, 4096, &x, name, err) < 0)
+		goto fail;
+	p->batch = (int)x;
+	if (plan_int(root, "samples_per_device", "samples_per_device", 1, 1L << 40, &p->samples,
+		     name, err) < 0 ||
+	    plan_num(root, "uplink_bps", "uplink_bps", 1, 1e15, &p->up_bps, name, err) < 0 ||
+	    plan_num(root, "downlink_bps", "downlink_bps", 1, 1e15, &p->down_bps, name, err) < 0)
+		goto fail;
+	arr = cJSON_GetObjectItemCaseSensitive(root, "per_device");
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != p->K) {
+		pipar_errf(err, "'%s': field 'per_device': needs one entry per device (%d)", name, p->K);
+		goto fail;
+	}
+	for (int k = 0; k < p->K; k++) {
+		const cJSON *d = cJSON_GetArrayItem(arr, k), *mb;
+		char path[64];
+		long P, N, sum = 0;
+		int maxP = p->mode == PIPAR_MODE_FL ? p->units : p->units - 1;
+		int minP = p->mode == PIPAR_MODE_FL ? p->units : 1;
+
+		snprintf(path, sizeof(path), "per_device[%d].split_point", k);
+		if (plan_int(d, "split_point", path, minP, maxP, &P, name, err) < 0)
+			goto fail;
+		snprintf(path, sizeof(path), "per_device[%d].parallel_batches", k);
+		if (plan_int(d, "parallel_batches", path, 1,
+			     p->mode == PIPAR_MODE_PIPAR ? p->batch : 1, &N, name, err) < 0)
+			goto fail;
+		mb = cJSON_GetObjectItemCaseSensitive(d, "micro_batches");
+		if (!cJSON_IsArray(mb) || cJSON_GetArraySize(mb) != N) {
+			pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': needs %ld sizes",
+				   name, k, N);
+			goto fail;
+		}
+		for (const cJSON *s = mb->child; s; s = s->next) {
+			if (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble != floor(s->valuedouble)) {
+				pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': not positive integers",
+					   name, k);
+				goto fail;
+			}
+			sum += (long)s->valuedouble;
+		}
+		if (sum != p->batch) {
+			pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': sum %ld, not the batch %d",
+				   name, k, sum, p->batch);
+			goto fail;
+		}
+		p->dev[k] = (struct pipar_choice){(int)P, (int)N};
+	}
+	if (plan_int(root, "split_point", "split_point", 1, p->units, &x, name, err) < 0 ||
+	    x != p->dev[0].P) {
+		if (x != p->dev[0].P)
+			pipar_errf(err, "'%s': field 'split_point': differs from per_device[0]", name);
+		goto fail;
+	}
+	if (plan_int(root, "parallel_batches", "parallel_batches", 1, p->batch, &x, name, err) < 0 ||
+	    x != p->dev[0].N) {
+		if (x != p->dev[0].N)
+			pipar_errf(err, "'%s': field 'parallel_batches': differs from per_device[0]", name);
+		goto fail;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "predicted");
+	if (!cJSON_IsObject(v) ||
+	    plan_num(v, "iteration_seconds", "predicted.iteration_seconds", 0, 1e12, &p->iteration,
+		     name, err) < 0 ||
+	    plan_num(v, "epoch_seconds", "predicted.epoch_seconds", 0, 1e15, &p->epoch, name, err) < 0) {
+		if (!cJSON_IsObject(v))
+			pipar_errf(err, "'%s': field 'predicted': missing", name);
+		goto fail;
+	}
+	pipar_model_free(m);
+	cJSON_Delete(root);
+	*out = p;
+	return 0;
+fail:
+	pipar_model_free(m);
+	cJSON_Delete(root);
+	pipar_plan_file_free(p);
+	return -1;
 }

@@ -97,4 +97,25 @@ int pipar_plan_search(const struct pipar_plan_env *env, enum pipar_mode mode,
 double pipar_plan_reference(const struct pipar_plan_env *env, int k,
 			    struct pipar_choice ch);
 
+/* A plan as pipar-plan writes it (pipar-plan(5)), for the programs that
+ * follow its choice. */
+struct pipar_plan_file {
+	enum pipar_mode mode;
+	char model_name[64];
+	char *spec;                             /* owned */
+	struct pipar_shape in;
+	int classes, units;
+	int K, batch;
+	long samples;
+	double up_bps, down_bps;
+	struct pipar_choice dev[PIPAR_PLAN_MAXDEV];
+	double iteration, epoch;                /* predicted seconds */
+};
+
+/* Parses and checks plan JSON: every required field, the choices against
+ * the model the spec builds.  -1 with err naming the field. */
+int pipar_plan_parse(const char *text, const char *name,
+		     struct pipar_plan_file **out, char *err);
+void pipar_plan_file_free(struct pipar_plan_file *p);
+
 #endif
