@@ -284,6 +284,7 @@ int main(int argc, char **argv)
 	}
 
 	t0 = pipar_now();
+	pipar_plan_tables_build(&env);
 	ntop = pipar_plan_search(&env, mode, best, &sim, top, top_n > 0 ? top_n : 1);
 	if (ntop < 0) {
 		fprintf(stderr, PROG ": no split point and batch count fits --memory %.0f bytes\n",
@@ -348,7 +349,10 @@ int main(int argc, char **argv)
 		cJSON *b = cJSON_AddObjectToObject(o, pipar_mode_name((enum pipar_mode)m));
 		struct pipar_candidate bt[1];
 
-		if (pipar_plan_search(&env, (enum pipar_mode)m, bch, &bsim, bt, 1) < 0) {
+		if ((enum pipar_mode)m == mode) {
+			memcpy(bch, best, sizeof(best));
+			bsim = sim;
+		} else if (pipar_plan_search(&env, (enum pipar_mode)m, bch, &bsim, bt, 1) < 0) {
 			cJSON_AddBoolToObject(b, "feasible", 0);
 			continue;
 		}
@@ -390,6 +394,7 @@ int main(int argc, char **argv)
 	}
 	status = 0;
 out:
+	pipar_plan_tables_free(&env);
 	for (int i = 0; i < ndev; i++)
 		pipar_profile_free(dev[i]);
 	pipar_profile_free(srv);

@@ -131,16 +131,105 @@ struct stage_times {
 	double f, b, up, down, s;
 };
 
+/* Stage times for every device, split point and micro-batch size, so that
+ * a simulation looks them up instead of summing units each time. */
+struct pipar_plan_tables {
+	int B, L, K;
+	double *f, *b;                          /* [k][P][n] */
+	double *s;                              /* [P][n]: server forward + backward */
+};
+
+static size_t tix(const struct pipar_plan_tables *t, int k, int P, int n)
+{
+	return ((size_t)k * (size_t)(t->L + 1) + (size_t)P) * (size_t)(t->B + 1) + (size_t)n;
+}
+
+static struct pipar_plan_tables *tables_new(const struct pipar_plan_env *env)
+{
+	struct pipar_plan_tables *t = calloc(1, sizeof(*t));
+	int L = env->srv->nunits, B = env->batch, K = env->K;
+	size_t cells = (size_t)K * (size_t)(L + 1) * (size_t)(B + 1);
+
+	if (!t)
+		return NULL;
+	t->B = B;
+	t->L = L;
+	t->K = K;
+	t->f = malloc(sizeof(double) * cells);
+	t->b = malloc(sizeof(double) * cells);
+	t->s = malloc(sizeof(double) * (size_t)(L + 1) * (size_t)(B + 1));
+	if (!t->f || !t->b || !t->s) {
+		free(t->f);
+		free(t->b);
+		free(t->s);
+		free(t);
+		return NULL;
+	}
+	for (int k = 0; k < K; k++) {
+		/* Devices sharing a profile share the numbers. */
+		int same = -1;
+
+		for (int j = 0; j < k && same < 0; j++)
+			if (env->dev[j] == env->dev[k])
+				same = j;
+		for (int P = 0; P <= L; P++)
+			for (int n = 0; n <= B; n++) {
+				if (same >= 0) {
+					t->f[tix(t, k, P, n)] = t->f[tix(t, same, P, n)];
+					t->b[tix(t, k, P, n)] = t->b[tix(t, same, P, n)];
+					continue;
+				}
+				t->f[tix(t, k, P, n)] = pipar_profile_time(env->dev[k], 0, P, n, 0);
+				t->b[tix(t, k, P, n)] = pipar_profile_time(env->dev[k], 0, P, n, 1);
+			}
+	}
+	for (int P = 0; P <= L; P++)
+		for (int n = 0; n <= B; n++)
+			t->s[(size_t)P * (size_t)(B + 1) + (size_t)n] =
+				pipar_profile_time(env->srv, P, L, n, 0) +
+				pipar_profile_time(env->srv, P, L, n, 1);
+	return t;
+}
+
+static void tables_free(struct pipar_plan_tables *t)
+{
+	if (!t)
+		return;
+	free(t->f);
+	free(t->b);
+	free(t->s);
+	free(t);
+}
+
+int pipar_plan_tables_build(struct pipar_plan_env *env)
+{
+	env->tables = tables_new(env);
+	return env->tables ? 0 : -1;
+}
+
+void pipar_plan_tables_free(struct pipar_plan_env *env)
+{
+	tables_free(env->tables);
+	env->tables = NULL;
+}
+
 static struct stage_times stages(const struct pipar_plan_env *env, int k, int P, int n)
 {
 	const struct pipar_profile *d = env->dev[k], *s = env->srv;
+	const struct pipar_plan_tables *tab = env->tables;
 	int L = s->nunits;
 	double act = n * d->units[P - 1].out_bytes;
 	struct stage_times t;
 
-	t.f = pipar_profile_time(d, 0, P, n, 0);
-	t.b = pipar_profile_time(d, 0, P, n, 1);
-	t.s = pipar_profile_time(s, P, L, n, 0) + pipar_profile_time(s, P, L, n, 1);
+	if (tab && n <= tab->B) {
+		t.f = tab->f[tix(tab, k, P, n)];
+		t.b = tab->b[tix(tab, k, P, n)];
+		t.s = tab->s[(size_t)P * (size_t)(tab->B + 1) + (size_t)n];
+	} else {
+		t.f = pipar_profile_time(d, 0, P, n, 0);
+		t.b = pipar_profile_time(d, 0, P, n, 1);
+		t.s = pipar_profile_time(s, P, L, n, 0) + pipar_profile_time(s, P, L, n, 1);
+	}
 	/* Activations and the labels up, activation gradients down. */
 	t.up = (act + 4.0 * n) * 8 / env->up_bps;
 	t.down = act * 8 / env->down_bps;
@@ -343,9 +432,28 @@ static int same_profiles(const struct pipar_plan_env *env)
 	return 1;
 }
 
+static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
+		  struct pipar_choice *best, struct pipar_sim *sim,
+		  struct pipar_candidate *top, int ntop);
+
 int pipar_plan_search(const struct pipar_plan_env *env, enum pipar_mode mode,
 		      struct pipar_choice *best, struct pipar_sim *sim,
 		      struct pipar_candidate *top, int ntop)
+{
+	struct pipar_plan_env e = *env;
+	int r;
+
+	if (!e.tables)
+		e.tables = tables_new(env);     /* NULL: slower, same numbers */
+	r = search(&e, mode, best, sim, top, ntop);
+	if (!env->tables)
+		tables_free(e.tables);
+	return r;
+}
+
+static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
+		  struct pipar_choice *best, struct pipar_sim *sim,
+		  struct pipar_candidate *top, int ntop)
 {
 	int L = env->srv->nunits, B = env->batch, K = env->K, ntopn = 0;
 	int maxN = mode == PIPAR_MODE_PIPAR ? (B < MAXN ? B : MAXN) : 1;

@@ -46,6 +46,8 @@ struct pipar_plan_env {
 	int batch;                              /* B */
 	long samples;                           /* per device, per epoch */
 	double memory;                          /* device memory limit, 0: none */
+	struct pipar_plan_tables *tables;       /* stage-time tables, built by
+						 * pipar_plan_search; NULL: none */
 };
 
 /* What one device does: split point P (units 1..P on the device, 1 <= P <
@@ -71,6 +73,12 @@ struct pipar_sim {
  * roles; -1 with err naming the profile and field. */
 int pipar_plan_check(const struct pipar_plan_env *env, const char *const *dev_names,
 		     const char *srv_name, char *err);
+
+/* Builds the stage-time tables that make repeated searches fast (env->tables);
+ * -1 when out of memory (searches then work without them).  Free with
+ * pipar_plan_tables_free, which accepts an env without tables. */
+int pipar_plan_tables_build(struct pipar_plan_env *env);
+void pipar_plan_tables_free(struct pipar_plan_env *env);
 
 /* Simulates one iteration of mode with device k making choice ch[k]. */
 void pipar_plan_simulate(const struct pipar_plan_env *env, enum pipar_mode mode,
