@@ -226,7 +226,8 @@ int main(int argc, char **argv)
 		struct pipar_plan_file *pf = NULL;
 		const char *name = strcmp(check_file, "-") ? check_file : "<stdin>";
 
-		if (ndev || srv_file)
+		if (argc != optind || ndev || srv_file || K || env.up_bps || env.down_bps ||
+		    env.batch || env.memory || samples || explain || top_n != 5)
 			return usage("%s", "--check takes no other options");
 		if (!text || pipar_plan_parse(text, name, &pf, err) < 0) {
 			free(text);

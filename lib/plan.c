@@ -648,6 +648,10 @@ int pipar_plan_parse(const char *text, const char *name,
 	if (!root)
 		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
 				  end ? (long)(end - text) : 0L);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return pipar_errf(err, "'%s': not a JSON object", name);
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		pipar_errf(err, "out of memory");
@@ -771,16 +775,16 @@ int pipar_plan_parse(const char *text, const char *name,
 		}
 		p->dev[k] = (struct pipar_choice){(int)P, (int)N};
 	}
-	if (plan_int(root, "split_point", "split_point", 1, p->units, &x, name, err) < 0 ||
-	    x != p->dev[0].P) {
-		if (x != p->dev[0].P)
-			pipar_errf(err, "'%s': field 'split_point': differs from per_device[0]", name);
+	if (plan_int(root, "split_point", "split_point", 1, p->units, &x, name, err) < 0)
+		goto fail;
+	if (x != p->dev[0].P) {
+		pipar_errf(err, "'%s': field 'split_point': differs from per_device[0]", name);
 		goto fail;
 	}
-	if (plan_int(root, "parallel_batches", "parallel_batches", 1, p->batch, &x, name, err) < 0 ||
-	    x != p->dev[0].N) {
-		if (x != p->dev[0].N)
-			pipar_errf(err, "'%s': field 'parallel_batches': differs from per_device[0]", name);
+	if (plan_int(root, "parallel_batches", "parallel_batches", 1, p->batch, &x, name, err) < 0)
+		goto fail;
+	if (x != p->dev[0].N) {
+		pipar_errf(err, "'%s': field 'parallel_batches': differs from per_device[0]", name);
 		goto fail;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "predicted");

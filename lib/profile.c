@@ -58,26 +58,41 @@ static struct pipar_time summarise(double *t, int r, double scale)
 	return s;
 }
 
-/* Least squares a + b n through the medians. */
+/* Least squares a + b n through the medians, weighted by 1 / t^2 so that
+ * the error is relative: small micro-batches, whose fixed cost decides
+ * how many of them pay off, count as much as large ones.  Neither a fixed
+ * cost nor a per-sample cost can be negative; if one comes out so, the
+ * line is refitted without it. */
 static void fit(const int *sizes, const struct pipar_time *t, int k, double *ab)
 {
-	double sn = 0, st = 0, snn = 0, snt = 0;
+	double sw = 0, sn = 0, st = 0, snn = 0, snt = 0;
 
 	for (int i = 0; i < k; i++) {
-		sn += sizes[i];
-		st += t[i].median;
-		snn += (double)sizes[i] * sizes[i];
-		snt += (double)sizes[i] * t[i].median;
-	}
-	double den = k * snn - sn * sn;
+		double m = t[i].median > 1e-12 ? t[i].median : 1e-12, w = 1 / (m * m);
 
-	if (k < 2 || den <= 0) {
-		ab[0] = 0;
-		ab[1] = k ? st / sn : 0;
-		return;
+		sw += w;
+		sn += w * sizes[i];
+		st += w * t[i].median;
+		snn += w * (double)sizes[i] * sizes[i];
+		snt += w * (double)sizes[i] * t[i].median;
 	}
-	ab[1] = (k * snt - sn * st) / den;
-	ab[0] = (st - ab[1] * sn) / k;
+	double den = sw * snn - sn * sn;
+
+	if (k >= 2 && den > 0) {
+		ab[1] = (sw * snt - sn * st) / den;
+		ab[0] = (st - ab[1] * sn) / sw;
+	} else {
+		ab[0] = 0;
+		ab[1] = snn > 0 ? snt / snn : 0;
+	}
+	if (ab[0] < 0) {
+		ab[0] = 0;
+		ab[1] = snn > 0 ? snt / snn : 0;
+	}
+	if (ab[1] < 0) {
+		ab[1] = 0;
+		ab[0] = sw > 0 ? st / sw : 0;
+	}
 }
 
 static void fit_all(struct pipar_profile *p)
@@ -434,6 +449,10 @@ int pipar_profile_parse(const char *text, const char *name,
 	if (!root)
 		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
 				  end ? (long)(end - text) : 0L);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return pipar_errf(err, "'%s': not a JSON object", name);
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto oom;
@@ -460,7 +479,11 @@ int pipar_profile_parse(const char *text, const char *name,
 		goto fail;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "host");
-	if (!cJSON_IsObject(v) || get_str(v, "cpu", p->cpu, sizeof(p->cpu), &c) ||
+	if (!cJSON_IsObject(v)) {
+		bad(&c, "host", "missing or not an object");
+		goto fail;
+	}
+	if (get_str(v, "cpu", p->cpu, sizeof(p->cpu), &c) ||
 	    get_num(v, "cores", "host.cores", 0, 1e6, &d, &c))
 		goto fail;
 	p->cores = (int)d;
