@@ -213,7 +213,7 @@ static int same_state(const struct pipar_model *a, const struct pipar_model *b, 
 
 int main(void)
 {
-	char path[256], err[PIPAR_ERRLEN];
+	char path[256], err[PIPAR_ERRLEN] = "";
 	struct pipar_shape in = {1, 12, 12};
 	struct pipar_model *m, *r = NULL;
 	struct pipar_ckpt_info info = {0}, back = {0};
