@@ -1,0 +1,336 @@
+/*
+ * Frames over TCP: header encoding with its own checksum, CRC-32C, sending
+ * with writev and receiving with every field checked before use.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
+
+static const char *const type_names[] = {
+	"?", "HELLO", "PLAN", "MODEL", "ACTIVATIONS", "GRADIENTS", "PARAMS_UP",
+	"PARAMS_DOWN", "EVAL", "ERROR", "BYE",
+};
+
+const char *pipar_frame_type_name(int type)
+{
+	return type >= 1 && type <= PIPAR_FRAME_MAX_TYPE ? type_names[type] : "?";
+}
+
+/* ---------------------------------------------------------------- CRC-32C */
+
+#if !defined(__SSE4_2__)
+static uint32_t crc_table[8][256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (int t = 1; t < 8; t++)
+		for (int i = 0; i < 256; i++)
+			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
+					  crc_table[0][crc_table[t - 1][i] & 0xff];
+	crc_ready = 1;
+}
+#endif
+
+uint32_t pipar_crc32c(uint32_t crc, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+
+	crc = ~crc;
+#if defined(__SSE4_2__)
+	/* The instruction computes exactly this polynomial, 8 bytes a step. */
+	uint64_t c = crc;
+
+	while (n >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+		p += 8;
+		n -= 8;
+	}
+	crc = (uint32_t)c;
+	while (n--)
+		crc = _mm_crc32_u8(crc, *p++);
+#else
+	if (!crc_ready)
+		crc_init();
+	while (n >= 8) {
+		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+				     (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		      crc_table[3][p[4]] ^ crc_table[2][p[5]] ^ crc_table[1][p[6]] ^
+		      crc_table[0][p[7]];
+		p += 8;
+		n -= 8;
+	}
+	while (n--)
+		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+#endif
+	return ~crc;
+}
+
+/* ---------------------------------------------------------------- header */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+void pipar_wire_header_encode(const struct pipar_frame_header *h,
+			      uint8_t out[PIPAR_WIRE_HEADER])
+{
+	memcpy(out, PIPAR_WIRE_MAGIC, 4);
+	out[4] = PIPAR_WIRE_VERSION;
+	out[5] = (uint8_t)h->type;
+	out[6] = (uint8_t)h->flags;
+	out[7] = (uint8_t)(h->flags >> 8);
+	put32(out + 8, h->length);
+	put32(out + 12, h->seq);
+	put32(out + 16, h->crc);
+	put32(out + 20, pipar_crc32c(0, out, 20));
+}
+
+int pipar_wire_header_decode(const uint8_t in[PIPAR_WIRE_HEADER],
+			     uint32_t max_len, uint32_t expect_seq,
+			     struct pipar_frame_header *h, char *err)
+{
+	if (memcmp(in, PIPAR_WIRE_MAGIC, 4) != 0)
+		return pipar_errf(err, "bad magic 0x%02x%02x%02x%02x (not a pipar frame)",
+				  in[0], in[1], in[2], in[3]);
+	if (in[4] != PIPAR_WIRE_VERSION)
+		return pipar_errf(err, "protocol version %d (expected %d)", in[4],
+				  PIPAR_WIRE_VERSION);
+	if (get32(in + 20) != pipar_crc32c(0, in, 20))
+		return pipar_errf(err, "header checksum mismatch");
+	h->type = in[5];
+	h->flags = (uint16_t)(in[6] | in[7] << 8);
+	h->length = get32(in + 8);
+	h->seq = get32(in + 12);
+	h->crc = get32(in + 16);
+	if (h->type < 1 || h->type > PIPAR_FRAME_MAX_TYPE)
+		return pipar_errf(err, "unknown frame type %d", h->type);
+	if (h->flags)
+		return pipar_errf(err, "%s frame with unknown flags 0x%04x",
+				  pipar_frame_type_name(h->type), h->flags);
+	if (h->length > max_len)
+		return pipar_errf(err, "%s frame of %u bytes, over the bound of %u",
+				  pipar_frame_type_name(h->type), h->length, max_len);
+	if (h->seq != expect_seq)
+		return pipar_errf(err, "%s frame out of order (sequence %u, expected %u)",
+				  pipar_frame_type_name(h->type), h->seq, expect_seq);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- I/O */
+
+int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
+		    size_t len, char *err)
+{
+	struct pipar_frame_header h = {type, 0, (uint32_t)len, seq,
+				       pipar_crc32c(0, payload, len)};
+	uint8_t head[PIPAR_WIRE_HEADER];
+	struct iovec iov[2];
+	int n = 2;
+
+	if (len > UINT32_MAX)
+		return pipar_errf(err, "payload of %zu bytes is too large for a frame", len);
+	pipar_wire_header_encode(&h, head);
+	iov[0] = (struct iovec){head, sizeof(head)};
+	iov[1] = (struct iovec){(void *)payload, len};
+	struct iovec *v = iov;
+	while (n > 0) {
+		ssize_t w = writev(fd, v, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return pipar_errf(err, "cannot send %s frame: %s",
+					  pipar_frame_type_name(type), strerror(errno));
+		}
+		while (n > 0 && (size_t)w >= v->iov_len) {
+			w -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (char *)v->iov_base + w;
+			v->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* Reads exactly n bytes; returns n, 0 at end of stream before any byte,
+ * or -1 (errno set; EPIPE-like for a stream that ends part-way: got is
+ * then the number read). */
+static ssize_t read_full(int fd, void *buf, size_t n, size_t *got)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t r = read(fd, (char *)buf + done, n - done);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			*got = done;
+			return -1;
+		}
+		if (r == 0) {
+			*got = done;
+			if (done == 0)
+				return 0;
+			errno = 0;
+			return -1;
+		}
+		done += (size_t)r;
+	}
+	*got = done;
+	return (ssize_t)n;
+}
+
+int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
+		    struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
+		    char *err)
+{
+	uint8_t head[PIPAR_WIRE_HEADER];
+	size_t got;
+	ssize_t r = read_full(fd, head, sizeof(head), &got);
+
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		return errno ? pipar_errf(err, "receive failed: %s", strerror(errno)) :
+			       pipar_errf(err, "connection closed inside a frame header (%zu of %d bytes)",
+					  got, PIPAR_WIRE_HEADER);
+	if (pipar_wire_header_decode(head, max_len, expect_seq, h, err) < 0)
+		return -1;
+	if (h->length > *cap) {
+		uint8_t *nb = realloc(*buf, h->length);
+
+		if (!nb)
+			return pipar_errf(err, "out of memory for a %u-byte frame", h->length);
+		*buf = nb;
+		*cap = h->length;
+	}
+	if (h->length) {
+		r = read_full(fd, *buf, h->length, &got);
+		if (r <= 0)
+			return r < 0 && errno ?
+				       pipar_errf(err, "receive failed: %s", strerror(errno)) :
+				       pipar_errf(err, "connection closed inside a %s frame (%zu of %u bytes)",
+						  pipar_frame_type_name(h->type), got, h->length);
+	}
+	if (pipar_crc32c(0, *buf, h->length) != h->crc)
+		return pipar_errf(err, "%s frame payload checksum mismatch",
+				  pipar_frame_type_name(h->type));
+	return 1;
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+size_t pipar_tensor_msg_size(int type, uint32_t n, uint32_t c, uint32_t h,
+			     uint32_t w)
+{
+	size_t vals = (size_t)n * c * h * w;
+
+	return PIPAR_TENSOR_HEAD + sizeof(float) * vals +
+	       (type == PIPAR_FRAME_ACTIVATIONS ? sizeof(int32_t) * (size_t)n : 0);
+}
+
+void pipar_tensor_msg_head(int type, const struct pipar_tensor_msg *m,
+			   uint8_t out[PIPAR_TENSOR_HEAD])
+{
+	uint32_t loss = 0;
+
+	put32(out, m->iteration);
+	put32(out + 4, m->micro);
+	put32(out + 8, m->n);
+	put32(out + 12, m->c);
+	put32(out + 16, m->h);
+	put32(out + 20, m->w);
+	if (type == PIPAR_FRAME_GRADIENTS)
+		memcpy(&loss, &m->loss, 4);
+	put32(out + 24, loss);
+	put32(out + 28, 0);
+}
+
+int pipar_tensor_msg_parse(int type, const uint8_t *p, size_t len,
+			   uint32_t c, uint32_t h, uint32_t w, uint32_t max_n,
+			   int classes, struct pipar_tensor_msg *m, char *err)
+{
+	const char *what = pipar_frame_type_name(type);
+	uint32_t loss;
+
+	if (type != PIPAR_FRAME_ACTIVATIONS && type != PIPAR_FRAME_GRADIENTS)
+		return pipar_errf(err, "%s frame is not a tensor message", what);
+	if (len < PIPAR_TENSOR_HEAD)
+		return pipar_errf(err, "%s frame of %zu bytes is shorter than its head", what, len);
+	m->iteration = get32(p);
+	m->micro = get32(p + 4);
+	m->n = get32(p + 8);
+	m->c = get32(p + 12);
+	m->h = get32(p + 16);
+	m->w = get32(p + 20);
+	loss = get32(p + 24);
+	memcpy(&m->loss, &loss, 4);
+	if (m->c != c || m->h != h || m->w != w)
+		return pipar_errf(err, "%s frame of shape %ux%ux%u, expected %ux%ux%u", what,
+				  m->c, m->h, m->w, c, h, w);
+	if (m->n < 1 || m->n > max_n)
+		return pipar_errf(err, "%s frame of %u samples, expected 1 to %u", what, m->n,
+				  max_n);
+	if (get32(p + 28) != 0 || (type == PIPAR_FRAME_ACTIVATIONS && loss != 0))
+		return pipar_errf(err, "%s frame with non-zero reserved bytes", what);
+	if (len != pipar_tensor_msg_size(type, m->n, c, h, w))
+		return pipar_errf(err, "%s frame of %zu bytes, its shape needs %zu", what, len,
+				  pipar_tensor_msg_size(type, m->n, c, h, w));
+	if (type == PIPAR_FRAME_GRADIENTS && !(m->loss == m->loss && m->loss > -3.4e38f &&
+					       m->loss < 3.4e38f))
+		return pipar_errf(err, "%s frame with a non-finite loss", what);
+	m->data = (const float *)(const void *)(p + PIPAR_TENSOR_HEAD);
+	m->labels = NULL;
+	if (type == PIPAR_FRAME_ACTIVATIONS) {
+		const uint8_t *lp = p + PIPAR_TENSOR_HEAD + sizeof(float) * (size_t)m->n * c * h * w;
+
+		for (uint32_t i = 0; i < m->n; i++) {
+			uint32_t v = get32(lp + 4 * (size_t)i);
+
+			if (v >= (uint32_t)classes)
+				return pipar_errf(err, "%s frame: label %u of sample %u outside [0, %d)",
+						  what, v, i, classes);
+		}
+		m->labels = (const int32_t *)(const void *)lp;
+	}
+	return 0;
+}
