@@ -271,7 +271,7 @@ size_t pipar_tensor_msg_size(int type, uint32_t n, uint32_t c, uint32_t h,
 void pipar_tensor_msg_head(int type, const struct pipar_tensor_msg *m,
 			   uint8_t out[PIPAR_TENSOR_HEAD])
 {
-	uint32_t loss = 0;
+	uint32_t loss = m->batch;
 
 	put32(out, m->iteration);
 	put32(out + 4, m->micro);
@@ -303,15 +303,22 @@ int pipar_tensor_msg_parse(int type, const uint8_t *p, size_t len,
 	m->h = get32(p + 16);
 	m->w = get32(p + 20);
 	loss = get32(p + 24);
-	memcpy(&m->loss, &loss, 4);
+	m->batch = type == PIPAR_FRAME_ACTIVATIONS ? loss : 0;
+	if (type == PIPAR_FRAME_GRADIENTS)
+		memcpy(&m->loss, &loss, 4);
+	else
+		m->loss = 0;
 	if (m->c != c || m->h != h || m->w != w)
 		return pipar_errf(err, "%s frame of shape %ux%ux%u, expected %ux%ux%u", what,
 				  m->c, m->h, m->w, c, h, w);
 	if (m->n < 1 || m->n > max_n)
 		return pipar_errf(err, "%s frame of %u samples, expected 1 to %u", what, m->n,
 				  max_n);
-	if (get32(p + 28) != 0 || (type == PIPAR_FRAME_ACTIVATIONS && loss != 0))
+	if (get32(p + 28) != 0)
 		return pipar_errf(err, "%s frame with non-zero reserved bytes", what);
+	if (type == PIPAR_FRAME_ACTIVATIONS && (m->batch < m->n || m->batch > max_n))
+		return pipar_errf(err, "%s frame: mini-batch of %u samples for a micro-batch of %u (at most %u)",
+				  what, m->batch, m->n, max_n);
 	if (len != pipar_tensor_msg_size(type, m->n, c, h, w))
 		return pipar_errf(err, "%s frame of %zu bytes, its shape needs %zu", what, len,
 				  pipar_tensor_msg_size(type, m->n, c, h, w));

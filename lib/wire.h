@@ -82,12 +82,15 @@ int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
 		    char *err);
 
 /* ACTIVATIONS and GRADIENTS payloads: a fixed 32-byte head then data.
- *   ACTIVATIONS: iteration, micro, n, c, h, w (u32 each), 8 zero bytes,
- *                n*c*h*w floats, then n labels (i32)
- *   GRADIENTS:   iteration, micro, n, c, h, w (u32 each), loss (f32),
- *                4 zero bytes, n*c*h*w floats */
+ *   ACTIVATIONS: iteration, micro, n, c, h, w (u32 each), batch (u32: the
+ *                samples of the whole mini-batch the micro-batch belongs
+ *                to), 4 zero bytes, n*c*h*w floats, then n labels (i32)
+ *   GRADIENTS:   iteration, micro, n, c, h, w (u32 each), loss (f32: the
+ *                summed loss of the n samples), 4 zero bytes, n*c*h*w
+ *                floats */
 struct pipar_tensor_msg {
 	uint32_t iteration, micro, n, c, h, w;
+	uint32_t batch;                 /* ACTIVATIONS only */
 	float loss;                     /* GRADIENTS only */
 	const float *data;              /* into the payload; may be unaligned */
 	const int32_t *labels;          /* ACTIVATIONS only; may be unaligned */
@@ -104,8 +107,9 @@ void pipar_tensor_msg_head(int type, const struct pipar_tensor_msg *m,
 			   uint8_t out[PIPAR_TENSOR_HEAD]);
 
 /* Parses a tensor payload and checks it against what is expected: the
- * shape c x h x w exactly, 1 <= n <= max_n, the length matching, labels
- * in [0, classes).  -1 with err naming the field. */
+ * shape c x h x w exactly, 1 <= n <= max_n (and n <= batch <= max_n for
+ * ACTIVATIONS), the length matching, labels in [0, classes).  -1 with err
+ * naming the field. */
 int pipar_tensor_msg_parse(int type, const uint8_t *p, size_t len,
 			   uint32_t c, uint32_t h, uint32_t w, uint32_t max_n,
 			   int classes, struct pipar_tensor_msg *m, char *err);

@@ -84,7 +84,7 @@ int main(void)
 		uint32_t n = 3, c = 2, hh = 2, w = 2;
 		size_t sz = pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, n, c, hh, w);
 		uint8_t *p = calloc(1, sz);
-		struct pipar_tensor_msg m = {5, 1, n, c, hh, w, 0, NULL, NULL}, q;
+		struct pipar_tensor_msg m = {5, 1, n, c, hh, w, 6, 0, NULL, NULL}, q;
 		float *vals = (float *)(void *)(p + PIPAR_TENSOR_HEAD);
 		int32_t lab[3] = {0, 9, 4};
 
@@ -94,7 +94,7 @@ int main(void)
 		memcpy(p + PIPAR_TENSOR_HEAD + 24 * 4, lab, sizeof(lab));
 		ok(sz == 32 + 96 + 12 && pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, sz, 2, 2, 2, 8,
 								  10, &q, err) == 0 &&
-			   q.iteration == 5 && q.micro == 1 && q.n == 3 && q.data[23] == 11.5f &&
+			   q.iteration == 5 && q.micro == 1 && q.n == 3 && q.batch == 6 && q.data[23] == 11.5f &&
 			   q.labels[1] == 9,
 		   "an activations payload round-trips");
 		ok(pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, sz, 2, 2, 3, 8, 10, &q, err) < 0 &&
@@ -102,6 +102,9 @@ int main(void)
 		   "a wrong shape is refused: %s", err);
 		ok(pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, sz, 2, 2, 2, 2, 10, &q, err) < 0 &&
 			   strstr(err, "3 samples, expected 1 to 2"),
+		   "more samples than the plan allows are refused: %s", err);
+		ok(pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, sz, 2, 2, 2, 5, 10, &q, err) < 0 &&
+			   strstr(err, "mini-batch of 6"),
 		   "more samples than the plan allows are refused: %s", err);
 		ok(pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, sz - 1, 2, 2, 2, 8, 10, &q, err) < 0 &&
 			   strstr(err, "its shape needs"),
@@ -112,6 +115,7 @@ int main(void)
 		ok(pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, 10, 2, 2, 2, 8, 10, &q, err) < 0,
 		   "a payload shorter than its head is refused: %s", err);
 		p[29] = 1;
+		/* (the word before it is the mini-batch) */
 		ok(pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, p, sz, 2, 2, 2, 8, 10, &q, err) < 0 &&
 			   strstr(err, "reserved"),
 		   "non-zero reserved bytes are refused: %s", err);
