@@ -1,0 +1,880 @@
+/*
+ * The training runtime: pipar_serve (one thread per device, the server's
+ * compute serialised, aggregation at a barrier) and pipar_device.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "runtime.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "train.h"
+#include "wire.h"
+
+#define CONTROL_MAX (16u << 20)
+
+static void set_timeout(int fd, double seconds)
+{
+	struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - floor(seconds)) * 1e6)};
+
+	if (seconds > 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+}
+
+static void logf_(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void logf_(FILE *log, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log)
+		return;
+	va_start(ap, fmt);
+	vfprintf(log, fmt, ap);
+	va_end(ap);
+	fputc('\n', log);
+	fflush(log);
+}
+
+/* Micro-batch i of N for a mini-batch of b samples. */
+static int micro(int b, int N, int i)
+{
+	return b / N + (i < b % N);
+}
+
+static size_t part_state(const struct pipar_model *m)
+{
+	return pipar_model_nstate(m);
+}
+
+static void get_state(const struct pipar_model *m, float *dst)
+{
+	for (int u = 0; u < m->nunits; u++) {
+		pipar_model_get_state(m, u, dst);
+		dst += m->units[u].nstate;
+	}
+}
+
+static void set_state(struct pipar_model *m, const float *src)
+{
+	for (int u = 0; u < m->nunits; u++) {
+		pipar_model_set_state(m, u, src);
+		src += m->units[u].nstate;
+	}
+}
+
+/* ---------------------------------------------------------------- server */
+
+struct server;
+
+struct conn {
+	struct server *s;
+	int k;                          /* device index */
+	int fd;
+	char id[64];
+	long samples;
+	struct pipar_norm norm;
+	int alive, finished;
+	pthread_t th;
+	uint32_t seq_in, seq_out;
+	struct pipar_model *replica;    /* server part */
+	struct pipar_exec *exec;
+	float *up;                      /* device part sent up at the epoch end */
+	double loss;
+	long seen, correct;
+	double bytes_up, bytes_down;
+	char fault[PIPAR_ERRLEN];
+};
+
+struct server {
+	const struct pipar_serve_cfg *cfg;
+	int K, P, L, B;
+	struct conn *c;
+	pthread_mutex_t compute;        /* the server's one processor */
+	pthread_mutex_t mu;             /* aggregation state below */
+	pthread_cond_t cv;
+	int arrived, live, generation, epoch_done;
+	struct pipar_model *dev_global, *whole;
+	float *dev_avg, *srv_avg;
+	size_t dev_n, srv_n;
+	double t_epoch;
+	cJSON *epochs;
+};
+
+/* FedAvg of the device parts sent up and of the replicas, weighted by
+ * samples; then the global model is evaluated.  Called with s->mu held by
+ * the last device to arrive; every other live thread is waiting. */
+static void aggregate(struct server *s)
+{
+	double total = 0, loss = 0, up = 0, down = 0;
+	long seen = 0, correct = 0;
+	char err[PIPAR_ERRLEN];
+	cJSON *e = cJSON_CreateObject();
+
+	memset(s->dev_avg, 0, sizeof(float) * s->dev_n);
+	memset(s->srv_avg, 0, sizeof(float) * s->srv_n);
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].alive)
+			total += (double)s->c[k].samples;
+	for (int k = 0; k < s->K; k++) {
+		struct conn *c = &s->c[k];
+		float w;
+		float *rs;
+
+		if (!c->alive)
+			continue;
+		w = (float)((double)c->samples / total);
+		for (size_t i = 0; i < s->dev_n; i++)
+			s->dev_avg[i] += w * c->up[i];
+		rs = malloc(sizeof(float) * s->srv_n);
+		if (rs) {
+			get_state(c->replica, rs);
+			for (size_t i = 0; i < s->srv_n; i++)
+				s->srv_avg[i] += w * rs[i];
+			free(rs);
+		}
+		loss += c->loss;
+		seen += c->seen;
+		correct += c->correct;
+		up += c->bytes_up;
+		down += c->bytes_down;
+		c->loss = 0;
+		c->seen = c->correct = 0;
+		c->bytes_up = c->bytes_down = 0;
+	}
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].alive)
+			set_state(s->c[k].replica, s->srv_avg);
+	set_state(s->dev_global, s->dev_avg);
+	s->epoch_done++;
+	cJSON_AddNumberToObject(e, "epoch", s->epoch_done);
+	cJSON_AddNumberToObject(e, "seconds", pipar_now() - s->t_epoch);
+	cJSON_AddNumberToObject(e, "loss", seen ? loss / (double)seen : 0);
+	cJSON_AddNumberToObject(e, "train_accuracy", seen ? (double)correct / (double)seen : 0);
+	cJSON_AddNumberToObject(e, "devices", s->live);
+	cJSON_AddNumberToObject(e, "bytes_up", up);
+	cJSON_AddNumberToObject(e, "bytes_down", down);
+	/* The whole global model: device part then server part. */
+	{
+		float *all = malloc(sizeof(float) * (s->dev_n + s->srv_n));
+
+		if (all) {
+			memcpy(all, s->dev_avg, sizeof(float) * s->dev_n);
+			memcpy(all + s->dev_n, s->srv_avg, sizeof(float) * s->srv_n);
+			set_state(s->whole, all);
+			free(all);
+		}
+	}
+	if (s->cfg->test) {
+		struct pipar_exec *ex = pipar_exec_new(s->whole, 100, 0, err);
+		struct pipar_epoch_stats st;
+		int first = -1;
+
+		for (int k = 0; k < s->K && first < 0; k++)
+			if (s->c[k].alive)
+				first = k;
+		if (ex && first >= 0 &&
+		    pipar_evaluate(s->whole, ex, s->cfg->test, &s->c[first].norm, 0, &st, NULL, err) == 0) {
+			cJSON_AddNumberToObject(e, "test_accuracy", st.accuracy);
+			cJSON_AddNumberToObject(e, "test_loss", st.loss);
+		} else {
+			logf_(s->cfg->log, "pipar-serve: evaluation failed: %s", err);
+		}
+		pipar_exec_free(ex);
+	}
+	cJSON_AddItemToArray(s->epochs, e);
+	{
+		char *line = cJSON_PrintUnformatted(e);
+
+		logf_(s->cfg->log, "pipar-serve: epoch %d: %s", s->epoch_done, line ? line : "");
+		free(line);
+	}
+	s->t_epoch = pipar_now();
+}
+
+/* Marks c dead (once) and lets an aggregation waiting for it go on. */
+static void conn_lost(struct conn *c, const char *why)
+{
+	struct server *s = c->s;
+
+	pthread_mutex_lock(&s->mu);
+	if (c->alive) {
+		c->alive = 0;
+		s->live--;
+		snprintf(c->fault, sizeof(c->fault), "%s", why);
+		logf_(s->cfg->log, "pipar-serve: device %d (%s): %s; continuing with %d device(s)",
+		      c->k + 1, c->id, why, s->live);
+		if (s->live > 0 && s->arrived == s->live) {
+			aggregate(s);
+			s->arrived = 0;
+			s->generation++;
+			pthread_cond_broadcast(&s->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int send_error(struct conn *c, const char *msg)
+{
+	char err[PIPAR_ERRLEN];
+
+	return pipar_wire_send(c->fd, PIPAR_FRAME_ERROR, c->seq_out++, msg, strlen(msg), err);
+}
+
+static void *serve_device(void *arg)
+{
+	struct conn *c = arg;
+	struct server *s = c->s;
+	const struct pipar_plan_file *pl = s->cfg->plan;
+	struct pipar_shape cut = c->replica->units[0].in;
+	int N = pl->dev[c->k].N, classes = pl->classes;
+	uint32_t max_n = (uint32_t)(s->B / N + (s->B % N != 0));
+	uint32_t bound = (uint32_t)pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, max_n,
+							 (uint32_t)cut.c, (uint32_t)cut.h,
+							 (uint32_t)cut.w);
+	size_t cap = 0, gcap = 0;
+	uint8_t *buf = NULL, *gbuf = NULL;
+	float *x = NULL, *dl = NULL;
+	char err[PIPAR_ERRLEN], why[PIPAR_ERRLEN + 32];
+	int *labels = NULL;
+	uint32_t it = 0;
+
+	if (bound < (uint32_t)(8 + sizeof(float) * s->dev_n))
+		bound = (uint32_t)(8 + sizeof(float) * s->dev_n);
+	x = pipar_alloc(sizeof(float) * pipar_shape_size(cut) * max_n);
+	dl = pipar_alloc(sizeof(float) * (size_t)classes * max_n);
+	labels = malloc(sizeof(int) * max_n);
+	if (!x || !dl || !labels) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto dead;
+	}
+	for (int epoch = 1; epoch <= s->cfg->epochs; epoch++) {
+		uint32_t micro_i = 0, got = 0;
+
+		it = 0;     /* iterations count from 0 in every epoch */
+		struct pipar_frame_header h;
+
+		for (;;) {
+			struct pipar_tensor_msg m;
+			int r = pipar_wire_recv(c->fd, bound, c->seq_in, &h, &buf, &cap, err);
+
+			if (r <= 0) {
+				snprintf(why, sizeof(why), "%s", r == 0 ? "disconnected" : err);
+				if (r < 0)
+					send_error(c, err);
+				goto dead;
+			}
+			c->seq_in++;
+			c->bytes_up += PIPAR_WIRE_HEADER + h.length;
+			if (h.type == PIPAR_FRAME_PARAMS_UP)
+				break;
+			if (h.type != PIPAR_FRAME_ACTIVATIONS) {
+				snprintf(why, sizeof(why), "unexpected %s frame", pipar_frame_type_name(h.type));
+				send_error(c, why);
+				goto dead;
+			}
+			if (pipar_tensor_msg_parse(PIPAR_FRAME_ACTIVATIONS, buf, h.length, (uint32_t)cut.c,
+						   (uint32_t)cut.h, (uint32_t)cut.w, max_n > (uint32_t)s->B ? max_n : (uint32_t)s->B,
+						   classes, &m, err) < 0 ||
+			    m.n > max_n) {
+				snprintf(why, sizeof(why), "%s", m.n > max_n ? "micro-batch larger than the plan's" : err);
+				send_error(c, why);
+				goto dead;
+			}
+			if (m.iteration != it || m.micro != micro_i || (int)m.batch > s->B) {
+				snprintf(why, sizeof(why), "ACTIVATIONS out of order (iteration %u micro %u, expected %u %u)",
+					 m.iteration, m.micro, it, micro_i);
+				send_error(c, why);
+				goto dead;
+			}
+			memcpy(x, m.data, sizeof(float) * pipar_shape_size(cut) * m.n);
+			memcpy(labels, m.labels, sizeof(int) * m.n);
+			/* The server's one processor: forward, loss, backward. */
+			pthread_mutex_lock(&s->compute);
+			if (micro_i == 0)
+				pipar_model_zero_grad(c->replica);
+			const float *z = pipar_exec_forward(c->exec, x, (int)m.n, 1);
+			int correct = 0;
+			double loss = pipar_softmax_xent(z, labels, (int)m.n, classes,
+							 1.0f / (float)m.batch, dl, &correct);
+			const float *dx = pipar_exec_backward(c->exec, dl, 1);
+			size_t gsize = pipar_tensor_msg_size(PIPAR_FRAME_GRADIENTS, m.n, (uint32_t)cut.c,
+							     (uint32_t)cut.h, (uint32_t)cut.w);
+
+			if (gsize > gcap) {
+				uint8_t *nb = realloc(gbuf, gsize);
+
+				if (!nb) {
+					pthread_mutex_unlock(&s->compute);
+					snprintf(why, sizeof(why), "out of memory");
+					goto dead;
+				}
+				gbuf = nb;
+				gcap = gsize;
+			}
+			struct pipar_tensor_msg g = m;
+
+			g.loss = (float)loss;
+			g.batch = 0;
+			pipar_tensor_msg_head(PIPAR_FRAME_GRADIENTS, &g, gbuf);
+			memcpy(gbuf + PIPAR_TENSOR_HEAD, dx, sizeof(float) * pipar_shape_size(cut) * m.n);
+			got += m.n;
+			if (got == m.batch)
+				pipar_model_sgd_step(c->replica, &s->cfg->sgd);
+			pthread_mutex_unlock(&s->compute);
+			c->loss += loss;
+			c->seen += m.n;
+			c->correct += correct;
+			if (pipar_wire_send(c->fd, PIPAR_FRAME_GRADIENTS, c->seq_out++, gbuf, gsize, err) < 0) {
+				snprintf(why, sizeof(why), "%s", err);
+				goto dead;
+			}
+			c->bytes_down += PIPAR_WIRE_HEADER + gsize;
+			if (got == m.batch) {
+				it++;
+				micro_i = 0;
+				got = 0;
+			} else {
+				micro_i++;
+			}
+		}
+		/* PARAMS_UP: 8 zero bytes, then the device part; only between
+		 * mini-batches. */
+		if (h.length != 8 + sizeof(float) * s->dev_n || micro_i != 0 ||
+		    memcmp(buf, "\0\0\0\0\0\0\0\0", 8) != 0) {
+			snprintf(why, sizeof(why), "malformed PARAMS_UP (%u bytes, expected %zu)",
+				 h.length, 8 + sizeof(float) * s->dev_n);
+			send_error(c, why);
+			goto dead;
+		}
+		memcpy(c->up, buf + 8, sizeof(float) * s->dev_n);
+		for (size_t i = 0; i < s->dev_n; i++)
+			if (!isfinite(c->up[i])) {
+				snprintf(why, sizeof(why), "PARAMS_UP holds a non-finite value");
+				send_error(c, why);
+				goto dead;
+			}
+		pthread_mutex_lock(&s->mu);
+		int gen = s->generation;
+
+		s->arrived++;
+		if (s->arrived == s->live) {
+			aggregate(s);
+			s->arrived = 0;
+			s->generation++;
+			pthread_cond_broadcast(&s->cv);
+		} else {
+			while (s->generation == gen)
+				pthread_cond_wait(&s->cv, &s->mu);
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->dev_avg,
+				    sizeof(float) * s->dev_n, err) < 0) {
+			snprintf(why, sizeof(why), "%s", err);
+			goto dead;
+		}
+		c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * s->dev_n;
+	}
+	pipar_wire_send(c->fd, PIPAR_FRAME_BYE, c->seq_out++, NULL, 0, err);
+	c->finished = 1;
+	goto out;
+dead:
+	conn_lost(c, why);
+out:
+	free(buf);
+	free(gbuf);
+	free(x);
+	free(dl);
+	free(labels);
+	return NULL;
+}
+
+/* Reads HELLO: {"id": string, "samples": n, "norm": {"mean": [..], "std": [..]}}. */
+static int read_hello(struct conn *c, int channels, char *err)
+{
+	struct pipar_frame_header h;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int r = pipar_wire_recv(c->fd, 65536, c->seq_in, &h, &buf, &cap, err);
+	cJSON *o = NULL;
+	const cJSON *id, *n, *norm, *mean, *sd;
+
+	if (r <= 0) {
+		if (r == 0)
+			pipar_errf(err, "disconnected before HELLO");
+		free(buf);
+		return -1;
+	}
+	c->seq_in++;
+	if (h.type != PIPAR_FRAME_HELLO) {
+		free(buf);
+		return pipar_errf(err, "expected HELLO, got %s", pipar_frame_type_name(h.type));
+	}
+	o = cJSON_ParseWithLength((const char *)buf, h.length);
+	free(buf);
+	id = cJSON_GetObjectItemCaseSensitive(o, "id");
+	n = cJSON_GetObjectItemCaseSensitive(o, "samples");
+	norm = cJSON_GetObjectItemCaseSensitive(o, "norm");
+	mean = cJSON_GetObjectItemCaseSensitive(norm, "mean");
+	sd = cJSON_GetObjectItemCaseSensitive(norm, "std");
+	if (!cJSON_IsObject(o) || !cJSON_IsString(id) || !cJSON_IsNumber(n) ||
+	    n->valuedouble < 1 || n->valuedouble > 1e12 || !cJSON_IsArray(mean) ||
+	    !cJSON_IsArray(sd) || cJSON_GetArraySize(mean) != channels ||
+	    cJSON_GetArraySize(sd) != channels) {
+		cJSON_Delete(o);
+		return pipar_errf(err, "malformed HELLO");
+	}
+	snprintf(c->id, sizeof(c->id), "%s", id->valuestring);
+	c->samples = (long)n->valuedouble;
+	c->norm.channels = channels;
+	for (int i = 0; i < channels; i++) {
+		const cJSON *a = cJSON_GetArrayItem(mean, i), *b = cJSON_GetArrayItem(sd, i);
+
+		if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !(b->valuedouble > 0) ||
+		    !isfinite(a->valuedouble) || !isfinite(b->valuedouble)) {
+			cJSON_Delete(o);
+			return pipar_errf(err, "malformed HELLO normalisation");
+		}
+		c->norm.mean[i] = (float)a->valuedouble;
+		c->norm.std[i] = (float)b->valuedouble;
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+static char *plan_message(const struct pipar_serve_cfg *cfg, int k)
+{
+	cJSON *o = cJSON_CreateObject(), *p = cJSON_Parse(cfg->plan_text);
+	char seed[32], *t;
+
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)cfg->seed);
+	cJSON_AddItemToObject(o, "plan", p ? p : cJSON_CreateNull());
+	cJSON_AddNumberToObject(o, "device", k);
+	cJSON_AddNumberToObject(o, "epochs", cfg->epochs);
+	cJSON_AddNumberToObject(o, "lr", cfg->sgd.lr);
+	cJSON_AddNumberToObject(o, "momentum", cfg->sgd.momentum);
+	cJSON_AddNumberToObject(o, "weight_decay", cfg->sgd.weight_decay);
+	cJSON_AddRawToObject(o, "seed", seed);
+	t = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return t;
+}
+
+int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
+{
+	const struct pipar_plan_file *pl = cfg->plan;
+	struct server s = {.cfg = cfg, .K = pl->K, .B = pl->batch, .L = pl->units};
+	int r = -1, started = 0, finished = 0;
+	float *init = NULL;
+
+	if (pl->mode != PIPAR_MODE_PIPAR && pl->mode != PIPAR_MODE_SFL)
+		return pipar_errf(err, "mode '%s' is not supported by this runtime yet (pipar and sfl are)",
+				  pipar_mode_name(pl->mode));
+	for (int k = 1; k < pl->K; k++)
+		if (pl->dev[k].P != pl->dev[0].P)
+			return pipar_errf(err, "devices with different split points are not supported yet");
+	s.P = pl->dev[0].P;
+	pthread_mutex_init(&s.compute, NULL);
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	s.epochs = cJSON_CreateArray();
+	s.c = calloc((size_t)s.K, sizeof(*s.c));
+	if (!s.c)
+		goto oom;
+	/* The global model, seeded: its device part goes to every device. */
+	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, s.P - 1, cfg->seed, &s.dev_global, err) < 0 ||
+	    pipar_model_new(pl->spec, pl->in, pl->classes, 0, -1, cfg->seed, &s.whole, err) < 0)
+		goto out;
+	s.dev_n = part_state(s.dev_global);
+	s.srv_n = part_state(s.whole) - s.dev_n;
+	s.dev_avg = malloc(sizeof(float) * s.dev_n);
+	s.srv_avg = malloc(sizeof(float) * s.srv_n);
+	init = malloc(sizeof(float) * s.dev_n);
+	if (!s.dev_avg || !s.srv_avg || !init)
+		goto oom;
+	get_state(s.dev_global, init);
+	memcpy(s.dev_avg, init, sizeof(float) * s.dev_n);
+	for (int k = 0; k < s.K; k++) {
+		struct conn *c = &s.c[k];
+		int N = pl->dev[k].N;
+		int max_n = s.B / N + (s.B % N != 0);
+
+		c->s = &s;
+		c->k = k;
+		c->fd = -1;
+		if (pipar_model_new(pl->spec, pl->in, pl->classes, s.P, -1, cfg->seed, &c->replica, err) < 0 ||
+		    !(c->exec = pipar_exec_new(c->replica, max_n, (uint64_t)k, err)) ||
+		    !(c->up = malloc(sizeof(float) * s.dev_n)))
+			goto out;
+	}
+	logf_(cfg->log, "pipar-serve: waiting for %d device(s)", s.K);
+	for (int k = 0; k < s.K; k++) {
+		struct conn *c = &s.c[k];
+		char *msg;
+		int fd = accept(cfg->listen_fd, NULL, NULL);
+
+		if (fd < 0) {
+			pipar_errf(err, "accept: %s", strerror(errno));
+			goto out;
+		}
+		set_timeout(fd, cfg->timeout);
+		c->fd = fd;
+		if (read_hello(c, pl->in.c, err) < 0) {
+			char e2[PIPAR_ERRLEN];
+
+			logf_(cfg->log, "pipar-serve: refused a connection: %s", err);
+			pipar_wire_send(fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
+			close(fd);
+			c->fd = -1;
+			c->seq_in = c->seq_out = 0;
+			k--;
+			continue;
+		}
+		msg = plan_message(cfg, k);
+		if (!msg || pipar_wire_send(fd, PIPAR_FRAME_PLAN, c->seq_out++, msg, strlen(msg), err) < 0 ||
+		    pipar_wire_send(fd, PIPAR_FRAME_MODEL, c->seq_out++, init, sizeof(float) * s.dev_n, err) < 0) {
+			free(msg);
+			logf_(cfg->log, "pipar-serve: device %s lost during the handshake: %s", c->id, err);
+			close(fd);
+			c->fd = -1;
+			c->seq_in = c->seq_out = 0;
+			k--;
+			continue;
+		}
+		free(msg);
+		c->alive = 1;
+		logf_(cfg->log, "pipar-serve: device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
+	}
+	s.live = s.K;
+	s.t_epoch = pipar_now();
+	for (int k = 0; k < s.K; k++) {
+		if (pthread_create(&s.c[k].th, NULL, serve_device, &s.c[k]) != 0) {
+			conn_lost(&s.c[k], "cannot start a thread");
+			continue;
+		}
+		started++;
+	}
+	for (int k = 0; k < s.K; k++)
+		if (s.c[k].th)
+			pthread_join(s.c[k].th, NULL);
+	for (int k = 0; k < s.K; k++)
+		finished += s.c[k].finished;
+	if (!finished) {
+		pipar_errf(err, "no device finished training");
+		goto out;
+	}
+	if (cfg->checkpoint) {
+		struct pipar_ckpt_info info = {.epoch = s.epoch_done};
+		char *settings = plan_message(cfg, -1);
+
+		for (int k = 0; k < s.K; k++)
+			if (s.c[k].finished) {
+				info.norm = s.c[k].norm;
+				break;
+			}
+		info.training = settings;
+		if (pipar_checkpoint_save(cfg->checkpoint, s.whole, &info, 0, err) < 0) {
+			free(settings);
+			goto out;
+		}
+		free(settings);
+	}
+	{
+		cJSON *sum = cJSON_CreateObject(), *failed;
+		char *text;
+
+		cJSON_AddStringToObject(sum, "format", "pipar-summary/1");
+		cJSON_AddStringToObject(sum, "mode", pipar_mode_name(pl->mode));
+		cJSON_AddNumberToObject(sum, "devices", s.K);
+		cJSON_AddNumberToObject(sum, "split_point", s.P);
+		cJSON_AddNumberToObject(sum, "parallel_batches", pl->dev[0].N);
+		cJSON_AddItemToObject(sum, "epochs", s.epochs);
+		s.epochs = NULL;
+		failed = cJSON_AddArrayToObject(sum, "failed_devices");
+		for (int k = 0; k < s.K; k++)
+			if (!s.c[k].finished) {
+				cJSON *f = cJSON_CreateObject();
+
+				cJSON_AddNumberToObject(f, "device", k + 1);
+				cJSON_AddStringToObject(f, "id", s.c[k].id);
+				cJSON_AddStringToObject(f, "fault", s.c[k].fault);
+				cJSON_AddItemToArray(failed, f);
+			}
+		text = cJSON_Print(sum);
+		cJSON_Delete(sum);
+		if (!text || fprintf(cfg->summary, "%s\n", text) < 0 || fflush(cfg->summary) != 0) {
+			free(text);
+			pipar_errf(err, "cannot write the summary");
+			goto out;
+		}
+		free(text);
+	}
+	r = 0;
+	goto out;
+oom:
+	pipar_errf(err, "out of memory");
+out:
+	for (int k = 0; s.c && k < s.K; k++) {
+		if (s.c[k].fd >= 0)
+			close(s.c[k].fd);
+		pipar_exec_free(s.c[k].exec);
+		pipar_model_free(s.c[k].replica);
+		free(s.c[k].up);
+	}
+	(void)started;
+	free(s.c);
+	free(init);
+	free(s.dev_avg);
+	free(s.srv_avg);
+	pipar_model_free(s.dev_global);
+	pipar_model_free(s.whole);
+	cJSON_Delete(s.epochs);
+	pthread_mutex_destroy(&s.compute);
+	pthread_mutex_destroy(&s.mu);
+	pthread_cond_destroy(&s.cv);
+	return r;
+}
+
+/* ---------------------------------------------------------------- device */
+
+static int recv_expect(int fd, int type, uint32_t max, uint32_t *seq,
+		       struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
+		       char *err)
+{
+	int r = pipar_wire_recv(fd, max, *seq, h, buf, cap, err);
+
+	if (r == 0)
+		return pipar_errf(err, "the server closed the connection");
+	if (r < 0)
+		return -1;
+	(*seq)++;
+	if (h->type == PIPAR_FRAME_ERROR) {
+		int n = h->length > 200 ? 200 : (int)h->length;
+
+		return pipar_errf(err, "the server refused: %.*s", n, (const char *)*buf);
+	}
+	if (h->type != type)
+		return pipar_errf(err, "expected %s from the server, got %s",
+				  pipar_frame_type_name(type), pipar_frame_type_name(h->type));
+	return 0;
+}
+
+static double json_num(const cJSON *o, const char *k, double def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+int pipar_device(const struct pipar_device_cfg *cfg, char *err)
+{
+	uint32_t seq_in = 0, seq_out = 0;
+	struct pipar_frame_header h;
+	uint8_t *buf = NULL, *out = NULL;
+	size_t cap = 0;
+	cJSON *hello = cJSON_CreateObject(), *msg = NULL, *a;
+	struct pipar_plan_file *pl = NULL;
+	struct pipar_model *m = NULL;
+	struct pipar_exec **ex = NULL;
+	float **xs = NULL;
+	int **ys = NULL, *order = NULL;
+	char *text, perr[PIPAR_ERRLEN];
+	int r = -1, k, N = 0, P, B, epochs;
+	struct pipar_sgd sgd;
+	uint64_t seed;
+
+	set_timeout(cfg->fd, cfg->timeout);
+	cJSON_AddStringToObject(hello, "id", cfg->id);
+	cJSON_AddNumberToObject(hello, "samples", cfg->nidx);
+	a = cJSON_AddObjectToObject(hello, "norm");
+	{
+		cJSON *mean = cJSON_AddArrayToObject(a, "mean"), *sd = cJSON_AddArrayToObject(a, "std");
+
+		for (int c = 0; c < cfg->norm->channels; c++) {
+			cJSON_AddItemToArray(mean, cJSON_CreateNumber(cfg->norm->mean[c]));
+			cJSON_AddItemToArray(sd, cJSON_CreateNumber(cfg->norm->std[c]));
+		}
+	}
+	text = cJSON_PrintUnformatted(hello);
+	cJSON_Delete(hello);
+	if (!text || pipar_wire_send(cfg->fd, PIPAR_FRAME_HELLO, seq_out++, text, strlen(text), err) < 0) {
+		free(text);
+		return text ? -1 : pipar_errf(err, "out of memory");
+	}
+	free(text);
+	if (recv_expect(cfg->fd, PIPAR_FRAME_PLAN, CONTROL_MAX, &seq_in, &h, &buf, &cap, err) < 0)
+		goto out;
+	msg = cJSON_ParseWithLength((const char *)buf, h.length);
+	a = cJSON_GetObjectItemCaseSensitive(msg, "plan");
+	text = a ? cJSON_PrintUnformatted(a) : NULL;
+	if (!text || pipar_plan_parse(text, "PLAN", &pl, perr) < 0) {
+		pipar_errf(err, "the server's plan is malformed: %s", text ? perr : "no plan");
+		free(text);
+		goto out;
+	}
+	free(text);
+	k = (int)json_num(msg, "device", -1);
+	epochs = (int)json_num(msg, "epochs", 0);
+	sgd.lr = (float)json_num(msg, "lr", -1);
+	sgd.momentum = (float)json_num(msg, "momentum", -1);
+	sgd.weight_decay = (float)json_num(msg, "weight_decay", -1);
+	seed = (uint64_t)json_num(msg, "seed", 0);
+	if (k < 0 || k >= pl->K || epochs < 0 || !(sgd.lr >= 0) || !(sgd.momentum >= 0) ||
+	    !(sgd.weight_decay >= 0)) {
+		pipar_errf(err, "the server's training settings are malformed");
+		goto out;
+	}
+	if (!pipar_shape_eq(pl->in, cfg->data->shape) || pl->classes != cfg->data->classes) {
+		pipar_errf(err, "the plan's model takes other data than '%s'", cfg->data->name);
+		goto out;
+	}
+	P = pl->dev[k].P;
+	N = pl->dev[k].N;
+	B = pl->batch;
+	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, P - 1, seed, &m, err) < 0)
+		goto out;
+	size_t dn = part_state(m);
+	struct pipar_shape cut = pipar_model_out(m);
+	size_t cutn = pipar_shape_size(cut), inn = pipar_shape_size(pl->in);
+	int max_n = B / N + (B % N != 0);
+	uint32_t gbound = (uint32_t)pipar_tensor_msg_size(PIPAR_FRAME_GRADIENTS, (uint32_t)max_n,
+							  (uint32_t)cut.c, (uint32_t)cut.h, (uint32_t)cut.w);
+
+	if (gbound < sizeof(float) * dn)
+		gbound = (uint32_t)(sizeof(float) * dn);
+	if (recv_expect(cfg->fd, PIPAR_FRAME_MODEL, gbound, &seq_in, &h, &buf, &cap, err) < 0)
+		goto out;
+	if (h.length != sizeof(float) * dn) {
+		pipar_errf(err, "MODEL of %u bytes, the device part needs %zu", h.length, sizeof(float) * dn);
+		goto out;
+	}
+	set_state(m, (const float *)(const void *)buf);
+	ex = calloc((size_t)N, sizeof(*ex));
+	xs = calloc((size_t)N, sizeof(*xs));
+	ys = calloc((size_t)N, sizeof(*ys));
+	order = malloc(sizeof(int) * (size_t)(cfg->nidx ? cfg->nidx : 1));
+	out = malloc(pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, (uint32_t)max_n, (uint32_t)cut.c,
+					   (uint32_t)cut.h, (uint32_t)cut.w) + 8 + sizeof(float) * dn);
+	if (!ex || !xs || !ys || !order || !out) {
+		pipar_errf(err, "out of memory");
+		goto out;
+	}
+	/* One workspace per micro-batch in flight. */
+	for (int i = 0; i < N; i++) {
+		xs[i] = pipar_alloc(sizeof(float) * inn * (size_t)max_n);
+		ys[i] = malloc(sizeof(int) * (size_t)max_n);
+		if (!xs[i] || !ys[i] || !(ex[i] = pipar_exec_new(m, max_n, (uint64_t)(k * 1000 + i), err)))
+			goto out;
+	}
+	float *dy = pipar_alloc(sizeof(float) * cutn * (size_t)max_n);
+
+	if (!dy) {
+		pipar_errf(err, "out of memory");
+		goto out;
+	}
+	logf_(cfg->log, "pipar-device: %s is device %d of %d: units 1..%d, %d parallel batch(es) of up to %d",
+	      cfg->id, k + 1, pl->K, P, N, max_n);
+	for (int epoch = 1; epoch <= epochs; epoch++) {
+		struct pipar_rng rng;
+		uint32_t it = 0;
+
+		memcpy(order, cfg->idx, sizeof(int) * (size_t)cfg->nidx);
+		pipar_rng_seed(&rng, seed, 0x646576ULL + (uint64_t)epoch * 4096 + (uint64_t)k);
+		pipar_rng_shuffle(&rng, order, (size_t)cfg->nidx);
+		for (int s0 = 0; s0 < cfg->nidx; s0 += B, it++) {
+			int b = s0 + B <= cfg->nidx ? B : cfg->nidx - s0, nm = b < N ? b : N, off = 0;
+
+			/* N forward passes back to back, each sent as it is done. */
+			for (int i = 0; i < nm; i++) {
+				int n = micro(b, nm, i);
+				struct pipar_tensor_msg am = {it, (uint32_t)i, (uint32_t)n, (uint32_t)cut.c,
+							      (uint32_t)cut.h, (uint32_t)cut.w, (uint32_t)b, 0,
+							      NULL, NULL};
+				const float *act;
+				size_t sz = pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, (uint32_t)n,
+								  (uint32_t)cut.c, (uint32_t)cut.h,
+								  (uint32_t)cut.w);
+
+				pipar_data_batch(cfg->data, cfg->norm, order + s0 + off, n, xs[i], ys[i]);
+				off += n;
+				act = pipar_exec_forward(ex[i], xs[i], n, 1);
+				pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &am, out);
+				memcpy(out + PIPAR_TENSOR_HEAD, act, sizeof(float) * cutn * (size_t)n);
+				for (int j = 0; j < n; j++) {
+					int32_t l = ys[i][j];
+
+					memcpy(out + PIPAR_TENSOR_HEAD + sizeof(float) * cutn * (size_t)n + 4 * (size_t)j,
+					       &l, 4);
+				}
+				if (pipar_wire_send(cfg->fd, PIPAR_FRAME_ACTIVATIONS, seq_out++, out, sz, err) < 0)
+					goto out_dy;
+			}
+			/* Backward passes as the gradients come back, then one step. */
+			pipar_model_zero_grad(m);
+			for (int i = 0; i < nm; i++) {
+				struct pipar_tensor_msg gm;
+				int n = micro(b, nm, i);
+
+				if (recv_expect(cfg->fd, PIPAR_FRAME_GRADIENTS, gbound, &seq_in, &h, &buf, &cap,
+						err) < 0 ||
+				    pipar_tensor_msg_parse(PIPAR_FRAME_GRADIENTS, buf, h.length, (uint32_t)cut.c,
+							   (uint32_t)cut.h, (uint32_t)cut.w, (uint32_t)max_n,
+							   pl->classes, &gm, err) < 0)
+					goto out_dy;
+				if (gm.iteration != it || gm.micro != (uint32_t)i || gm.n != (uint32_t)n) {
+					pipar_errf(err, "GRADIENTS out of order (iteration %u micro %u)",
+						   gm.iteration, gm.micro);
+					goto out_dy;
+				}
+				memcpy(dy, gm.data, sizeof(float) * cutn * (size_t)n);
+				pipar_exec_backward(ex[i], dy, 0);
+			}
+			pipar_model_sgd_step(m, &sgd);
+		}
+		/* The epoch's end: the device part up, the global part down. */
+		memset(out, 0, 8);
+		get_state(m, (float *)(void *)(out + 8));
+		if (pipar_wire_send(cfg->fd, PIPAR_FRAME_PARAMS_UP, seq_out++, out, 8 + sizeof(float) * dn,
+				    err) < 0 ||
+		    recv_expect(cfg->fd, PIPAR_FRAME_PARAMS_DOWN, gbound, &seq_in, &h, &buf, &cap, err) < 0)
+			goto out_dy;
+		if (h.length != sizeof(float) * dn) {
+			pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length, sizeof(float) * dn);
+			goto out_dy;
+		}
+		set_state(m, (const float *)(const void *)buf);
+		logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
+	}
+	if (recv_expect(cfg->fd, PIPAR_FRAME_BYE, 0, &seq_in, &h, &buf, &cap, err) < 0)
+		goto out_dy;
+	r = 0;
+out_dy:
+	free(dy);
+out:
+	for (int i = 0; i < N && ex; i++) {
+		pipar_exec_free(ex[i]);
+		free(xs ? xs[i] : NULL);
+		free(ys ? ys[i] : NULL);
+	}
+	free(ex);
+	free(xs);
+	free(ys);
+	free(order);
+	free(out);
+	free(buf);
+	cJSON_Delete(msg);
+	pipar_plan_file_free(pl);
+	pipar_model_free(m);
+	return r;
+}
