@@ -1,0 +1,97 @@
+#!/bin/sh
+# The runtime end to end on loopback with real processes: a server and 3
+# devices, in the pipar and sfl modes; a hostile peer; a device killed
+# mid-run.  TAP output.
+set -u
+BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
+T=$(mktemp -d)
+PIDS=""
+trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$T"' EXIT
+n=0
+fail=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
+check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+get() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.e]*\).*/\1/p" "$1" | tail -n 1; }
+
+if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+	data=fashion-mnist
+else
+	data=synthetic:6000
+fi
+# A free port for each run: the server is told 127.0.0.1:0 is not used;
+# pick from the process id to keep parallel runs apart.
+port=$((20000 + $$ % 20000))
+
+"$BIN/pipar-profile" --model vgg5 --data $data --batch 50 --role server --repeat 1 \
+	--sizes 1,10,50 >"$T/srv.json"
+"$BIN/pipar-profile" --model vgg5 --data $data --batch 50 --repeat 1 --sizes 1,10,50 \
+	--slowdown 5 >"$T/dev.json"
+
+for mode in pipar sfl; do
+	port=$((port + 1))
+	"$BIN/pipar-plan" --device "$T/dev.json" --server "$T/srv.json" --devices 3 --uplink 1gbit \
+		--downlink 1gbit --batch 50 --mode $mode >"$T/$mode.plan"
+	"$BIN/pipar-serve" --plan "$T/$mode.plan" --listen 127.0.0.1:$port --epochs 1 \
+		--data $data:test --checkpoint "$T/$mode.npz" --summary "$T/$mode.sum" \
+		--timeout 60 2>"$T/$mode.log" &
+	spid=$!
+	PIDS="$PIDS $spid"
+	for i in 0 1 2; do
+		"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 \
+			--train-limit 600 --timeout 60 2>"$T/$mode.dev$i" &
+		PIDS="$PIDS $!"
+	done
+	wait $spid
+	check "$mode: a server and 3 devices finish an epoch" "[ \$? -eq 0 ] && grep -q '\"format\":[[:space:]]*\"pipar-summary/1\"' '$T/$mode.sum'"
+	"$BIN/pipar-eval" accuracy --model "$T/$mode.npz" --data $data:test --limit 2000 >"$T/$mode.eval"
+	acc=$(get "$T/$mode.eval" accuracy)
+	check "$mode: the global checkpoint scores $acc, far above chance (0.10)" \
+		"awk 'BEGIN{exit !($acc > 0.4)}'"
+	wait
+done
+
+# A hostile peer: garbage before the devices, then a device that sends a
+# wrong shape mid-run.  The server names it, the honest devices finish.
+port=$((port + 1))
+"$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
+	--summary "$T/h.sum" --timeout 60 2>"$T/h.log" &
+spid=$!
+PIDS="$PIDS $spid"
+sleep 0.3
+bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'GET / HTTP/1.1\r\n\r\nxxxxxxxx' >&3 && sleep 0.3" 2>/dev/null
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data synthetic:10:3x8x8 --shard 0/1 --timeout 5 \
+	>/dev/null 2>&1
+for i in 0 1 2; do
+	"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 --train-limit 300 \
+		--timeout 60 2>"$T/h.dev$i" &
+	PIDS="$PIDS $!"
+done
+wait $spid
+check "garbage and a peer with other data are refused by name, and the honest devices train" \
+	"[ \$? -eq 0 ] && grep -q 'refused a connection: bad magic' '$T/h.log' && grep -q 'refused a connection: malformed HELLO' '$T/h.log' && ! grep -q '\"fault\"' '$T/h.sum'"
+wait
+
+# A device killed mid-run: the server notices, leaves it out and finishes.
+port=$((port + 1))
+"$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 2 \
+	--summary "$T/k.sum" --timeout 30 2>"$T/k.log" &
+spid=$!
+PIDS="$PIDS $spid"
+for i in 0 1; do
+	"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 --train-limit 600 \
+		--timeout 60 2>"$T/k.dev$i" &
+	PIDS="$PIDS $!"
+done
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 2/3 --train-limit 600 \
+	--timeout 60 2>"$T/k.dev2" &
+victim=$!
+sleep 2
+kill -9 $victim 2>/dev/null
+wait $spid
+check "a device killed mid-run is left out and the run completes" \
+	"[ \$? -eq 0 ] && grep -q '\"failed_devices\"' '$T/k.sum' && grep -q 'continuing with 2 device' '$T/k.log' && [ \$(grep -c '\"epoch\":' '$T/k.sum') -eq 2 ]"
+wait
+
+echo "1..$n"
+exit $fail
