@@ -24,7 +24,8 @@
 static const char usage_text[] =
 	"usage: pipar-device --connect HOST:PORT --data SPEC --shard I/K\n"
 	"                    [--partition iid|dirichlet:ALPHA] [--seed S] [--id NAME]\n"
-	"                    [--train-limit N] [--timeout SECS] [--threads T]\n";
+	"                    [--train-limit N] [--uplink RATE] [--downlink RATE]\n"
+	"                    [--slowdown F] [--timeout SECS] [--threads T]\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -81,6 +82,9 @@ int main(int argc, char **argv)
 		{"id", required_argument, NULL, 'i'},
 		{"train-limit", required_argument, NULL, 'n'},
 		{"timeout", required_argument, NULL, 'T'},
+		{"uplink", required_argument, NULL, 'u'},
+		{"downlink", required_argument, NULL, 'w'},
+		{"slowdown", required_argument, NULL, 'f'},
 		{"threads", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
@@ -88,7 +92,7 @@ int main(int argc, char **argv)
 	};
 	const char *server = NULL, *data = NULL, *shard_arg = NULL, *part = NULL;
 	char idbuf[64], err[PIPAR_ERRLEN], *end;
-	struct pipar_device_cfg cfg = {.timeout = 120, .log = stderr};
+	struct pipar_device_cfg cfg = {.timeout = 120, .log = stderr, .slowdown = 1};
 	struct pipar_shard_spec shard = {0, 1, PIPAR_PARTITION_IID, 0, 1};
 	struct pipar_data *d = NULL;
 	struct pipar_norm norm;
@@ -112,6 +116,19 @@ int main(int argc, char **argv)
 			cfg.timeout = strtod(optarg, &end);
 			if (*end || !(cfg.timeout > 0))
 				return usage("bad --timeout '%s'", optarg);
+			break;
+		case 'u':
+			if (pipar_rate_parse(optarg, &cfg.up_bps) < 0)
+				return usage("bad --uplink '%s': expected a rate such as 50mbit", optarg);
+			break;
+		case 'w':
+			if (pipar_rate_parse(optarg, &cfg.down_bps) < 0)
+				return usage("bad --downlink '%s': expected a rate such as 50mbit", optarg);
+			break;
+		case 'f':
+			cfg.slowdown = strtod(optarg, &end);
+			if (*end || !(cfg.slowdown >= 1 && cfg.slowdown <= 1e6))
+				return usage("bad --slowdown '%s': expected a number in [1, 1e6]", optarg);
 			break;
 		case 't':
 			threads = (int)strtol(optarg, &end, 10);

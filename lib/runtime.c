@@ -14,9 +14,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "link.h"
 #include "train.h"
 #include "wire.h"
 
@@ -109,6 +111,7 @@ struct server {
 	float *dev_avg, *srv_avg;
 	size_t dev_n, srv_n;
 	double t_epoch;
+	double busy;                    /* server compute this epoch, under compute */
 	cJSON *epochs;
 };
 
@@ -165,6 +168,15 @@ static void aggregate(struct server *s)
 	cJSON_AddNumberToObject(e, "devices", s->live);
 	cJSON_AddNumberToObject(e, "bytes_up", up);
 	cJSON_AddNumberToObject(e, "bytes_down", down);
+	{
+		double wall = pipar_now() - s->t_epoch;
+
+		pthread_mutex_lock(&s->compute);
+		cJSON_AddNumberToObject(e, "server_busy_seconds", s->busy);
+		cJSON_AddNumberToObject(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0);
+		s->busy = 0;
+		pthread_mutex_unlock(&s->compute);
+	}
 	/* The whole global model: device part then server part. */
 	{
 		float *all = malloc(sizeof(float) * (s->dev_n + s->srv_n));
@@ -302,6 +314,8 @@ static void *serve_device(void *arg)
 			memcpy(labels, m.labels, sizeof(int) * m.n);
 			/* The server's one processor: forward, loss, backward. */
 			pthread_mutex_lock(&s->compute);
+			double tc = pipar_now();
+
 			if (micro_i == 0)
 				pipar_model_zero_grad(c->replica);
 			const float *z = pipar_exec_forward(c->exec, x, (int)m.n, 1);
@@ -332,6 +346,7 @@ static void *serve_device(void *arg)
 			got += m.n;
 			if (got == m.batch)
 				pipar_model_sgd_step(c->replica, &s->cfg->sgd);
+			s->busy += pipar_now() - tc;
 			pthread_mutex_unlock(&s->compute);
 			c->loss += loss;
 			c->seen += m.n;
@@ -648,17 +663,15 @@ out:
 
 /* ---------------------------------------------------------------- device */
 
-static int recv_expect(int fd, int type, uint32_t max, uint32_t *seq,
-		       struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
-		       char *err)
+static int recv_expect(struct pipar_link *l, int type, struct pipar_frame_header *h,
+		       uint8_t **buf, size_t *cap, char *err)
 {
-	int r = pipar_wire_recv(fd, max, *seq, h, buf, cap, err);
+	int r = pipar_link_recv(l, h, buf, cap, err);
 
 	if (r == 0)
 		return pipar_errf(err, "the server closed the connection");
 	if (r < 0)
 		return -1;
-	(*seq)++;
 	if (h->type == PIPAR_FRAME_ERROR) {
 		int n = h->length > 200 ? 200 : (int)h->length;
 
@@ -670,6 +683,19 @@ static int recv_expect(int fd, int type, uint32_t max, uint32_t *seq,
 	return 0;
 }
 
+/* Makes the last compute stage, started at t0, take slowdown times as long. */
+static void slow(double slowdown, double t0)
+{
+	double d = (slowdown - 1) * (pipar_now() - t0);
+
+	if (d > 0) {
+		struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+}
+
 static double json_num(const cJSON *o, const char *k, double def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -679,7 +705,7 @@ static double json_num(const cJSON *o, const char *k, double def)
 
 int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 {
-	uint32_t seq_in = 0, seq_out = 0;
+	struct pipar_link *link;
 	struct pipar_frame_header h;
 	uint8_t *buf = NULL, *out = NULL;
 	size_t cap = 0;
@@ -695,6 +721,11 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	uint64_t seed;
 
 	set_timeout(cfg->fd, cfg->timeout);
+	link = pipar_link_new(cfg->fd, cfg->up_bps, cfg->down_bps, CONTROL_MAX, err);
+	if (!link) {
+		cJSON_Delete(hello);
+		return -1;
+	}
 	cJSON_AddStringToObject(hello, "id", cfg->id);
 	cJSON_AddNumberToObject(hello, "samples", cfg->nidx);
 	a = cJSON_AddObjectToObject(hello, "norm");
@@ -708,12 +739,15 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	}
 	text = cJSON_PrintUnformatted(hello);
 	cJSON_Delete(hello);
-	if (!text || pipar_wire_send(cfg->fd, PIPAR_FRAME_HELLO, seq_out++, text, strlen(text), err) < 0) {
+	if (!text || pipar_link_send(link, PIPAR_FRAME_HELLO, text, strlen(text), err) < 0) {
+		if (!text)
+			pipar_errf(err, "out of memory");
 		free(text);
-		return text ? -1 : pipar_errf(err, "out of memory");
+		pipar_link_close(link, perr);
+		return -1;
 	}
 	free(text);
-	if (recv_expect(cfg->fd, PIPAR_FRAME_PLAN, CONTROL_MAX, &seq_in, &h, &buf, &cap, err) < 0)
+	if (recv_expect(link, PIPAR_FRAME_PLAN, &h, &buf, &cap, err) < 0)
 		goto out;
 	msg = cJSON_ParseWithLength((const char *)buf, h.length);
 	a = cJSON_GetObjectItemCaseSensitive(msg, "plan");
@@ -753,7 +787,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 
 	if (gbound < sizeof(float) * dn)
 		gbound = (uint32_t)(sizeof(float) * dn);
-	if (recv_expect(cfg->fd, PIPAR_FRAME_MODEL, gbound, &seq_in, &h, &buf, &cap, err) < 0)
+	pipar_link_set_max(link, gbound);
+	if (recv_expect(link, PIPAR_FRAME_MODEL, &h, &buf, &cap, err) < 0)
 		goto out;
 	if (h.length != sizeof(float) * dn) {
 		pipar_errf(err, "MODEL of %u bytes, the device part needs %zu", h.length, sizeof(float) * dn);
@@ -808,7 +843,10 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 
 				pipar_data_batch(cfg->data, cfg->norm, order + s0 + off, n, xs[i], ys[i]);
 				off += n;
+				double t0 = pipar_now();
+
 				act = pipar_exec_forward(ex[i], xs[i], n, 1);
+				slow(cfg->slowdown, t0);
 				pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &am, out);
 				memcpy(out + PIPAR_TENSOR_HEAD, act, sizeof(float) * cutn * (size_t)n);
 				for (int j = 0; j < n; j++) {
@@ -817,7 +855,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 					memcpy(out + PIPAR_TENSOR_HEAD + sizeof(float) * cutn * (size_t)n + 4 * (size_t)j,
 					       &l, 4);
 				}
-				if (pipar_wire_send(cfg->fd, PIPAR_FRAME_ACTIVATIONS, seq_out++, out, sz, err) < 0)
+				if (pipar_link_send(link, PIPAR_FRAME_ACTIVATIONS, out, sz, err) < 0)
 					goto out_dy;
 			}
 			/* Backward passes as the gradients come back, then one step. */
@@ -826,8 +864,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 				struct pipar_tensor_msg gm;
 				int n = micro(b, nm, i);
 
-				if (recv_expect(cfg->fd, PIPAR_FRAME_GRADIENTS, gbound, &seq_in, &h, &buf, &cap,
-						err) < 0 ||
+				if (recv_expect(link, PIPAR_FRAME_GRADIENTS, &h, &buf, &cap, err) < 0 ||
 				    pipar_tensor_msg_parse(PIPAR_FRAME_GRADIENTS, buf, h.length, (uint32_t)cut.c,
 							   (uint32_t)cut.h, (uint32_t)cut.w, (uint32_t)max_n,
 							   pl->classes, &gm, err) < 0)
@@ -838,16 +875,21 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 					goto out_dy;
 				}
 				memcpy(dy, gm.data, sizeof(float) * cutn * (size_t)n);
+				double t0 = pipar_now();
+
 				pipar_exec_backward(ex[i], dy, 0);
+				slow(cfg->slowdown, t0);
 			}
+			double t0 = pipar_now();
+
 			pipar_model_sgd_step(m, &sgd);
+			slow(cfg->slowdown, t0);
 		}
 		/* The epoch's end: the device part up, the global part down. */
 		memset(out, 0, 8);
 		get_state(m, (float *)(void *)(out + 8));
-		if (pipar_wire_send(cfg->fd, PIPAR_FRAME_PARAMS_UP, seq_out++, out, 8 + sizeof(float) * dn,
-				    err) < 0 ||
-		    recv_expect(cfg->fd, PIPAR_FRAME_PARAMS_DOWN, gbound, &seq_in, &h, &buf, &cap, err) < 0)
+		if (pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 8 + sizeof(float) * dn, err) < 0 ||
+		    recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
 			goto out_dy;
 		if (h.length != sizeof(float) * dn) {
 			pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length, sizeof(float) * dn);
@@ -856,7 +898,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		set_state(m, (const float *)(const void *)buf);
 		logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
 	}
-	if (recv_expect(cfg->fd, PIPAR_FRAME_BYE, 0, &seq_in, &h, &buf, &cap, err) < 0)
+	if (recv_expect(link, PIPAR_FRAME_BYE, &h, &buf, &cap, err) < 0)
 		goto out_dy;
 	r = 0;
 out_dy:
@@ -876,5 +918,9 @@ out:
 	cJSON_Delete(msg);
 	pipar_plan_file_free(pl);
 	pipar_model_free(m);
+	if (pipar_link_close(link, perr) < 0 && r == 0) {
+		pipar_errf(err, "%s", perr);
+		r = -1;
+	}
 	return r;
 }

@@ -18,6 +18,10 @@
  * Batch-norm runs per micro-batch: each micro-batch is normalised by its
  * own statistics, as on a device that only ever sees that micro-batch.
  *
+ * Emulation: a device's links are shaped by a token bucket per direction
+ * (link.h), and --slowdown F makes its compute F times slower by sleeping
+ * (F - 1) times each measured forward and backward pass.
+ *
  * This version runs the pipar and sfl modes.
  */
 #ifndef PIPAR_RUNTIME_H
@@ -55,6 +59,8 @@ struct pipar_device_cfg {
 	const int *idx;                 /* the shard's samples */
 	int nidx;
 	double timeout;
+	double up_bps, down_bps;        /* emulated link, 0: unshaped */
+	double slowdown;                /* compute F times slower (>= 1) */
 	FILE *log;                      /* may be NULL */
 };
 

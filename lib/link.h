@@ -1,0 +1,50 @@
+/*
+ * link: a device's connection to the server with each direction shaped to
+ * a bandwidth, as an edge link would carry it (DESIGN.md section 4).
+ *
+ * Sending hands a copy of the frame to a sender thread, which waits until
+ * the emulated link would have finished transmitting it (a token bucket:
+ * each frame occupies the link for its bytes * 8 / rate seconds, one after
+ * another) and then writes it; so the caller computes on while its
+ * uploads are in flight, as PiPar needs.  A receiver thread reads frames
+ * as they come and releases each to the caller only when the emulated
+ * downlink would have delivered it.  A rate of 0 means unshaped.
+ */
+#ifndef PIPAR_LINK_H
+#define PIPAR_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+struct pipar_link;
+
+/* Starts the two threads for fd.  max_len bounds received frames.  NULL
+ * with err when threads or memory are not to be had. */
+struct pipar_link *pipar_link_new(int fd, double up_bps, double down_bps,
+				  uint32_t max_len, char *err);
+
+/* Queues a frame (the payload is copied).  -1 with err when the sender
+ * has failed (the connection is gone). */
+int pipar_link_send(struct pipar_link *l, int type, const void *payload,
+		    size_t len, char *err);
+
+/* The next frame, when the emulated downlink delivers it: 1 with *h and
+ * the payload in *buf (grown as needed, *cap its size), 0 at a clean end
+ * of stream, -1 with err. */
+int pipar_link_recv(struct pipar_link *l, struct pipar_frame_header *h,
+		    uint8_t **buf, size_t *cap, char *err);
+
+/* Raises the bound on received frames (after the plan is known). */
+void pipar_link_set_max(struct pipar_link *l, uint32_t max_len);
+
+/* Waits until every queued frame is sent, stops the threads and frees l
+ * (not fd).  Returns -1 with err if a send had failed. */
+int pipar_link_close(struct pipar_link *l, char *err);
+
+/* Bytes sent and received so far, frame headers included. */
+double pipar_link_bytes_up(const struct pipar_link *l);
+double pipar_link_bytes_down(const struct pipar_link *l);
+
+#endif
