@@ -825,7 +825,9 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		uint32_t it = 0;
 
 		memcpy(order, cfg->idx, sizeof(int) * (size_t)cfg->nidx);
-		pipar_rng_seed(&rng, seed, 0x646576ULL + (uint64_t)epoch * 4096 + (uint64_t)k);
+		/* Device 0 draws the order pipar-train draws, so that one device
+		 * reproduces centralised training; the others their own. */
+		pipar_rng_seed(&rng, seed, 0x6f72646572ULL + (uint64_t)epoch + (uint64_t)k * 1000003u);
 		pipar_rng_shuffle(&rng, order, (size_t)cfg->nidx);
 		for (int s0 = 0; s0 < cfg->nidx; s0 += B, it++) {
 			int b = s0 + B <= cfg->nidx ? B : cfg->nidx - s0, nm = b < N ? b : N, off = 0;
