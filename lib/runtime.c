@@ -113,7 +113,20 @@ struct server {
 	double t_epoch;
 	double busy;                    /* server compute this epoch, under compute */
 	cJSON *epochs;
+	enum pipar_mode mode;
+	struct pipar_model *shared;     /* sl: the one server model */
+	int turn;                       /* sl: the device whose turn it is */
 };
+
+#define UP_HEAD 16
+
+static int next_alive(const struct server *s, int k)
+{
+	for (int j = k + 1; j < s->K; j++)
+		if (s->c[j].alive)
+			return j;
+	return -1;
+}
 
 /* FedAvg of the device parts sent up and of the replicas, weighted by
  * samples; then the global model is evaluated.  Called with s->mu held by
@@ -125,8 +138,13 @@ static void aggregate(struct server *s)
 	char err[PIPAR_ERRLEN];
 	cJSON *e = cJSON_CreateObject();
 
-	memset(s->dev_avg, 0, sizeof(float) * s->dev_n);
-	memset(s->srv_avg, 0, sizeof(float) * s->srv_n);
+	if (s->mode != PIPAR_MODE_SL) {
+		memset(s->dev_avg, 0, sizeof(float) * s->dev_n);
+		memset(s->srv_avg, 0, sizeof(float) * s->srv_n);
+	} else if (s->srv_n) {
+		/* Split learning has one model, passed from device to device. */
+		get_state(s->shared, s->srv_avg);
+	}
 	for (int k = 0; k < s->K; k++)
 		if (s->c[k].alive)
 			total += (double)s->c[k].samples;
@@ -138,9 +156,10 @@ static void aggregate(struct server *s)
 		if (!c->alive)
 			continue;
 		w = (float)((double)c->samples / total);
-		for (size_t i = 0; i < s->dev_n; i++)
-			s->dev_avg[i] += w * c->up[i];
-		rs = malloc(sizeof(float) * s->srv_n);
+		if (s->mode != PIPAR_MODE_SL)
+			for (size_t i = 0; i < s->dev_n; i++)
+				s->dev_avg[i] += w * c->up[i];
+		rs = s->mode != PIPAR_MODE_SL && s->srv_n ? malloc(sizeof(float) * s->srv_n) : NULL;
 		if (rs) {
 			get_state(c->replica, rs);
 			for (size_t i = 0; i < s->srv_n; i++)
@@ -156,7 +175,7 @@ static void aggregate(struct server *s)
 		c->seen = c->correct = 0;
 		c->bytes_up = c->bytes_down = 0;
 	}
-	for (int k = 0; k < s->K; k++)
+	for (int k = 0; k < s->K && s->mode != PIPAR_MODE_SL && s->srv_n; k++)
 		if (s->c[k].alive)
 			set_state(s->c[k].replica, s->srv_avg);
 	set_state(s->dev_global, s->dev_avg);
@@ -227,7 +246,19 @@ static void conn_lost(struct conn *c, const char *why)
 		snprintf(c->fault, sizeof(c->fault), "%s", why);
 		logf_(s->cfg->log, "pipar-serve: device %d (%s): %s; continuing with %d device(s)",
 		      c->k + 1, c->id, why, s->live);
-		if (s->live > 0 && s->arrived == s->live) {
+		if (s->mode == PIPAR_MODE_SL) {
+			/* Pass the turn on, closing the epoch if it was last. */
+			if (s->turn == c->k) {
+				int nx = next_alive(s, c->k);
+
+				if (nx < 0 && s->live > 0) {
+					aggregate(s);
+					nx = next_alive(s, -1);
+				}
+				s->turn = nx;
+			}
+			pthread_cond_broadcast(&s->cv);
+		} else if (s->live > 0 && s->arrived == s->live) {
 			aggregate(s);
 			s->arrived = 0;
 			s->generation++;
@@ -249,7 +280,7 @@ static void *serve_device(void *arg)
 	struct conn *c = arg;
 	struct server *s = c->s;
 	const struct pipar_plan_file *pl = s->cfg->plan;
-	struct pipar_shape cut = c->replica->units[0].in;
+	struct pipar_shape cut = c->replica ? c->replica->units[0].in : pl->in;
 	int N = pl->dev[c->k].N, classes = pl->classes;
 	uint32_t max_n = (uint32_t)(s->B / N + (s->B % N != 0));
 	uint32_t bound = (uint32_t)pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, max_n,
@@ -262,8 +293,8 @@ static void *serve_device(void *arg)
 	int *labels = NULL;
 	uint32_t it = 0;
 
-	if (bound < (uint32_t)(8 + sizeof(float) * s->dev_n))
-		bound = (uint32_t)(8 + sizeof(float) * s->dev_n);
+	if (bound < (uint32_t)(UP_HEAD + sizeof(float) * s->dev_n))
+		bound = (uint32_t)(UP_HEAD + sizeof(float) * s->dev_n);
 	x = pipar_alloc(sizeof(float) * pipar_shape_size(cut) * max_n);
 	dl = pipar_alloc(sizeof(float) * (size_t)classes * max_n);
 	labels = malloc(sizeof(int) * max_n);
@@ -276,6 +307,20 @@ static void *serve_device(void *arg)
 
 		it = 0;     /* iterations count from 0 in every epoch */
 		struct pipar_frame_header h;
+
+		if (s->mode == PIPAR_MODE_SL) {
+			/* Wait for this device's turn, then hand it the model. */
+			pthread_mutex_lock(&s->mu);
+			while (s->turn != c->k)
+				pthread_cond_wait(&s->cv, &s->mu);
+			pthread_mutex_unlock(&s->mu);
+			if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->dev_avg,
+					    sizeof(float) * s->dev_n, err) < 0) {
+				snprintf(why, sizeof(why), "%s", err);
+				goto dead;
+			}
+			c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * s->dev_n;
+		}
 
 		for (;;) {
 			struct pipar_tensor_msg m;
@@ -291,7 +336,7 @@ static void *serve_device(void *arg)
 			c->bytes_up += PIPAR_WIRE_HEADER + h.length;
 			if (h.type == PIPAR_FRAME_PARAMS_UP)
 				break;
-			if (h.type != PIPAR_FRAME_ACTIVATIONS) {
+			if (h.type != PIPAR_FRAME_ACTIVATIONS || !c->replica) {
 				snprintf(why, sizeof(why), "unexpected %s frame", pipar_frame_type_name(h.type));
 				send_error(c, why);
 				goto dead;
@@ -364,22 +409,49 @@ static void *serve_device(void *arg)
 				micro_i++;
 			}
 		}
-		/* PARAMS_UP: 8 zero bytes, then the device part; only between
+		/* PARAMS_UP: a 16-byte head (samples seen, correct, loss sum:
+		 * counted by a device that computes its own loss, zero
+		 * otherwise; 4 zero bytes) then the device part; only between
 		 * mini-batches. */
-		if (h.length != 8 + sizeof(float) * s->dev_n || micro_i != 0 ||
-		    memcmp(buf, "\0\0\0\0\0\0\0\0", 8) != 0) {
+		uint32_t seen32, corr32, zero32;
+		float lsum;
+
+		memcpy(&seen32, buf, 4);
+		memcpy(&corr32, buf + 4, 4);
+		memcpy(&lsum, buf + 8, 4);
+		memcpy(&zero32, buf + 12, 4);
+		if (h.length != UP_HEAD + sizeof(float) * s->dev_n || micro_i != 0 || zero32 != 0 ||
+		    corr32 > seen32 || !isfinite(lsum) || (c->replica && (seen32 || corr32 || lsum != 0))) {
 			snprintf(why, sizeof(why), "malformed PARAMS_UP (%u bytes, expected %zu)",
-				 h.length, 8 + sizeof(float) * s->dev_n);
+				 h.length, UP_HEAD + sizeof(float) * s->dev_n);
 			send_error(c, why);
 			goto dead;
 		}
-		memcpy(c->up, buf + 8, sizeof(float) * s->dev_n);
+		c->seen += seen32;
+		c->correct += corr32;
+		c->loss += lsum;
+		memcpy(c->up, buf + UP_HEAD, sizeof(float) * s->dev_n);
 		for (size_t i = 0; i < s->dev_n; i++)
 			if (!isfinite(c->up[i])) {
 				snprintf(why, sizeof(why), "PARAMS_UP holds a non-finite value");
 				send_error(c, why);
 				goto dead;
 			}
+		if (s->mode == PIPAR_MODE_SL) {
+			/* The device part goes on to the next device. */
+			pthread_mutex_lock(&s->mu);
+			memcpy(s->dev_avg, c->up, sizeof(float) * s->dev_n);
+			int nx = next_alive(s, c->k);
+
+			if (nx < 0) {
+				aggregate(s);
+				nx = next_alive(s, -1);
+			}
+			s->turn = nx;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->mu);
+			continue;
+		}
 		pthread_mutex_lock(&s->mu);
 		int gen = s->generation;
 
@@ -493,13 +565,11 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 	int r = -1, started = 0, finished = 0;
 	float *init = NULL;
 
-	if (pl->mode != PIPAR_MODE_PIPAR && pl->mode != PIPAR_MODE_SFL)
-		return pipar_errf(err, "mode '%s' is not supported by this runtime yet (pipar and sfl are)",
-				  pipar_mode_name(pl->mode));
 	for (int k = 1; k < pl->K; k++)
 		if (pl->dev[k].P != pl->dev[0].P)
 			return pipar_errf(err, "devices with different split points are not supported yet");
 	s.P = pl->dev[0].P;
+	s.mode = pl->mode;
 	pthread_mutex_init(&s.compute, NULL);
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
@@ -509,12 +579,14 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		goto oom;
 	/* The global model, seeded: its device part goes to every device. */
 	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, s.P - 1, cfg->seed, &s.dev_global, err) < 0 ||
-	    pipar_model_new(pl->spec, pl->in, pl->classes, 0, -1, cfg->seed, &s.whole, err) < 0)
+	    pipar_model_new(pl->spec, pl->in, pl->classes, 0, -1, cfg->seed, &s.whole, err) < 0 ||
+	    (s.mode == PIPAR_MODE_SL &&
+	     pipar_model_new(pl->spec, pl->in, pl->classes, s.P, -1, cfg->seed, &s.shared, err) < 0))
 		goto out;
 	s.dev_n = part_state(s.dev_global);
 	s.srv_n = part_state(s.whole) - s.dev_n;
 	s.dev_avg = malloc(sizeof(float) * s.dev_n);
-	s.srv_avg = malloc(sizeof(float) * s.srv_n);
+	s.srv_avg = malloc(sizeof(float) * (s.srv_n ? s.srv_n : 1));
 	init = malloc(sizeof(float) * s.dev_n);
 	if (!s.dev_avg || !s.srv_avg || !init)
 		goto oom;
@@ -528,9 +600,16 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		c->s = &s;
 		c->k = k;
 		c->fd = -1;
-		if (pipar_model_new(pl->spec, pl->in, pl->classes, s.P, -1, cfg->seed, &c->replica, err) < 0 ||
-		    !(c->exec = pipar_exec_new(c->replica, max_n, (uint64_t)k, err)) ||
-		    !(c->up = malloc(sizeof(float) * s.dev_n)))
+		if (!(c->up = malloc(sizeof(float) * s.dev_n)))
+			goto oom;
+		if (s.mode == PIPAR_MODE_FL)
+			continue;       /* the devices hold the whole model */
+		if (s.mode == PIPAR_MODE_SL)
+			c->replica = s.shared;
+		else if (pipar_model_new(pl->spec, pl->in, pl->classes, s.P, -1, cfg->seed,
+					 &c->replica, err) < 0)
+			goto out;
+		if (!(c->exec = pipar_exec_new(c->replica, max_n, (uint64_t)k, err)))
 			goto out;
 	}
 	logf_(cfg->log, "pipar-serve: waiting for %d device(s)", s.K);
@@ -572,6 +651,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		logf_(cfg->log, "pipar-serve: device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
 	}
 	s.live = s.K;
+	s.turn = 0;
 	s.t_epoch = pipar_now();
 	for (int k = 0; k < s.K; k++) {
 		if (pthread_create(&s.c[k].th, NULL, serve_device, &s.c[k]) != 0) {
@@ -644,7 +724,8 @@ out:
 		if (s.c[k].fd >= 0)
 			close(s.c[k].fd);
 		pipar_exec_free(s.c[k].exec);
-		pipar_model_free(s.c[k].replica);
+		if (s.c[k].replica != s.shared)
+			pipar_model_free(s.c[k].replica);
 		free(s.c[k].up);
 	}
 	(void)started;
@@ -654,6 +735,7 @@ out:
 	free(s.srv_avg);
 	pipar_model_free(s.dev_global);
 	pipar_model_free(s.whole);
+	pipar_model_free(s.shared);
 	cJSON_Delete(s.epochs);
 	pthread_mutex_destroy(&s.compute);
 	pthread_mutex_destroy(&s.mu);
@@ -800,7 +882,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	ys = calloc((size_t)N, sizeof(*ys));
 	order = malloc(sizeof(int) * (size_t)(cfg->nidx ? cfg->nidx : 1));
 	out = malloc(pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, (uint32_t)max_n, (uint32_t)cut.c,
-					   (uint32_t)cut.h, (uint32_t)cut.w) + 8 + sizeof(float) * dn);
+					   (uint32_t)cut.h, (uint32_t)cut.w) + 16 + sizeof(float) * dn);
 	if (!ex || !xs || !ys || !order || !out) {
 		pipar_errf(err, "out of memory");
 		goto out;
@@ -820,9 +902,29 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	}
 	logf_(cfg->log, "pipar-device: %s is device %d of %d: units 1..%d, %d parallel batch(es) of up to %d",
 	      cfg->id, k + 1, pl->K, P, N, max_n);
+	float *dl = pipar_alloc(sizeof(float) * (size_t)pl->classes * (size_t)max_n);
+
+	if (!dl) {
+		free(dy);
+		pipar_errf(err, "out of memory");
+		goto out;
+	}
 	for (int epoch = 1; epoch <= epochs; epoch++) {
 		struct pipar_rng rng;
-		uint32_t it = 0;
+		uint32_t it = 0, seen = 0, correct = 0;
+		double lsum = 0;
+
+		/* In split learning the devices take turns: wait for the model. */
+		if (pl->mode == PIPAR_MODE_SL) {
+			if (recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
+				goto out_dy;
+			if (h.length != sizeof(float) * dn) {
+				pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length,
+					   sizeof(float) * dn);
+				goto out_dy;
+			}
+			set_state(m, (const float *)(const void *)buf);
+		}
 
 		memcpy(order, cfg->idx, sizeof(int) * (size_t)cfg->nidx);
 		/* Device 0 draws the order pipar-train draws, so that one device
@@ -831,6 +933,24 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		pipar_rng_shuffle(&rng, order, (size_t)cfg->nidx);
 		for (int s0 = 0; s0 < cfg->nidx; s0 += B, it++) {
 			int b = s0 + B <= cfg->nidx ? B : cfg->nidx - s0, nm = b < N ? b : N, off = 0;
+
+			if (pl->mode == PIPAR_MODE_FL) {
+				/* The whole model here: forward, loss, backward, step. */
+				int corr = 0;
+				double t0 = pipar_now();
+				const float *z;
+
+				pipar_data_batch(cfg->data, cfg->norm, order + s0, b, xs[0], ys[0]);
+				z = pipar_exec_forward(ex[0], xs[0], b, 1);
+				lsum += pipar_softmax_xent(z, ys[0], b, pl->classes, 1.0f / (float)b, dl, &corr);
+				pipar_model_zero_grad(m);
+				pipar_exec_backward(ex[0], dl, 0);
+				pipar_model_sgd_step(m, &sgd);
+				slow(cfg->slowdown, t0);
+				seen += (uint32_t)b;
+				correct += (uint32_t)corr;
+				continue;
+			}
 
 			/* N forward passes back to back, each sent as it is done. */
 			for (int i = 0; i < nm; i++) {
@@ -887,11 +1007,25 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 			pipar_model_sgd_step(m, &sgd);
 			slow(cfg->slowdown, t0);
 		}
-		/* The epoch's end: the device part up, the global part down. */
-		memset(out, 0, 8);
-		get_state(m, (float *)(void *)(out + 8));
-		if (pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 8 + sizeof(float) * dn, err) < 0 ||
-		    recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
+		/* The epoch's end: the device part up (with the loss a device
+		 * computing its own counts), the global part down. */
+		{
+			float lf = (float)lsum;
+			uint32_t zero = 0;
+
+			memcpy(out, &seen, 4);
+			memcpy(out + 4, &correct, 4);
+			memcpy(out + 8, &lf, 4);
+			memcpy(out + 12, &zero, 4);
+		}
+		get_state(m, (float *)(void *)(out + 16));
+		if (pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 16 + sizeof(float) * dn, err) < 0)
+			goto out_dy;
+		if (pl->mode == PIPAR_MODE_SL) {
+			logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
+			continue;
+		}
+		if (recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
 			goto out_dy;
 		if (h.length != sizeof(float) * dn) {
 			pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length, sizeof(float) * dn);
@@ -905,6 +1039,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	r = 0;
 out_dy:
 	free(dy);
+	free(dl);
 out:
 	for (int i = 0; i < N && ex; i++) {
 		pipar_exec_free(ex[i]);

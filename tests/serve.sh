@@ -1,6 +1,6 @@
 #!/bin/sh
 # The runtime end to end on loopback with real processes: a server and 3
-# devices, in the pipar and sfl modes; a hostile peer; a device killed
+# devices, in each mode (pipar, sfl, sl, fl); a hostile peer; a device killed
 # mid-run.  TAP output.
 set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
@@ -28,7 +28,7 @@ port=$((20000 + $$ % 20000))
 "$BIN/pipar-profile" --model vgg5 --data $data --batch 50 --repeat 1 --sizes 1,10,50 \
 	--slowdown 5 >"$T/dev.json"
 
-for mode in pipar sfl; do
+for mode in pipar sfl sl fl; do
 	port=$((port + 1))
 	"$BIN/pipar-plan" --device "$T/dev.json" --server "$T/srv.json" --devices 3 --uplink 1gbit \
 		--downlink 1gbit --batch 50 --mode $mode >"$T/$mode.plan"
