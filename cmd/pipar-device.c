@@ -25,7 +25,7 @@ static const char usage_text[] =
 	"usage: pipar-device --connect HOST:PORT --data SPEC --shard I/K\n"
 	"                    [--partition iid|dirichlet:ALPHA] [--seed S] [--id NAME]\n"
 	"                    [--train-limit N] [--uplink RATE] [--downlink RATE]\n"
-	"                    [--slowdown F] [--timeout SECS] [--threads T]\n";
+	"                    [--slowdown F] [--trace FILE] [--timeout SECS] [--threads T]\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -86,6 +86,7 @@ int main(int argc, char **argv)
 		{"downlink", required_argument, NULL, 'w'},
 		{"slowdown", required_argument, NULL, 'f'},
 		{"threads", required_argument, NULL, 't'},
+		{"trace", required_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -135,6 +136,7 @@ int main(int argc, char **argv)
 			if (*end || threads < 1 || threads > 1024)
 				return usage("bad --threads '%s'", optarg);
 			break;
+		case 'X': cfg.trace = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': puts(PROG " " VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;

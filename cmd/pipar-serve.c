@@ -28,7 +28,7 @@ static const char usage_text[] =
 	"usage: pipar-serve --plan FILE|- --listen ADDR:PORT --epochs E [--data SPEC]\n"
 	"                   [--lr LR] [--momentum M] [--weight-decay WD] [--seed S]\n"
 	"                   [--checkpoint FILE] [--summary FILE] [--timeout SECS]\n"
-	"                   [--threads T]\n";
+	"                   [--trace FILE] [--threads T]\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -119,6 +119,7 @@ int main(int argc, char **argv)
 		{"summary", required_argument, NULL, 'S'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"threads", required_argument, NULL, 't'},
+		{"trace", required_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -170,6 +171,7 @@ int main(int argc, char **argv)
 			if (*end || threads < 1 || threads > 1024)
 				return usage("bad --threads '%s'", optarg);
 			break;
+		case 'X': cfg.trace = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': puts(PROG " " VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;

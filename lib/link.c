@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "trace.h"
 #include "util.h"
 
 struct item {
@@ -35,7 +36,33 @@ struct pipar_link {
 	char send_err[PIPAR_ERRLEN], recv_err[PIPAR_ERRLEN];
 	uint32_t seq_out, seq_in;
 	double bytes_up, bytes_down;
+	struct pipar_trace *trace;
 };
+
+/* The stage name and (iteration, micro-batch) of a frame for the trace. */
+static const char *stage_of(int type, const uint8_t *p, size_t len, int up, int *it, int *mi)
+{
+	*it = *mi = -1;
+	if ((type == PIPAR_FRAME_ACTIVATIONS || type == PIPAR_FRAME_GRADIENTS) && len >= 8) {
+		uint32_t a, b;
+
+		memcpy(&a, p, 4);
+		memcpy(&b, p + 4, 4);
+		*it = (int)a;
+		*mi = (int)b;
+		return up ? "upload" : "download";
+	}
+	if (type == PIPAR_FRAME_PARAMS_UP || type == PIPAR_FRAME_PARAMS_DOWN)
+		return up ? "parameters up" : "parameters down";
+	return up ? "control up" : "control down";
+}
+
+void pipar_link_set_trace(struct pipar_link *l, struct pipar_trace *t)
+{
+	pthread_mutex_lock(&l->mu);
+	l->trace = t;
+	pthread_mutex_unlock(&l->mu);
+}
 
 static void sleep_until(double t)
 {
@@ -72,8 +99,12 @@ static void *send_loop(void *arg)
 			double bytes = (double)(PIPAR_WIRE_HEADER + it->len), now = pipar_now();
 
 			/* The frame leaves when the emulated link has carried it. */
+			double start = free_at > now ? free_at : now;
+			int it_no, mi;
+			const char *st = stage_of(it->type, it->data, it->len, 1, &it_no, &mi);
+
 			if (l->up_bps > 0) {
-				free_at = (free_at > now ? free_at : now) + bytes * 8 / l->up_bps;
+				free_at = start + bytes * 8 / l->up_bps;
 				sleep_until(free_at);
 			}
 			char e[PIPAR_ERRLEN];
@@ -85,6 +116,8 @@ static void *send_loop(void *arg)
 				snprintf(l->send_err, sizeof(l->send_err), "%s", e);
 			} else {
 				l->bytes_up += bytes;
+				pipar_trace_event(l->trace, st, PIPAR_RES_UPLINK, start,
+						  pipar_now() - start, it_no, mi);
 			}
 			pthread_mutex_unlock(&l->mu);
 		}
@@ -141,12 +174,21 @@ static void *recv_loop(void *arg)
 		it->len = h.length;
 		memcpy(it->data, buf, h.length);
 		it->ready = now;
+		double start = free_at > now ? free_at : now;
+
 		if (l->down_bps > 0) {
-			free_at = (free_at > now ? free_at : now) + bytes * 8 / l->down_bps;
+			free_at = start + bytes * 8 / l->down_bps;
 			it->ready = free_at;
 		}
 		pthread_mutex_lock(&l->mu);
 		l->bytes_down += bytes;
+		if (l->down_bps > 0) {
+			int it_no, mi;
+			const char *st = stage_of(h.type, buf, h.length, 0, &it_no, &mi);
+
+			pipar_trace_event(l->trace, st, PIPAR_RES_DOWNLINK, start, it->ready - start,
+					  it_no, mi);
+		}
 		if (l->in_tail)
 			l->in_tail->next = it;
 		else

@@ -36,6 +36,12 @@ int pipar_link_send(struct pipar_link *l, int type, const void *payload,
 int pipar_link_recv(struct pipar_link *l, struct pipar_frame_header *h,
 		    uint8_t **buf, size_t *cap, char *err);
 
+struct pipar_trace;
+
+/* Records every transfer in t from now on (uploads on the uplink, downloads
+ * on the downlink, as the emulated links carry them). */
+void pipar_link_set_trace(struct pipar_link *l, struct pipar_trace *t);
+
 /* Raises the bound on received frames (after the plan is known). */
 void pipar_link_set_max(struct pipar_link *l, uint32_t max_len);
 

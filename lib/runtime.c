@@ -19,6 +19,7 @@
 
 #include "checkpoint.h"
 #include "link.h"
+#include "trace.h"
 #include "train.h"
 #include "wire.h"
 
@@ -114,6 +115,7 @@ struct server {
 	double busy;                    /* server compute this epoch, under compute */
 	cJSON *epochs;
 	enum pipar_mode mode;
+	struct pipar_trace *trace;
 	struct pipar_model *shared;     /* sl: the one server model */
 	int turn;                       /* sl: the device whose turn it is */
 };
@@ -180,6 +182,8 @@ static void aggregate(struct server *s)
 			set_state(s->c[k].replica, s->srv_avg);
 	set_state(s->dev_global, s->dev_avg);
 	s->epoch_done++;
+	double t_agg = pipar_now();
+
 	cJSON_AddNumberToObject(e, "epoch", s->epoch_done);
 	cJSON_AddNumberToObject(e, "seconds", pipar_now() - s->t_epoch);
 	cJSON_AddNumberToObject(e, "loss", seen ? loss / (double)seen : 0);
@@ -224,6 +228,8 @@ static void aggregate(struct server *s)
 		}
 		pipar_exec_free(ex);
 	}
+	pipar_trace_event(s->trace, "aggregate", PIPAR_RES_COMPUTE, t_agg, pipar_now() - t_agg,
+			  s->epoch_done, -1);
 	cJSON_AddItemToArray(s->epochs, e);
 	{
 		char *line = cJSON_PrintUnformatted(e);
@@ -392,6 +398,8 @@ static void *serve_device(void *arg)
 			if (got == m.batch)
 				pipar_model_sgd_step(c->replica, &s->cfg->sgd);
 			s->busy += pipar_now() - tc;
+			pipar_trace_event_for(s->trace, "server", PIPAR_RES_COMPUTE, tc, pipar_now() - tc,
+					      (int)m.iteration, (int)m.micro, c->k);
 			pthread_mutex_unlock(&s->compute);
 			c->loss += loss;
 			c->seen += m.n;
@@ -553,6 +561,8 @@ static char *plan_message(const struct pipar_serve_cfg *cfg, int k)
 	cJSON_AddNumberToObject(o, "momentum", cfg->sgd.momentum);
 	cJSON_AddNumberToObject(o, "weight_decay", cfg->sgd.weight_decay);
 	cJSON_AddRawToObject(o, "seed", seed);
+	/* The server's clock, so that device traces line up with its own. */
+	cJSON_AddNumberToObject(o, "server_time", pipar_now());
 	t = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return t;
@@ -574,6 +584,8 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
 	s.epochs = cJSON_CreateArray();
+	if (cfg->trace)
+		s.trace = pipar_trace_new(0, "server");
 	s.c = calloc((size_t)s.K, sizeof(*s.c));
 	if (!s.c)
 		goto oom;
@@ -665,6 +677,8 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 			pthread_join(s.c[k].th, NULL);
 	for (int k = 0; k < s.K; k++)
 		finished += s.c[k].finished;
+	if (pipar_trace_write(s.trace, cfg->trace, err) < 0)
+		goto out;
 	if (!finished) {
 		pipar_errf(err, "no device finished training");
 		goto out;
@@ -736,6 +750,7 @@ out:
 	pipar_model_free(s.dev_global);
 	pipar_model_free(s.whole);
 	pipar_model_free(s.shared);
+	pipar_trace_free(s.trace);
 	cJSON_Delete(s.epochs);
 	pthread_mutex_destroy(&s.compute);
 	pthread_mutex_destroy(&s.mu);
@@ -801,6 +816,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	int r = -1, k, N = 0, P, B, epochs;
 	struct pipar_sgd sgd;
 	uint64_t seed;
+	struct pipar_trace *trace = NULL;
 
 	set_timeout(cfg->fd, cfg->timeout);
 	link = pipar_link_new(cfg->fd, cfg->up_bps, cfg->down_bps, CONTROL_MAX, err);
@@ -831,6 +847,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	free(text);
 	if (recv_expect(link, PIPAR_FRAME_PLAN, &h, &buf, &cap, err) < 0)
 		goto out;
+	double t_plan = pipar_now();
+
 	msg = cJSON_ParseWithLength((const char *)buf, h.length);
 	a = cJSON_GetObjectItemCaseSensitive(msg, "plan");
 	text = a ? cJSON_PrintUnformatted(a) : NULL;
@@ -858,6 +876,14 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	P = pl->dev[k].P;
 	N = pl->dev[k].N;
 	B = pl->batch;
+	if (cfg->trace) {
+		char name[96];
+
+		snprintf(name, sizeof(name), "device %d (%s)", k + 1, cfg->id);
+		trace = pipar_trace_new(k + 1, name);
+		pipar_trace_set_offset(trace, json_num(msg, "server_time", t_plan) - t_plan);
+		pipar_link_set_trace(link, trace);
+	}
 	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, P - 1, seed, &m, err) < 0)
 		goto out;
 	size_t dn = part_state(m);
@@ -947,6 +973,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 				pipar_exec_backward(ex[0], dl, 0);
 				pipar_model_sgd_step(m, &sgd);
 				slow(cfg->slowdown, t0);
+				pipar_trace_event(trace, "train", PIPAR_RES_COMPUTE, t0, pipar_now() - t0,
+						  (int)it, -1);
 				seen += (uint32_t)b;
 				correct += (uint32_t)corr;
 				continue;
@@ -969,6 +997,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 
 				act = pipar_exec_forward(ex[i], xs[i], n, 1);
 				slow(cfg->slowdown, t0);
+				pipar_trace_event(trace, "forward", PIPAR_RES_COMPUTE, t0, pipar_now() - t0,
+						  (int)it, i);
 				pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &am, out);
 				memcpy(out + PIPAR_TENSOR_HEAD, act, sizeof(float) * cutn * (size_t)n);
 				for (int j = 0; j < n; j++) {
@@ -1001,11 +1031,14 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 
 				pipar_exec_backward(ex[i], dy, 0);
 				slow(cfg->slowdown, t0);
+				pipar_trace_event(trace, "backward", PIPAR_RES_COMPUTE, t0, pipar_now() - t0,
+						  (int)it, i);
 			}
 			double t0 = pipar_now();
 
 			pipar_model_sgd_step(m, &sgd);
 			slow(cfg->slowdown, t0);
+			pipar_trace_event(trace, "step", PIPAR_RES_COMPUTE, t0, pipar_now() - t0, (int)it, -1);
 		}
 		/* The epoch's end: the device part up (with the loss a device
 		 * computing its own counts), the global part down. */
@@ -1059,5 +1092,10 @@ out:
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}
+	if (pipar_trace_write(trace, cfg->trace, perr) < 0 && r == 0) {
+		pipar_errf(err, "%s", perr);
+		r = -1;
+	}
+	pipar_trace_free(trace);
 	return r;
 }

@@ -45,6 +45,7 @@ struct pipar_serve_cfg {
 	double timeout;                 /* seconds a peer may stay silent */
 	FILE *summary;                  /* the run summary JSON */
 	FILE *log;                      /* one line per event; may be NULL */
+	const char *trace;              /* Chrome trace-event JSON; may be NULL */
 };
 
 /* Runs the server until the epochs are done or no device is left.
@@ -62,6 +63,7 @@ struct pipar_device_cfg {
 	double up_bps, down_bps;        /* emulated link, 0: unshaped */
 	double slowdown;                /* compute F times slower (>= 1) */
 	FILE *log;                      /* may be NULL */
+	const char *trace;              /* Chrome trace-event JSON; may be NULL */
 };
 
 /* Trains the device's part until the server says BYE.  -1 with err. */

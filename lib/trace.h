@@ -1,0 +1,47 @@
+/*
+ * trace: timed events of a run, written as Chrome trace-event JSON (opens
+ * in Perfetto).  Each party (the server, each device) is a process; each
+ * of its resources (compute, uplink, downlink) a thread; each stage a
+ * complete ("X") event with its iteration and micro-batch.  Times are
+ * taken from pipar_now() and written in microseconds after adding the
+ * party's offset to the server's clock, so that the traces of one run
+ * line up.  Recording is thread-safe.
+ */
+#ifndef PIPAR_TRACE_H
+#define PIPAR_TRACE_H
+
+enum pipar_resource {
+	PIPAR_RES_COMPUTE = 1,
+	PIPAR_RES_UPLINK,
+	PIPAR_RES_DOWNLINK,
+};
+
+struct pipar_trace;
+
+/* A trace for party pid (0 the server, k + 1 device k) named name.  NULL
+ * when out of memory. */
+struct pipar_trace *pipar_trace_new(int pid, const char *name);
+
+/* Records a stage [start, start + dur) on a resource; accepts t == NULL. */
+void pipar_trace_event(struct pipar_trace *t, const char *stage,
+		       enum pipar_resource res, double start, double dur,
+		       int iteration, int micro);
+
+/* As pipar_trace_event, naming the device (0-based) the server works for. */
+void pipar_trace_event_for(struct pipar_trace *t, const char *stage,
+			   enum pipar_resource res, double start, double dur,
+			   int iteration, int micro, int device);
+
+/* Seconds to add to this party's clock to read the server's. */
+void pipar_trace_set_offset(struct pipar_trace *t, double offset);
+
+/* Busy seconds recorded on a resource since the last reset, and reset. */
+double pipar_trace_busy(struct pipar_trace *t, enum pipar_resource res, int reset);
+
+/* Writes the trace to path (atomically: a temporary file and rename);
+ * -1 with err.  Accepts t == NULL (does nothing). */
+int pipar_trace_write(struct pipar_trace *t, const char *path, char *err);
+
+void pipar_trace_free(struct pipar_trace *t);
+
+#endif
