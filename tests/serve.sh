@@ -4,7 +4,7 @@
 # mid-run.  TAP output.
 set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
-T=$(mktemp -d)
+T=${KEEP:-$(mktemp -d)}
 PIDS=""
 trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$T"' EXIT
 n=0
@@ -34,12 +34,12 @@ for mode in pipar sfl sl fl; do
 		--downlink 1gbit --batch 50 --mode $mode >"$T/$mode.plan"
 	"$BIN/pipar-serve" --plan "$T/$mode.plan" --listen 127.0.0.1:$port --epochs 1 \
 		--data $data:test --checkpoint "$T/$mode.npz" --summary "$T/$mode.sum" \
-		--timeout 60 2>"$T/$mode.log" &
+		--trace "$T/$mode.srv.trace" --timeout 60 2>"$T/$mode.log" &
 	spid=$!
 	PIDS="$PIDS $spid"
 	for i in 0 1 2; do
 		"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 \
-			--train-limit 600 --timeout 60 2>"$T/$mode.dev$i" &
+			--train-limit 600 --timeout 60 --trace "$T/$mode.dev$i.trace" 2>"$T/$mode.dev$i" &
 		PIDS="$PIDS $!"
 	done
 	wait $spid
@@ -48,6 +48,18 @@ for mode in pipar sfl sl fl; do
 	acc=$(get "$T/$mode.eval" accuracy)
 	check "$mode: the global checkpoint scores $acc, far above chance (0.10)" \
 		"awk 'BEGIN{exit !($acc > 0.4)}'"
+	if [ $mode = pipar ]; then
+		# 600 samples in mini-batches of 50 cut into N micro-batches.
+		N=$(grep -o '"parallel_batches":[[:space:]]*[0-9]*' "$T/pipar.plan" | head -n 1 | grep -o '[0-9]*$')
+		check "pipar: the server trace has one stage per micro-batch of every device ($((3 * 12 * N)))" \
+			"[ \$(grep -c '\"name\":\"server\",\"cat\"' '$T/pipar.srv.trace') -eq $((3 * 12 * N)) ]"
+		check "pipar: a device trace has its forward, upload, backward and step stages" \
+			"[ \$(grep -c '\"name\":\"forward\"' '$T/pipar.dev0.trace') -eq $((12 * N)) ] && [ \$(grep -c '\"name\":\"upload\"' '$T/pipar.dev0.trace') -eq $((12 * N)) ] && [ \$(grep -c '\"name\":\"backward\"' '$T/pipar.dev0.trace') -eq $((12 * N)) ] && [ \$(grep -c '\"name\":\"step\"' '$T/pipar.dev0.trace') -eq 12 ]"
+		if /usr/bin/python3 -c 1 2>/dev/null; then
+			check "pipar: the traces are valid JSON" \
+				"/usr/bin/python3 -c 'import json,sys; [json.load(open(f)) for f in sys.argv[1:]]' '$T/pipar.srv.trace' '$T/pipar.dev0.trace'"
+		fi
+	fi
 	wait
 done
 
