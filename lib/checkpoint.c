@@ -91,8 +91,10 @@ static int list_arrays(const struct pipar_model *m, int with_momentum,
 				}
 			}
 		}
-		/* Momentum after the unit's own arrays, as the header says. */
-		if (with_momentum) {
+		/* Momentum after the unit's own arrays, as the header says.  A
+		 * unit without parameters (a pool alone) has nothing to
+		 * order, and a may still be NULL. */
+		if (with_momentum && n > start) {
 			struct array *tmp = malloc(sizeof(*a) * (size_t)(n - start));
 			int w = start;
 
@@ -550,8 +552,10 @@ static int read_entry(struct archive *a, unsigned char **out, size_t *len,
 
 static int json_int(const cJSON *v, long lo, long hi, long *out)
 {
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble ||
-	    v->valuedouble < lo || v->valuedouble > hi)
+	/* The range first: converting a double outside long's range (or a
+	 * NaN) to long is undefined. */
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+	    v->valuedouble != (double)(long)v->valuedouble)
 		return -1;
 	*out = (long)v->valuedouble;
 	return 0;
@@ -576,6 +580,11 @@ static int manifest_read(const char *text, const char *name,
 	if (!root)
 		return pipar_errf(err, "'%s': " MANIFEST " is not valid JSON (near byte %ld)",
 				  name, endp ? (long)(endp - text) : 0L);
+	/* An array's items have no names to check. */
+	if (!cJSON_IsObject(root)) {
+		pipar_errf(err, "'%s': " MANIFEST " is not a JSON object", name);
+		goto out;
+	}
 	for (f = root->child; f; f = f->next) {
 		const char *const *k = known;
 

@@ -2,10 +2,13 @@
  * data: loading labelled image sets (IDX, CIFAR-10 binary, synthetic),
  * normalising batches and cutting shards.
  *
- * Every file is read through the archive library into memory.  Its gzip
- * reader checks neither the CRC nor the length in the gzip trailer, so the
- * decompressed bytes are checked against it here: otherwise a flipped bit
- * that still decodes as valid deflate would load silently wrong pixels.
+ * Every file is read through the archive library into memory, and so is a
+ * caller's buffer (pipar_data_idx_mem, pipar_data_cifar_mem): the two take
+ * the same path from there, through the same checks.  The library's gzip
+ * reader checks neither the CRC nor the length in the gzip trailer, so
+ * the decompressed bytes are checked against it here: otherwise a flipped
+ * bit that still decodes as valid deflate would load silently wrong
+ * pixels.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
@@ -141,6 +144,15 @@ static int ends_with(const char *s, const char *suffix)
 	return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+/* Where a stream's bytes come from: the file at name, or, when mem is
+ * set, size bytes at mem (name then only appears in messages).  Files and
+ * buffers take the same path through the readers below. */
+struct source {
+	const char *name;
+	const void *mem;
+	size_t size;
+};
+
 /* Opens path once with stdio to give the usual "cannot open" message, to
  * refuse empty files (which the reader only calls unrecognised) and to
  * fetch the gzip trailer. */
@@ -180,6 +192,24 @@ static int probe_file(const char *path, struct gz_trailer *tr, char *err)
 	return 0;
 }
 
+/* probe_file for either kind of source. */
+static int probe(const struct source *src, struct gz_trailer *tr, char *err)
+{
+	const uint8_t *b = src->mem;
+
+	if (!src->mem)
+		return probe_file(src->name, tr, err);
+	memset(tr, 0, sizeof(*tr));
+	if (src->size == 0)
+		return pipar_errf(err, "'%s': empty file", src->name);
+	if (src->size >= 18) {
+		tr->have = 1;
+		tr->crc = le32(b + src->size - 8);
+		tr->isize = le32(b + src->size - 4);
+	}
+	return 0;
+}
+
 /* Reports the reader's error on a as one lower-case line naming path. */
 static int archive_fail(struct archive *a, const char *path, char *err)
 {
@@ -206,6 +236,8 @@ static int archive_fail(struct archive *a, const char *path, char *err)
  * CRC of everything read from it. */
 struct stream {
 	const char *path;
+	const void *mem; /* NULL: read the file at path */
+	size_t size;
 	struct archive *a;
 	int gzip;
 	int check; /* keep the CRC (raw format only) */
@@ -248,7 +280,11 @@ static int stream_open(struct stream *s, enum stream_kind kind, char *err)
 		r = archive_read_support_format_raw(s->a);
 	if (r < 0)
 		goto fail;
-	if (archive_read_open_filename(s->a, s->path, READ_BLOCK) < 0)
+	if (s->mem)
+		r = archive_read_open_memory(s->a, s->mem, s->size);
+	else
+		r = archive_read_open_filename(s->a, s->path, READ_BLOCK);
+	if (r < 0)
 		goto fail;
 	if (kind != STREAM_TAR_GZIP) {
 		r = archive_read_next_header(s->a, &e);
@@ -267,6 +303,13 @@ fail:
 	archive_read_free(s->a);
 	s->a = NULL;
 	return -1;
+}
+
+static void stream_set(struct stream *s, const struct source *src)
+{
+	s->path = src->name;
+	s->mem = src->mem;
+	s->size = src->size;
 }
 
 static void stream_close(struct stream *s)
@@ -315,9 +358,10 @@ struct idx {
 
 /* Loads one IDX file whose magic must be magic (0x801 labels, 0x803
  * images), refusing anything short, long or out of bounds. */
-static int idx_load(const char *path, uint32_t magic, struct idx *out,
-		    char *err)
+static int idx_load(const struct source *src, uint32_t magic,
+		    struct idx *out, char *err)
 {
+	const char *path = src->name;
 	const char *what = magic == IDX_IMAGES_MAGIC ? "images" : "labels";
 	int ndims = (int)(magic & 0xff);
 	size_t hlen = 4 + 4 * (size_t)ndims, got = 0, cap, done = 0;
@@ -327,12 +371,12 @@ static int idx_load(const char *path, uint32_t magic, struct idx *out,
 	uint8_t hdr[16], *buf = NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (probe_file(path, &tr, err))
+	if (probe(src, &tr, err))
 		return -1;
 	s = malloc(sizeof(*s));
 	if (!s)
 		return pipar_errf(err, "'%s': out of memory", path);
-	s->path = path;
+	stream_set(s, src);
 	if (stream_open(s, STREAM_RAW_ANY, err))
 		goto fail;
 
@@ -454,21 +498,15 @@ static int idx_path(const char *dir, const char *name, char *path,
 			  strerror(ENOENT));
 }
 
-static int load_idx(struct pipar_data *d, const char *dir, int test,
-		    char *err)
+/* Loads an images and labels pair into d, from files or buffers alike. */
+static int load_idx_pair(struct pipar_data *d, const struct source *isrc,
+			 const struct source *lsrc, char *err)
 {
-	const char *prefix = test ? "t10k" : "train";
-	char name[64], ipath[DATA_SPEC_MAX + 64], lpath[DATA_SPEC_MAX + 64];
+	const char *ipath = isrc->name, *lpath = lsrc->name;
 	struct idx im, lb;
 
-	snprintf(name, sizeof(name), "%s-labels-idx1-ubyte", prefix);
-	if (idx_path(dir, name, lpath, sizeof(lpath), err))
-		return -1;
-	snprintf(name, sizeof(name), "%s-images-idx3-ubyte", prefix);
-	if (idx_path(dir, name, ipath, sizeof(ipath), err))
-		return -1;
 	/* Labels first: small, so most faults show before the big read. */
-	if (idx_load(lpath, IDX_LABELS_MAGIC, &lb, err))
+	if (idx_load(lsrc, IDX_LABELS_MAGIC, &lb, err))
 		return -1;
 	for (size_t i = 0; i < lb.size; i++) {
 		if (lb.data[i] >= IDX_CLASSES) {
@@ -479,7 +517,7 @@ static int load_idx(struct pipar_data *d, const char *dir, int test,
 			return -1;
 		}
 	}
-	if (idx_load(ipath, IDX_IMAGES_MAGIC, &im, err)) {
+	if (idx_load(isrc, IDX_IMAGES_MAGIC, &im, err)) {
 		free(lb.data);
 		return -1;
 	}
@@ -500,19 +538,36 @@ static int load_idx(struct pipar_data *d, const char *dir, int test,
 	return 0;
 }
 
+static int load_idx(struct pipar_data *d, const char *dir, int test,
+		    char *err)
+{
+	const char *prefix = test ? "t10k" : "train";
+	char name[64], ipath[DATA_SPEC_MAX + 64], lpath[DATA_SPEC_MAX + 64];
+	struct source isrc = { ipath, NULL, 0 }, lsrc = { lpath, NULL, 0 };
+
+	snprintf(name, sizeof(name), "%s-labels-idx1-ubyte", prefix);
+	if (idx_path(dir, name, lpath, sizeof(lpath), err))
+		return -1;
+	snprintf(name, sizeof(name), "%s-images-idx3-ubyte", prefix);
+	if (idx_path(dir, name, ipath, sizeof(ipath), err))
+		return -1;
+	return load_idx_pair(d, &isrc, &lsrc, err);
+}
+
 /* ---- CIFAR-10 --------------------------------------------------------- */
 
 /* Decompresses the whole file once, checking it against its gzip trailer,
  * so that a corrupt archive is refused before the tar is read. */
-static int cifar_check_stream(const char *path, const struct gz_trailer *tr,
-			      char *err)
+static int cifar_check_stream(const struct source *src,
+			      const struct gz_trailer *tr, char *err)
 {
+	const char *path = src->name;
 	struct stream *s = malloc(sizeof(*s));
 	int r;
 
 	if (!s)
 		return pipar_errf(err, "'%s': out of memory", path);
-	s->path = path;
+	stream_set(s, src);
 	if (stream_open(s, STREAM_RAW_GZIP, err)) {
 		free(s);
 		return -1;
@@ -566,9 +621,10 @@ static void cifar_batch_name(int slot, int test, char *buf, size_t len)
 		snprintf(buf, len, "data_batch_%d.bin", slot + 1);
 }
 
-static int load_cifar(struct pipar_data *d, const char *path, int test,
-		      char *err)
+static int load_cifar(struct pipar_data *d, const struct source *src,
+		      int test, char *err)
 {
+	const char *path = src->name;
 	uint8_t *raw[CIFAR_BATCHES] = { NULL };
 	size_t records[CIFAR_BATCHES] = { 0 }, total = 0, got = 0, k;
 	int nslots = test ? 1 : CIFAR_BATCHES, rc = -1, r;
@@ -577,14 +633,14 @@ static int load_cifar(struct pipar_data *d, const char *path, int test,
 	struct stream *s;
 	char missing[160] = "", bname[32];
 
-	if (probe_file(path, &tr, err))
+	if (probe(src, &tr, err))
 		return -1;
-	if (cifar_check_stream(path, &tr, err))
+	if (cifar_check_stream(src, &tr, err))
 		return -1;
 	s = malloc(sizeof(*s));
 	if (!s)
 		return pipar_errf(err, "'%s': out of memory", path);
-	s->path = path;
+	stream_set(s, src);
 	if (stream_open(s, STREAM_TAR_GZIP, err)) {
 		free(s);
 		return -1;
@@ -1021,7 +1077,8 @@ int pipar_data_open(const char *spec, struct pipar_data **out, char *err)
 					"(cifar10:FILE.tar.gz[:train|:test])",
 					spec);
 		else
-			rc = load_cifar(d, arg, test, err);
+			rc = load_cifar(d, &(struct source){ arg, NULL, 0 },
+					test, err);
 	} else if ((arg = source_arg(buf, "synthetic", &bare))) {
 		snprintf(d->name, sizeof(d->name), "synthetic");
 		if (!*arg)
@@ -1036,6 +1093,90 @@ int pipar_data_open(const char *spec, struct pipar_data **out, char *err)
 				spec);
 	}
 	if (rc) {
+		pipar_data_free(d);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+/*
+ * Loads an IDX pair from memory: isize bytes of images at images and lsize
+ * bytes of labels at labels, each plain or compressed as a file would be,
+ * through the same checks as pipar_data_open.  The buffers stay the
+ * caller's and are not kept.  Messages name "NAME images" and "NAME
+ * labels"; the set is named name (cut to fit) and split "train".  On
+ * success *out is a new set owned by the caller (pipar_data_free); on
+ * failure *out is NULL and -1 is returned with err.
+ */
+int pipar_data_idx_mem(const void *images, size_t isize, const void *labels,
+		       size_t lsize, const char *name, struct pipar_data **out,
+		       char *err)
+{
+	char iname[80], lname[80];
+	struct source isrc = { iname, images, isize };
+	struct source lsrc = { lname, labels, lsize };
+	struct pipar_data *d;
+
+	*out = NULL;
+	if (!name)
+		name = "idx";
+	snprintf(iname, sizeof(iname), "%s images", name);
+	snprintf(lname, sizeof(lname), "%s labels", name);
+	/* A zero-length buffer may come with a NULL pointer; it is refused as
+	 * empty, never read. */
+	if ((!images && isize) || (!labels && lsize))
+		return pipar_errf(err, "'%s': no buffer", name);
+	if (!images)
+		isrc.mem = "";
+	if (!labels)
+		lsrc.mem = "";
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return pipar_errf(err, "'%s': out of memory", name);
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->split, sizeof(d->split), "train");
+	if (load_idx_pair(d, &isrc, &lsrc, err)) {
+		pipar_data_free(d);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+/*
+ * Loads the split ("train" or "test") of a CIFAR-10 archive held in memory
+ * (size bytes at data, a .tar.gz as a file would be), through the same
+ * checks as pipar_data_open.  The buffer stays the caller's.  Messages name
+ * name in place of a path; the set is named name (cut to fit).  On success
+ * *out is a new set owned by the caller (pipar_data_free); on failure *out
+ * is NULL and -1 is returned with err.
+ */
+int pipar_data_cifar_mem(const void *data, size_t size, const char *name,
+			 const char *split, struct pipar_data **out, char *err)
+{
+	struct source src = { name, data, size };
+	struct pipar_data *d;
+	int test;
+
+	*out = NULL;
+	if (!name)
+		src.name = name = "cifar10";
+	if (!split || (strcmp(split, "train") != 0 &&
+		       strcmp(split, "test") != 0))
+		return pipar_errf(err, "'%s': bad split '%s' (expected train "
+				  "or test)", name, split ? split : "");
+	if (!data && size)
+		return pipar_errf(err, "'%s': no buffer", name);
+	if (!data)
+		src.mem = "";
+	test = strcmp(split, "test") == 0;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return pipar_errf(err, "'%s': out of memory", name);
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->split, sizeof(d->split), "%s", split);
+	if (load_cifar(d, &src, test, err)) {
 		pipar_data_free(d);
 		return -1;
 	}

@@ -55,6 +55,19 @@ struct pipar_norm {
  * naming the spec or file and the fault. */
 int pipar_data_open(const char *spec, struct pipar_data **out, char *err);
 
+/* As pipar_data_open for an IDX pair held in memory (images and labels,
+ * each plain or compressed as its file would be), checked the same way.
+ * The buffers stay the caller's; name stands in for the paths in messages
+ * ("NAME images", "NAME labels").  The set's split is "train". */
+int pipar_data_idx_mem(const void *images, size_t isize, const void *labels,
+		       size_t lsize, const char *name, struct pipar_data **out,
+		       char *err);
+
+/* As pipar_data_open for the split ("train" or "test") of a CIFAR-10
+ * .tar.gz held in memory; name stands in for the path in messages. */
+int pipar_data_cifar_mem(const void *data, size_t size, const char *name,
+			 const char *split, struct pipar_data **out, char *err);
+
 /* The spec of the other split of the same source ("fashion-mnist" ->
  * "fashion-mnist:test"), written into buf; -1 if it does not fit. */
 int pipar_data_spec_split(const char *spec, const char *split, char *buf,

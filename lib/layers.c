@@ -554,6 +554,10 @@ struct pipar_layer *pipar_layer_conv_new(struct pipar_shape in,
 	if (in.h + 2 * P < K || in.w + 2 * P < K)
 		return pipar_errf(err, "conv: kernel %d larger than the padded %dx%d input",
 				  K, in.h + 2 * P, in.w + 2 * P), NULL;
+	/* The weights of one output channel are counted in an int. */
+	if (in.c > INT32_MAX / (K * K))
+		return pipar_errf(err, "conv: %d input channels too many for a %dx%d kernel",
+				  in.c, K, K), NULL;
 	l = layer_new(&conv_ops, in, cfg->bias ? 2 : 1, sizeof(struct conv), err);
 	if (!l)
 		return NULL;
@@ -897,6 +901,9 @@ struct pipar_layer *pipar_layer_flatten_new(struct pipar_shape in, char *err)
 
 	if (!valid_shape(in))
 		return pipar_errf(err, "flatten: bad input shape"), NULL;
+	if (pipar_shape_size(in) > INT32_MAX)
+		return pipar_errf(err, "flatten: %zu values do not fit one channel count",
+				  pipar_shape_size(in)), NULL;
 	l = layer_new(&flatten_ops, in, 0, 0, err);
 	if (l)
 		l->out = (struct pipar_shape){(int)pipar_shape_size(in), 1, 1};

@@ -14,6 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Bounds on what a spec may ask for, so that a hostile or mistyped spec is
+ * refused with a message instead of exhausting memory or time: the
+ * parameters and buffers of the whole spec (2^26 floats, 256 MiB; each
+ * trainable value also gets a gradient and a momentum, so up to 768 MiB),
+ * and the input or output of any one layer per sample (2^26 floats).  The
+ * largest zoo model, vgg16 on 3x32x32, has about 2^25 parameters.
+ */
+#define MODEL_MAX_STATE ((size_t)1 << 26)
+#define MODEL_MAX_ACTIVATION ((size_t)1 << 26)
+
 static size_t al(size_t bytes)
 {
 	return (bytes + 63) & ~(size_t)63;
@@ -504,6 +515,7 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 	int nall = 0, cap = 0, L;
 	int *unit_start = NULL, *unit_len = NULL;
 	struct pipar_layer *last_param_layer = NULL;
+	size_t nstate = 0;
 
 	*out = NULL;
 	if (!root)
@@ -511,6 +523,11 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 				  end ? (long)(end - spec_json) : 0L);
 	if (in.c <= 0 || in.h <= 0 || in.w <= 0 || classes < 1) {
 		pipar_errf(err, "model spec: bad input shape or class count");
+		goto fail;
+	}
+	if (pipar_shape_size(in) > MODEL_MAX_ACTIVATION) {
+		pipar_errf(err, "model spec: input of %zu values per sample, more than the limit of %zu",
+			   pipar_shape_size(in), MODEL_MAX_ACTIVATION);
 		goto fail;
 	}
 	fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
@@ -584,6 +601,23 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 			    pipar_layer_fuse_relu(all[nall - 1]) == 0) {
 				pipar_layer_free(l);
 				continue;
+			}
+			/* Checked as the layers come, so that the next layer
+			 * never sees an oversized input. */
+			for (int j = 0; j < l->nparams; j++)
+				nstate += l->params[j].count;
+			if (pipar_shape_size(l->out) > MODEL_MAX_ACTIVATION ||
+			    nstate > MODEL_MAX_STATE) {
+				if (nstate > MODEL_MAX_STATE)
+					pipar_errf(err, "model spec: unit %d, layer %d (%s): more than %zu parameters and buffers in the model (%zu MiB)",
+						   u + 1, i + 1, l->ops->type, MODEL_MAX_STATE,
+						   MODEL_MAX_STATE * sizeof(float) >> 20);
+				else
+					pipar_errf(err, "model spec: unit %d, layer %d (%s): output of %zu values per sample, more than the limit of %zu",
+						   u + 1, i + 1, l->ops->type,
+						   pipar_shape_size(l->out), MODEL_MAX_ACTIVATION);
+				pipar_layer_free(l);
+				goto fail;
 			}
 			if (nall == cap) {
 				int ncap = cap ? 2 * cap : 64;

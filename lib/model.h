@@ -24,7 +24,10 @@
  * true), maxpool and avgpool (kernel, stride = kernel, or global true),
  * relu, dense (out: a number or "classes", bias true), dropout (rate),
  * batchnorm (momentum 0.1, eps 1e-5), flatten, basicblock (out, stride 1).
- * Unknown types and fields are refused by name.
+ * Unknown types and fields are refused by name.  A spec is also refused
+ * when the model would hold more than 2^26 parameters and buffers (256 MiB
+ * of float32, 768 MiB with gradients and momentum) or when the input or
+ * any layer's output exceeds 2^26 values per sample.
  *
  * Running: struct pipar_exec holds all memory for passes up to a batch size
  * (activations, what backward needs, scratch), allocated once and reused.
