@@ -30,6 +30,9 @@
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
 #define IDX_MAX_SIDE 1024u
+/* Decompressed bytes of one IDX file: 4 GiB, far above any data set of
+ * this format (Fashion-MNIST's training images are 47 MB). */
+#define IDX_MAX_BYTES ((size_t)4 << 30)
 #define IDX_CLASSES 10
 #define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -419,6 +422,14 @@ static int idx_load(const struct source *src, uint32_t magic,
 			   out->dims[0] > DATA_MAX_COUNT)) {
 		pipar_errf(err, "'%s': bad label count %u (expected 1 to %u)",
 			   path, out->dims[0], DATA_MAX_COUNT);
+		goto fail;
+	}
+	/* Each dimension may be plausible while their product is not: a
+	 * small compressed file could then decompress to terabytes. */
+	if (out->size > IDX_MAX_BYTES) {
+		pipar_errf(err, "'%s': %ux%ux%u images are %zu bytes, more than the limit of %zu",
+			   path, out->dims[0], ndims == 3 ? out->dims[1] : 1,
+			   ndims == 3 ? out->dims[2] : 1, out->size, (size_t)IDX_MAX_BYTES);
 		goto fail;
 	}
 
