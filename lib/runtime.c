@@ -97,6 +97,7 @@ struct conn {
 	double loss;
 	long seen, correct;
 	double bytes_up, bytes_down;
+	double busy[3];                 /* the device's compute, uplink, downlink */
 	char fault[PIPAR_ERRLEN];
 };
 
@@ -120,7 +121,7 @@ struct server {
 	int turn;                       /* sl: the device whose turn it is */
 };
 
-#define UP_HEAD 16
+#define UP_HEAD 32
 
 static int next_alive(const struct server *s, int k)
 {
@@ -193,7 +194,27 @@ static void aggregate(struct server *s)
 	cJSON_AddNumberToObject(e, "bytes_down", down);
 	{
 		double wall = pipar_now() - s->t_epoch;
+		cJSON *res = cJSON_AddArrayToObject(e, "device_resources");
+		static const char *const names[3][2] = {
+			{"compute_busy_seconds", "compute_idle_seconds"},
+			{"uplink_busy_seconds", "uplink_idle_seconds"},
+			{"downlink_busy_seconds", "downlink_idle_seconds"},
+		};
 
+		for (int k = 0; k < s->K; k++) {
+			cJSON *d;
+
+			if (!s->c[k].alive)
+				continue;
+			d = cJSON_CreateObject();
+			cJSON_AddNumberToObject(d, "device", k + 1);
+			for (int r = 0; r < 3; r++) {
+				cJSON_AddNumberToObject(d, names[r][0], s->c[k].busy[r]);
+				cJSON_AddNumberToObject(d, names[r][1],
+							wall > s->c[k].busy[r] ? wall - s->c[k].busy[r] : 0);
+			}
+			cJSON_AddItemToArray(res, d);
+		}
 		pthread_mutex_lock(&s->compute);
 		cJSON_AddNumberToObject(e, "server_busy_seconds", s->busy);
 		cJSON_AddNumberToObject(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0);
@@ -417,18 +438,25 @@ static void *serve_device(void *arg)
 				micro_i++;
 			}
 		}
-		/* PARAMS_UP: a 16-byte head (samples seen, correct, loss sum:
-		 * counted by a device that computes its own loss, zero
-		 * otherwise; 4 zero bytes) then the device part; only between
-		 * mini-batches. */
-		uint32_t seen32, corr32, zero32;
-		float lsum;
+		/* PARAMS_UP: a 32-byte head -- samples seen, correct, loss sum
+		 * (counted by a device that computes its own loss, zero
+		 * otherwise), the device's busy seconds on compute, uplink and
+		 * downlink this epoch, 8 zero bytes -- then the device part;
+		 * only between mini-batches. */
+		uint32_t seen32, corr32, zero32[2];
+		float lsum, busy[3];
 
 		memcpy(&seen32, buf, 4);
 		memcpy(&corr32, buf + 4, 4);
 		memcpy(&lsum, buf + 8, 4);
-		memcpy(&zero32, buf + 12, 4);
-		if (h.length != UP_HEAD + sizeof(float) * s->dev_n || micro_i != 0 || zero32 != 0 ||
+		memcpy(busy, buf + 12, 12);
+		memcpy(zero32, buf + 24, 8);
+		int busy_ok = 1;
+
+		for (int r = 0; r < 3; r++)
+			busy_ok &= busy[r] >= 0 && busy[r] < 1e9f;
+		if (h.length != UP_HEAD + sizeof(float) * s->dev_n || micro_i != 0 || zero32[0] ||
+		    zero32[1] || !busy_ok ||
 		    corr32 > seen32 || !isfinite(lsum) || (c->replica && (seen32 || corr32 || lsum != 0))) {
 			snprintf(why, sizeof(why), "malformed PARAMS_UP (%u bytes, expected %zu)",
 				 h.length, UP_HEAD + sizeof(float) * s->dev_n);
@@ -438,6 +466,8 @@ static void *serve_device(void *arg)
 		c->seen += seen32;
 		c->correct += corr32;
 		c->loss += lsum;
+		for (int r = 0; r < 3; r++)
+			c->busy[r] = busy[r];
 		memcpy(c->up, buf + UP_HEAD, sizeof(float) * s->dev_n);
 		for (size_t i = 0; i < s->dev_n; i++)
 			if (!isfinite(c->up[i])) {
@@ -876,13 +906,16 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	P = pl->dev[k].P;
 	N = pl->dev[k].N;
 	B = pl->batch;
-	if (cfg->trace) {
+	/* Always recorded: the busy seconds reported at each epoch's end
+	 * come from the events; written out only with --trace. */
+	{
 		char name[96];
 
 		snprintf(name, sizeof(name), "device %d (%s)", k + 1, cfg->id);
 		trace = pipar_trace_new(k + 1, name);
 		pipar_trace_set_offset(trace, json_num(msg, "server_time", t_plan) - t_plan);
-		pipar_link_set_trace(link, trace);
+		if (trace)
+			pipar_link_set_trace(link, trace);
 	}
 	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, P - 1, seed, &m, err) < 0)
 		goto out;
@@ -908,7 +941,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	ys = calloc((size_t)N, sizeof(*ys));
 	order = malloc(sizeof(int) * (size_t)(cfg->nidx ? cfg->nidx : 1));
 	out = malloc(pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, (uint32_t)max_n, (uint32_t)cut.c,
-					   (uint32_t)cut.h, (uint32_t)cut.w) + 16 + sizeof(float) * dn);
+					   (uint32_t)cut.h, (uint32_t)cut.w) + 32 + sizeof(float) * dn);
 	if (!ex || !xs || !ys || !order || !out) {
 		pipar_errf(err, "out of memory");
 		goto out;
@@ -1043,16 +1076,20 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		/* The epoch's end: the device part up (with the loss a device
 		 * computing its own counts), the global part down. */
 		{
-			float lf = (float)lsum;
-			uint32_t zero = 0;
+			float lf = (float)lsum, busy[3];
+			uint32_t zero[2] = {0, 0};
 
+			busy[0] = (float)pipar_trace_busy(trace, PIPAR_RES_COMPUTE, 1);
+			busy[1] = (float)pipar_trace_busy(trace, PIPAR_RES_UPLINK, 1);
+			busy[2] = (float)pipar_trace_busy(trace, PIPAR_RES_DOWNLINK, 1);
 			memcpy(out, &seen, 4);
 			memcpy(out + 4, &correct, 4);
 			memcpy(out + 8, &lf, 4);
-			memcpy(out + 12, &zero, 4);
+			memcpy(out + 12, busy, 12);
+			memcpy(out + 24, zero, 8);
 		}
-		get_state(m, (float *)(void *)(out + 16));
-		if (pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 16 + sizeof(float) * dn, err) < 0)
+		get_state(m, (float *)(void *)(out + 32));
+		if (pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 32 + sizeof(float) * dn, err) < 0)
 			goto out_dy;
 		if (pl->mode == PIPAR_MODE_SL) {
 			logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
@@ -1092,7 +1129,7 @@ out:
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}
-	if (pipar_trace_write(trace, cfg->trace, perr) < 0 && r == 0) {
+	if (cfg->trace && pipar_trace_write(trace, cfg->trace, perr) < 0 && r == 0) {
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}

@@ -44,6 +44,8 @@ for mode in pipar sfl sl fl; do
 	done
 	wait $spid
 	check "$mode: a server and 3 devices finish an epoch" "[ \$? -eq 0 ] && grep -q '\"format\":[[:space:]]*\"pipar-summary/1\"' '$T/$mode.sum'"
+	check "$mode: the summary has busy and idle seconds of the server and of each device" \
+		"grep -q '\"server_idle_seconds\"' '$T/$mode.sum' && [ \$(grep -c '\"compute_idle_seconds\"' '$T/$mode.sum') -eq 3 ]"
 	"$BIN/pipar-eval" accuracy --model "$T/$mode.npz" --data $data:test --limit 2000 >"$T/$mode.eval"
 	acc=$(get "$T/$mode.eval" accuracy)
 	check "$mode: the global checkpoint scores $acc, far above chance (0.10)" \
