@@ -97,8 +97,9 @@ for i in 0 1; do
 		--timeout 60 2>"$T/k.dev$i" &
 	PIDS="$PIDS $!"
 done
+# (slowed down, so that it is surely still training when it is killed)
 "$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 2/3 --train-limit 600 \
-	--timeout 60 2>"$T/k.dev2" &
+	--slowdown 50 --timeout 60 2>"$T/k.dev2" &
 victim=$!
 sleep 2
 kill -9 $victim 2>/dev/null
