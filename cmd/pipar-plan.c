@@ -35,48 +35,6 @@ static int usage(const char *fmt, const char *arg)
 	return 2;
 }
 
-/* Reads a whole file ("-": standard input) into a string. */
-static char *slurp(const char *path, char *err)
-{
-	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-
-	if (!f) {
-		pipar_errf(err, "cannot open '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		if (n + 1 >= cap) {
-			char *nb = cap < (64u << 20) ? realloc(buf, cap ? 2 * cap : 65536) : NULL;
-
-			if (!nb) {
-				free(buf);
-				if (f != stdin)
-					fclose(f);
-				pipar_errf(err, "'%s': too large or out of memory", path);
-				return NULL;
-			}
-			buf = nb;
-			cap = cap ? 2 * cap : 65536;
-		}
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		pipar_errf(err, "cannot read '%s': %s", path, strerror(errno));
-		free(buf);
-		buf = NULL;
-	} else {
-		buf[n] = '\0';
-	}
-	if (f != stdin)
-		fclose(f);
-	return buf;
-}
 
 static int parse_bytes(const char *s, double *out)
 {
@@ -222,7 +180,7 @@ int main(int argc, char **argv)
 		return usage("unexpected argument '%s'", argv[optind]);
 	if (check_file) {
 		/* Validate a plan as the programs that follow it will read it. */
-		char *text = slurp(check_file, err);
+		char *text = pipar_read_file(check_file, 64u << 20, NULL, err);
 		struct pipar_plan_file *pf = NULL;
 		const char *name = strcmp(check_file, "-") ? check_file : "<stdin>";
 
@@ -260,7 +218,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i <= ndev; i++) {
 		const char *path = i < ndev ? dev_files[i] : srv_file;
 		const char *name = strcmp(path, "-") ? path : "<stdin>";
-		char *text = slurp(path, err);
+		char *text = pipar_read_file(path, 64u << 20, NULL, err);
 		struct pipar_profile **slot = i < ndev ? &dev[i] : &srv;
 
 		if (!text || pipar_profile_parse(text, name, slot, err) < 0) {

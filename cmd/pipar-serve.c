@@ -38,41 +38,6 @@ static int usage(const char *fmt, const char *arg)
 	return 2;
 }
 
-static char *slurp(const char *path, char *err)
-{
-	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-
-	if (!f) {
-		pipar_errf(err, "cannot open '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		if (n + 1 >= cap) {
-			char *nb = cap < (64u << 20) ? realloc(buf, cap ? 2 * cap : 65536) : NULL;
-
-			if (!nb) {
-				free(buf);
-				if (f != stdin)
-					fclose(f);
-				pipar_errf(err, "'%s': too large", path);
-				return NULL;
-			}
-			buf = nb;
-			cap = cap ? 2 * cap : 65536;
-		}
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-
-		n += r;
-		if (r == 0)
-			break;
-	}
-	buf[n] = '\0';
-	if (f != stdin)
-		fclose(f);
-	return buf;
-}
 
 /* Listens on "ADDR:PORT" (IPv4 or a name); port 0 picks one, which is
  * reported on stderr. */
@@ -183,7 +148,7 @@ int main(int argc, char **argv)
 		return usage("%s", "missing --plan");
 	signal(SIGPIPE, SIG_IGN);
 	pipar_threads_set(threads);
-	text = slurp(plan_path, err);
+	text = pipar_read_file(plan_path, 64u << 20, NULL, err);
 	if (!text || pipar_plan_parse(text, strcmp(plan_path, "-") ? plan_path : "<stdin>", &pl, err) < 0 ||
 	    (data && pipar_data_open(data, &test, err) < 0)) {
 		fprintf(stderr, PROG ": %s\n", err);

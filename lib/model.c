@@ -189,51 +189,11 @@ int pipar_model_zoo_spec(const char *name, char **json, char *err)
 int pipar_model_load_spec(const char *name_or_file, char **json, char *err)
 {
 	const char *dot = strrchr(name_or_file, '.');
-	FILE *f;
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
 
 	if (!dot || strcmp(dot, ".json") != 0)
 		return pipar_model_zoo_spec(name_or_file, json, err);
-	f = fopen(name_or_file, "rb");
-	if (!f)
-		return pipar_errf(err, "cannot open '%s': %s", name_or_file,
-				  strerror(errno));
-	for (;;) {
-		if (len + 1 >= cap) {
-			size_t ncap = cap ? cap * 2 : 4096;
-			char *nb;
-
-			if (ncap > (16u << 20)) {
-				free(buf);
-				fclose(f);
-				return pipar_errf(err, "'%s': larger than 16 MiB", name_or_file);
-			}
-			nb = realloc(buf, ncap);
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				return pipar_errf(err, "out of memory");
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		size_t r = fread(buf + len, 1, cap - len - 1, f);
-
-		len += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		free(buf);
-		fclose(f);
-		return pipar_errf(err, "cannot read '%s': %s", name_or_file,
-				  strerror(errno));
-	}
-	fclose(f);
-	buf[len] = '\0';
-	*json = buf;
-	return 0;
+	*json = pipar_read_file(name_or_file, 16u << 20, NULL, err);
+	return *json ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------- spec */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <time.h>
 
 void pipar_assert_fail(const char *file, int line, const char *expr)
@@ -164,4 +165,59 @@ void pipar_json_put_string(FILE *f, const char *s)
 			fputc(c, f);
 	}
 	fputc('"', f);
+}
+
+char *pipar_read_file(const char *path, size_t max, size_t *len, char *err)
+{
+	int is_stdin = strcmp(path, "-") == 0;
+	FILE *f = is_stdin ? stdin : fopen(path, "rb");
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!f) {
+		pipar_errf(err, "cannot open '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (n + 1 >= cap) {
+			size_t nc = cap ? 2 * cap : 65536;
+			char *nb;
+
+			if (cap > max + 1) {
+				pipar_errf(err, "'%s': larger than %zu bytes", is_stdin ? "<stdin>" : path, max);
+				goto fail;
+			}
+			nb = realloc(buf, nc);
+			if (!nb) {
+				pipar_errf(err, "out of memory reading '%s'", path);
+				goto fail;
+			}
+			buf = nb;
+			cap = nc;
+		}
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		pipar_errf(err, "cannot read '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	if (n > max) {
+		pipar_errf(err, "'%s': larger than %zu bytes", is_stdin ? "<stdin>" : path, max);
+		goto fail;
+	}
+	if (!is_stdin)
+		fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+fail:
+	if (!is_stdin)
+		fclose(f);
+	free(buf);
+	return NULL;
 }

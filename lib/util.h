@@ -57,6 +57,11 @@ double pipar_rng_gamma(struct pipar_rng *r, double shape);
 /* Fisher-Yates shuffle of an int array. */
 void pipar_rng_shuffle(struct pipar_rng *r, int *a, size_t n);
 
+/* Reads the whole file at path ("-": standard input) into a NUL-terminated
+ * malloc'd string of *len bytes (len may be NULL).  NULL with err naming
+ * the path when it cannot be read or holds more than max bytes. */
+char *pipar_read_file(const char *path, size_t max, size_t *len, char *err);
+
 /* Writes s to f as a JSON string literal, quotes included. */
 void pipar_json_put_string(FILE *f, const char *s);
 
