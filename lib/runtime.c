@@ -8,6 +8,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -655,9 +656,30 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 			goto out;
 	}
 	logf_(cfg->log, "pipar-serve: waiting for %d device(s)", s.K);
+	int connected = 0;
+
 	for (int k = 0; k < s.K; k++) {
 		struct conn *c = &s.c[k];
 		char *msg;
+		struct pollfd pfd = {cfg->listen_fd, POLLIN, 0};
+		int pr;
+
+		/* Nobody waits forever: after --timeout without a new device
+		 * the run starts with those that came, if any did. */
+		do
+			pr = poll(&pfd, 1, cfg->timeout > 0 ? (int)(cfg->timeout * 1000) : -1);
+		while (pr < 0 && errno == EINTR);
+		if (pr == 0) {
+			if (!connected) {
+				pipar_errf(err, "no device connected within %g s", cfg->timeout);
+				goto out;
+			}
+			logf_(cfg->log, "pipar-serve: %d of %d device(s) connected within %g s; starting with them",
+			      connected, s.K, cfg->timeout);
+			for (int j = k; j < s.K; j++)
+				snprintf(s.c[j].fault, sizeof(s.c[j].fault), "never connected");
+			break;
+		}
 		int fd = accept(cfg->listen_fd, NULL, NULL);
 
 		if (fd < 0) {
@@ -690,12 +712,15 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		}
 		free(msg);
 		c->alive = 1;
+		connected++;
 		logf_(cfg->log, "pipar-serve: device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
 	}
-	s.live = s.K;
+	s.live = connected;
 	s.turn = 0;
 	s.t_epoch = pipar_now();
 	for (int k = 0; k < s.K; k++) {
+		if (!s.c[k].alive)
+			continue;
 		if (pthread_create(&s.c[k].th, NULL, serve_device, &s.c[k]) != 0) {
 			conn_lost(&s.c[k], "cannot start a thread");
 			continue;

@@ -108,5 +108,27 @@ check "a device killed mid-run is left out and the run completes" \
 	"[ \$? -eq 0 ] && grep -q '\"failed_devices\"' '$T/k.sum' && grep -q 'continuing with 2 device' '$T/k.log' && [ \$(grep -c '\"epoch\":' '$T/k.sum') -eq 2 ]"
 wait
 
+# Nobody waits forever: a device that never comes is left out after the
+# timeout, and a server that no device reaches gives up.
+port=$((port + 1))
+"$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
+	--summary "$T/t.sum" --timeout 3 2>"$T/t.log" &
+spid=$!
+PIDS="$PIDS $spid"
+for i in 0 1; do
+	"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 --train-limit 200 \
+		--timeout 60 2>/dev/null &
+	PIDS="$PIDS $!"
+done
+wait $spid
+check "a planned device that never connects is left out after --timeout" \
+	"[ \$? -eq 0 ] && grep -q 'never connected' '$T/t.sum' && grep -q '2 of 3 device' '$T/t.log'"
+wait
+port=$((port + 1))
+"$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 --timeout 1 \
+	>/dev/null 2>"$T/t2.log"
+check "a server no device reaches gives up with one line" \
+	"[ \$? -eq 1 ] && grep -q 'no device connected within 1 s' '$T/t2.log'"
+
 echo "1..$n"
 exit $fail
