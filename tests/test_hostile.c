@@ -1,0 +1,170 @@
+/*
+ * Hostile peers against a real pipar-serve: before the handshake, garbage
+ * and a frame header claiming 1 GiB; after it, a peer that sends a tensor
+ * of the wrong shape and one that disconnects in the middle of a frame.
+ * The server refuses or drops each, naming the fault, and the two honest
+ * devices finish the run.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "util.h"
+#include "wire.h"
+
+static int port;
+
+static int dial(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int tries = 0; tries < 100; tries++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+		close(fd);
+		nanosleep(&(struct timespec){0, 50000000}, NULL);
+	}
+	return -1;
+}
+
+static void hello(int fd)
+{
+	const char *h = "{\"id\":\"hostile\",\"samples\":100,\"norm\":{\"mean\":[0.3],\"std\":[0.35]}}";
+	char err[PIPAR_ERRLEN];
+
+	pipar_wire_send(fd, PIPAR_FRAME_HELLO, 0, h, strlen(h), err);
+}
+
+/* Reads until the server's PLAN and MODEL have arrived. */
+static void drain_handshake(int fd)
+{
+	struct pipar_frame_header h;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	char err[PIPAR_ERRLEN];
+
+	for (uint32_t seq = 0; seq < 2; seq++)
+		if (pipar_wire_recv(fd, 64u << 20, seq, &h, &buf, &cap, err) != 1)
+			break;
+	free(buf);
+}
+
+int main(void)
+{
+	const char *bin = getenv("PIPAR_BIN") ? getenv("PIPAR_BIN") : "bin";
+	char dir[] = "/tmp/pipar-hostile-XXXXXX", cmd[4096], log[512];
+	pid_t server;
+	int st;
+
+	PIPAR_ASSERT(mkdtemp(dir));
+	port = 20000 + getpid() % 20000;
+	snprintf(cmd, sizeof(cmd),
+		 "%s/pipar-profile --model vgg5 --data synthetic:400 --batch 20 --repeat 1 --sizes 1,20 "
+		 "--role server > %s/s.json && "
+		 "%s/pipar-profile --model vgg5 --data synthetic:400 --batch 20 --repeat 1 --sizes 1,20 "
+		 "> %s/d.json && "
+		 "%s/pipar-plan --device %s/d.json --server %s/s.json --devices 4 --uplink 1gbit "
+		 "--downlink 1gbit --batch 20 > %s/plan.json",
+		 bin, dir, bin, dir, bin, dir, dir, dir);
+	ok(system(cmd) == 0, "a plan for 4 devices");
+	snprintf(log, sizeof(log), "%s/serve.log", dir);
+	server = fork();
+	if (server == 0) {
+		char plan[512], listen[64];
+
+		snprintf(plan, sizeof(plan), "%s/plan.json", dir);
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+		PIPAR_ASSERT(freopen(log, "w", stderr));
+		PIPAR_ASSERT(freopen("/dev/null", "w", stdout));
+		snprintf(cmd, sizeof(cmd), "%s/pipar-serve", bin);
+		execl(cmd, cmd, "--plan", plan, "--listen", listen, "--epochs", "1", "--timeout", "30",
+		      (char *)NULL);
+		_exit(127);
+	}
+	/* Before the handshake: garbage, and a well-sealed header that
+	 * claims a 1 GiB HELLO. */
+	{
+		int fd = dial();
+		uint8_t head[PIPAR_WIRE_HEADER];
+		struct pipar_frame_header h = {PIPAR_FRAME_HELLO, 0, 1u << 30, 0, 0};
+
+		PIPAR_ASSERT(fd >= 0);
+		PIPAR_ASSERT(write(fd, "\x16\x03\x01\x02\x00garbage-garbage-garbage", 28) == 28);
+		close(fd);
+		fd = dial();
+		pipar_wire_header_encode(&h, head);
+		PIPAR_ASSERT(write(fd, head, sizeof(head)) == (ssize_t)sizeof(head));
+		close(fd);
+	}
+	/* Two honest devices. */
+	for (int i = 0; i < 2; i++) {
+		if (fork() == 0) {
+			char shard[16], conn[64];
+
+			snprintf(shard, sizeof(shard), "%d/2", i);
+			snprintf(conn, sizeof(conn), "127.0.0.1:%d", port);
+			PIPAR_ASSERT(freopen("/dev/null", "w", stderr));
+			snprintf(cmd, sizeof(cmd), "%s/pipar-device", bin);
+			execl(cmd, cmd, "--connect", conn, "--data", "synthetic:400", "--shard", shard,
+			      "--timeout", "30", (char *)NULL);
+			_exit(127);
+		}
+	}
+	/* Two peers that pass the handshake, then misbehave. */
+	{
+		int a = dial(), b = dial();
+		uint8_t frame[PIPAR_WIRE_HEADER + 64];
+		struct pipar_tensor_msg m = {0, 0, 1, 5, 5, 5, 1, 0, NULL, NULL};
+		uint8_t payload[PIPAR_TENSOR_HEAD + 5 * 5 * 5 * 4 + 4];
+		char err[PIPAR_ERRLEN];
+
+		PIPAR_ASSERT(a >= 0 && b >= 0);
+		hello(a);
+		hello(b);
+		drain_handshake(a);
+		drain_handshake(b);
+		memset(payload, 0, sizeof(payload));
+		pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &m, payload);
+		pipar_wire_send(a, PIPAR_FRAME_ACTIVATIONS, 1, payload, sizeof(payload), err);
+		/* Half a frame, then gone. */
+		struct pipar_frame_header h = {PIPAR_FRAME_ACTIVATIONS, 0, 4000, 1, 0};
+
+		pipar_wire_header_encode(&h, frame);
+		memset(frame + PIPAR_WIRE_HEADER, 0, 64);
+		PIPAR_ASSERT(write(b, frame, sizeof(frame)) == (ssize_t)sizeof(frame));
+		nanosleep(&(struct timespec){0, 300000000}, NULL);
+		close(a);
+		close(b);
+	}
+	waitpid(server, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the server finishes the run (status %d)",
+	   WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	while (wait(NULL) > 0)
+		;
+	snprintf(cmd, sizeof(cmd), "grep -q 'refused a connection: bad magic' %s", log);
+	ok(system(cmd) == 0, "garbage is refused as such");
+	snprintf(cmd, sizeof(cmd), "grep -q 'over the bound' %s", log);
+	ok(system(cmd) == 0, "a 1 GiB length is refused before anything is allocated for it");
+	snprintf(cmd, sizeof(cmd), "grep -q 'shape 5x5x5, expected' %s", log);
+	ok(system(cmd) == 0, "a tensor of the wrong shape drops that device, named");
+	snprintf(cmd, sizeof(cmd), "grep -q 'inside a ACTIVATIONS frame' %s", log);
+	ok(system(cmd) == 0, "a disconnect in the middle of a frame drops that device, named");
+	snprintf(cmd, sizeof(cmd), "grep -q 'epoch 1:.*\"devices\":2' %s", log);
+	ok(system(cmd) == 0, "the two honest devices finish the epoch");
+	snprintf(cmd, sizeof(cmd), "cat %s | sed 's/^/# /'; rm -rf %s", log, dir);
+	if (system(cmd) != 0)
+		diag("cleanup failed");
+	return tap_done();
+}
