@@ -24,7 +24,8 @@
 static const char usage_text[] =
 	"usage: pipar-plan --device FILE [--device FILE ...] --server FILE --devices K\n"
 	"                  --uplink RATE --downlink RATE --batch B [--mode pipar|fl|sl|sfl]\n"
-	"                  [--memory BYTES] [--samples N] [--top T] [--explain]\n"
+	"                  [--memory BYTES] [--samples N] [--min-micro M] [--top T]\n"
+	"                  [--explain]\n"
 	"       pipar-plan --check FILE\n";
 
 static int usage(const char *fmt, const char *arg)
@@ -105,6 +106,7 @@ int main(int argc, char **argv)
 		{"top", required_argument, NULL, 't'},
 		{"explain", no_argument, NULL, 'x'},
 		{"check", required_argument, NULL, 'c'},
+		{"min-micro", required_argument, NULL, 'u' + 256},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -170,6 +172,11 @@ int main(int argc, char **argv)
 				return usage("bad --top '%s': expected an integer in [0, 64]", optarg);
 			break;
 		case 'x': explain = 1; break;
+		case 'u' + 256:
+			env.min_micro = (int)strtol(optarg, &end, 10);
+			if (end == optarg || *end || env.min_micro < 1 || env.min_micro > 4096)
+				return usage("bad --min-micro '%s': expected an integer in [1, 4096]", optarg);
+			break;
 		case 'c': check_file = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': puts(PROG " " VERSION); return 0;
@@ -185,7 +192,7 @@ int main(int argc, char **argv)
 		const char *name = strcmp(check_file, "-") ? check_file : "<stdin>";
 
 		if (argc != optind || ndev || srv_file || K || env.up_bps || env.down_bps ||
-		    env.batch || env.memory || samples || explain || top_n != 5)
+		    env.batch || env.memory || samples || explain || top_n != 5 || env.min_micro)
 			return usage("%s", "--check takes no other options");
 		if (!text || pipar_plan_parse(text, name, &pf, err) < 0) {
 			free(text);
@@ -270,6 +277,8 @@ int main(int argc, char **argv)
 	cJSON_AddNumberToObject(root, "samples_per_device", (double)env.samples);
 	cJSON_AddNumberToObject(root, "uplink_bps", env.up_bps);
 	cJSON_AddNumberToObject(root, "downlink_bps", env.down_bps);
+	if (env.min_micro > 1)
+		cJSON_AddNumberToObject(root, "min_micro_batch", env.min_micro);
 	if (env.memory > 0)
 		cJSON_AddNumberToObject(root, "memory_bytes", env.memory);
 	else

@@ -457,6 +457,13 @@ static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
 {
 	int L = env->srv->nunits, B = env->batch, K = env->K, ntopn = 0;
 	int maxN = mode == PIPAR_MODE_PIPAR ? (B < MAXN ? B : MAXN) : 1;
+
+	/* The smallest micro-batch of N is B / N (rounded down). */
+	if (env->min_micro > 1 && mode == PIPAR_MODE_PIPAR) {
+		maxN = B / env->min_micro;
+		if (maxN < 1)
+			maxN = 1;
+	}
 	static struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
 	static struct pipar_sim s;
 	/* A longer internal list seeds the per-device refinement. */
@@ -633,7 +640,7 @@ int pipar_plan_parse(const char *text, const char *name,
 	static const char *const known[] = {
 		"format", "mode", "model_name", "model", "input", "classes", "units",
 		"devices", "batch", "samples_per_device", "uplink_bps", "downlink_bps",
-		"memory_bytes", "split_point", "parallel_batches", "per_device",
+		"memory_bytes", "min_micro_batch", "split_point", "parallel_batches", "per_device",
 		"predicted", "alternatives", "baselines", "search_seconds", NULL,
 	};
 	const char *end = NULL;

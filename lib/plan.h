@@ -46,6 +46,9 @@ struct pipar_plan_env {
 	int batch;                              /* B */
 	long samples;                           /* per device, per epoch */
 	double memory;                          /* device memory limit, 0: none */
+	int min_micro;                          /* smallest micro-batch searched
+						 * (batch-norm needs samples); 0 or 1:
+						 * any */
 	struct pipar_plan_tables *tables;       /* stage-time tables, built by
 						 * pipar_plan_search; NULL: none */
 };

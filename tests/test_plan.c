@@ -268,6 +268,20 @@ int main(void)
 		   "heterogeneous devices: the search matches brute force over all %d pairs (%.6f vs %.6f s; P=%d,%d N=%d,%d)",
 		   (3 * B) * (3 * B), s.epoch, brute, best[0].P, best[1].P, best[0].N, best[1].N);
 
+		/* A smallest micro-batch bounds N by B / min. */
+		env.min_micro = 5;
+		pipar_plan_search(&env, PIPAR_MODE_PIPAR, best, &s, top, 8);
+		int within = 1;
+		for (int k = 0; k < env.K; k++)
+			if (B / best[k].N < 5)
+				within = 0;
+		for (int i = 0; i < 8; i++)
+			if (B / top[i].choice.N < 5)
+				within = 0;
+		ok(within, "a smallest micro-batch of 5 keeps every N at most %d (chose N=%d,%d)", B / 5,
+		   best[0].N, best[1].N);
+		env.min_micro = 0;
+
 		/* A memory limit rules out what does not fit. */
 		env.K = 1;
 		per[0] = d;
