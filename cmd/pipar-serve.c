@@ -28,7 +28,7 @@ static const char usage_text[] =
 	"usage: pipar-serve --plan FILE|- --listen ADDR:PORT --epochs E [--data SPEC]\n"
 	"                   [--lr LR] [--momentum M] [--weight-decay WD] [--seed S]\n"
 	"                   [--checkpoint FILE] [--summary FILE] [--timeout SECS]\n"
-	"                   [--trace FILE] [--threads T]\n";
+	"                   [--trace FILE] [--aggregate-every ITERS|epoch] [--threads T]\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -85,6 +85,7 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 'T'},
 		{"threads", required_argument, NULL, 't'},
 		{"trace", required_argument, NULL, 'X'},
+		{"aggregate-every", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -137,6 +138,15 @@ int main(int argc, char **argv)
 				return usage("bad --threads '%s'", optarg);
 			break;
 		case 'X': cfg.trace = optarg; break;
+		case 'A':
+			if (strcmp(optarg, "epoch") == 0) {
+				cfg.aggregate_every = 0;
+				break;
+			}
+			cfg.aggregate_every = (int)strtol(optarg, &end, 10);
+			if (end == optarg || *end || cfg.aggregate_every < 1 || cfg.aggregate_every > 1000000)
+				return usage("bad --aggregate-every '%s': expected a number of iterations or 'epoch'", optarg);
+			break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': puts(PROG " " VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;

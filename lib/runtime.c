@@ -120,6 +120,7 @@ struct server {
 	struct pipar_trace *trace;
 	struct pipar_model *shared;     /* sl: the one server model */
 	int turn;                       /* sl: the device whose turn it is */
+	int round_mid;                  /* this aggregation is within an epoch */
 };
 
 #define UP_HEAD 32
@@ -140,7 +141,8 @@ static void aggregate(struct server *s)
 	double total = 0, loss = 0, up = 0, down = 0;
 	long seen = 0, correct = 0;
 	char err[PIPAR_ERRLEN];
-	cJSON *e = cJSON_CreateObject();
+	int mid = s->round_mid;
+	cJSON *e;
 
 	if (s->mode != PIPAR_MODE_SL) {
 		memset(s->dev_avg, 0, sizeof(float) * s->dev_n);
@@ -170,6 +172,8 @@ static void aggregate(struct server *s)
 				s->srv_avg[i] += w * rs[i];
 			free(rs);
 		}
+		if (mid)
+			continue;       /* the epoch's counts go on */
 		loss += c->loss;
 		seen += c->seen;
 		correct += c->correct;
@@ -183,6 +187,13 @@ static void aggregate(struct server *s)
 		if (s->c[k].alive)
 			set_state(s->c[k].replica, s->srv_avg);
 	set_state(s->dev_global, s->dev_avg);
+	if (mid) {
+		/* Within an epoch: averaged, nothing to record. */
+		logf_(s->cfg->log, "pipar-serve: aggregated %d device(s) within epoch %d", s->live,
+		      s->epoch_done + 1);
+		return;
+	}
+	e = cJSON_CreateObject();
 	s->epoch_done++;
 	double t_agg = pipar_now();
 
@@ -213,6 +224,7 @@ static void aggregate(struct server *s)
 				cJSON_AddNumberToObject(d, names[r][0], s->c[k].busy[r]);
 				cJSON_AddNumberToObject(d, names[r][1],
 							wall > s->c[k].busy[r] ? wall - s->c[k].busy[r] : 0);
+				s->c[k].busy[r] = 0;
 			}
 			cJSON_AddItemToArray(res, d);
 		}
@@ -349,7 +361,7 @@ static void *serve_device(void *arg)
 			}
 			c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * s->dev_n;
 		}
-
+again:
 		for (;;) {
 			struct pipar_tensor_msg m;
 			int r = pipar_wire_recv(c->fd, bound, c->seq_in, &h, &buf, &cap, err);
@@ -453,10 +465,12 @@ static void *serve_device(void *arg)
 		memcpy(busy, buf + 12, 12);
 		memcpy(zero32, buf + 24, 8);
 		int busy_ok = 1;
+		uint32_t mid = zero32[0];       /* 1: an aggregation within the epoch */
 
 		for (int r = 0; r < 3; r++)
 			busy_ok &= busy[r] >= 0 && busy[r] < 1e9f;
-		if (h.length != UP_HEAD + sizeof(float) * s->dev_n || micro_i != 0 || zero32[0] ||
+		if (h.length != UP_HEAD + sizeof(float) * s->dev_n || micro_i != 0 || mid > 1 ||
+		    (mid && (!s->cfg->aggregate_every || s->mode == PIPAR_MODE_SL)) ||
 		    zero32[1] || !busy_ok ||
 		    corr32 > seen32 || !isfinite(lsum) || (c->replica && (seen32 || corr32 || lsum != 0))) {
 			snprintf(why, sizeof(why), "malformed PARAMS_UP (%u bytes, expected %zu)",
@@ -468,7 +482,7 @@ static void *serve_device(void *arg)
 		c->correct += corr32;
 		c->loss += lsum;
 		for (int r = 0; r < 3; r++)
-			c->busy[r] = busy[r];
+			c->busy[r] += busy[r];
 		memcpy(c->up, buf + UP_HEAD, sizeof(float) * s->dev_n);
 		for (size_t i = 0; i < s->dev_n; i++)
 			if (!isfinite(c->up[i])) {
@@ -495,6 +509,7 @@ static void *serve_device(void *arg)
 		int gen = s->generation;
 
 		s->arrived++;
+		s->round_mid = (int)mid;        /* every device agrees: one schedule */
 		if (s->arrived == s->live) {
 			aggregate(s);
 			s->arrived = 0;
@@ -511,6 +526,8 @@ static void *serve_device(void *arg)
 			goto dead;
 		}
 		c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * s->dev_n;
+		if (mid)
+			goto again;
 	}
 	pipar_wire_send(c->fd, PIPAR_FRAME_BYE, c->seq_out++, NULL, 0, err);
 	c->finished = 1;
@@ -592,6 +609,7 @@ static char *plan_message(const struct pipar_serve_cfg *cfg, int k)
 	cJSON_AddNumberToObject(o, "momentum", cfg->sgd.momentum);
 	cJSON_AddNumberToObject(o, "weight_decay", cfg->sgd.weight_decay);
 	cJSON_AddRawToObject(o, "seed", seed);
+	cJSON_AddNumberToObject(o, "aggregate_every", cfg->aggregate_every);
 	/* The server's clock, so that device traces line up with its own. */
 	cJSON_AddNumberToObject(o, "server_time", pipar_now());
 	t = cJSON_PrintUnformatted(o);
@@ -692,6 +710,19 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 			char e2[PIPAR_ERRLEN];
 
 			logf_(cfg->log, "pipar-serve: refused a connection: %s", err);
+			pipar_wire_send(fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
+			close(fd);
+			c->fd = -1;
+			c->seq_in = c->seq_out = 0;
+			k--;
+			continue;
+		}
+		if (cfg->aggregate_every && connected > 0 && c->samples != s.c[0].samples) {
+			char e2[PIPAR_ERRLEN];
+
+			snprintf(err, PIPAR_ERRLEN, "--aggregate-every needs shards of equal size: %ld samples, the first device has %ld",
+				 c->samples, s.c[0].samples);
+			logf_(cfg->log, "pipar-serve: refused device '%s': %s", c->id, err);
 			pipar_wire_send(fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
 			close(fd);
 			c->fd = -1;
@@ -848,6 +879,28 @@ static void slow(double slowdown, double t0)
 	}
 }
 
+/* Sends the device part up with the 32-byte head: the counts of a device
+ * that computes its own loss, the busy seconds since the last time, and
+ * whether this aggregation is within the epoch. */
+static int send_up(struct pipar_link *link, const struct pipar_model *m, uint8_t *out,
+		   size_t dn, struct pipar_trace *trace, uint32_t seen, uint32_t correct,
+		   double lsum, uint32_t mid, char *err)
+{
+	float lf = (float)lsum, busy[3];
+	uint32_t tail[2] = {mid, 0};
+
+	busy[0] = (float)pipar_trace_busy(trace, PIPAR_RES_COMPUTE, 1);
+	busy[1] = (float)pipar_trace_busy(trace, PIPAR_RES_UPLINK, 1);
+	busy[2] = (float)pipar_trace_busy(trace, PIPAR_RES_DOWNLINK, 1);
+	memcpy(out, &seen, 4);
+	memcpy(out + 4, &correct, 4);
+	memcpy(out + 8, &lf, 4);
+	memcpy(out + 12, busy, 12);
+	memcpy(out + 24, tail, 8);
+	get_state(m, (float *)(void *)(out + 32));
+	return pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 32 + sizeof(float) * dn, err);
+}
+
 static double json_num(const cJSON *o, const char *k, double def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -872,6 +925,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	struct pipar_sgd sgd;
 	uint64_t seed;
 	struct pipar_trace *trace = NULL;
+	int every;
 
 	set_timeout(cfg->fd, cfg->timeout);
 	link = pipar_link_new(cfg->fd, cfg->up_bps, cfg->down_bps, CONTROL_MAX, err);
@@ -919,6 +973,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	sgd.momentum = (float)json_num(msg, "momentum", -1);
 	sgd.weight_decay = (float)json_num(msg, "weight_decay", -1);
 	seed = (uint64_t)json_num(msg, "seed", 0);
+	every = (int)json_num(msg, "aggregate_every", 0);
 	if (k < 0 || k >= pl->K || epochs < 0 || !(sgd.lr >= 0) || !(sgd.momentum >= 0) ||
 	    !(sgd.weight_decay >= 0)) {
 		pipar_errf(err, "the server's training settings are malformed");
@@ -1018,6 +1073,21 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		for (int s0 = 0; s0 < cfg->nidx; s0 += B, it++) {
 			int b = s0 + B <= cfg->nidx ? B : cfg->nidx - s0, nm = b < N ? b : N, off = 0;
 
+			/* An aggregation within the epoch, every E iterations. */
+			if (every > 0 && it > 0 && it % (uint32_t)every == 0 && pl->mode != PIPAR_MODE_SL) {
+				if (send_up(link, m, out, dn, trace, seen, correct, lsum, 1, err) < 0 ||
+				    recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
+					goto out_dy;
+				if (h.length != sizeof(float) * dn) {
+					pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length,
+						   sizeof(float) * dn);
+					goto out_dy;
+				}
+				set_state(m, (const float *)(const void *)buf);
+				seen = correct = 0;
+				lsum = 0;
+			}
+
 			if (pl->mode == PIPAR_MODE_FL) {
 				/* The whole model here: forward, loss, backward, step. */
 				int corr = 0;
@@ -1100,21 +1170,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		}
 		/* The epoch's end: the device part up (with the loss a device
 		 * computing its own counts), the global part down. */
-		{
-			float lf = (float)lsum, busy[3];
-			uint32_t zero[2] = {0, 0};
-
-			busy[0] = (float)pipar_trace_busy(trace, PIPAR_RES_COMPUTE, 1);
-			busy[1] = (float)pipar_trace_busy(trace, PIPAR_RES_UPLINK, 1);
-			busy[2] = (float)pipar_trace_busy(trace, PIPAR_RES_DOWNLINK, 1);
-			memcpy(out, &seen, 4);
-			memcpy(out + 4, &correct, 4);
-			memcpy(out + 8, &lf, 4);
-			memcpy(out + 12, busy, 12);
-			memcpy(out + 24, zero, 8);
-		}
-		get_state(m, (float *)(void *)(out + 32));
-		if (pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 32 + sizeof(float) * dn, err) < 0)
+		if (send_up(link, m, out, dn, trace, seen, correct, lsum, 0, err) < 0)
 			goto out_dy;
 		if (pl->mode == PIPAR_MODE_SL) {
 			logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);

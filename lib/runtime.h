@@ -46,6 +46,9 @@ struct pipar_serve_cfg {
 	FILE *summary;                  /* the run summary JSON */
 	FILE *log;                      /* one line per event; may be NULL */
 	const char *trace;              /* Chrome trace-event JSON; may be NULL */
+	int aggregate_every;            /* also aggregate every this many
+					 * iterations within an epoch; 0: at the
+					 * epoch's end only */
 };
 
 /* Runs the server until the epochs are done or no device is left.

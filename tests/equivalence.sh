@@ -42,12 +42,13 @@ worst = max(float(numpy.max(numpy.abs(a[k] - b[k])) / (numpy.max(numpy.abs(a[k])
 print("%.3e" % worst)
 PY
 }
-for mode in pipar sfl; do
+for mode in pipar sfl pipar-agg; do
 	port=$((port + 1))
+	pm=${mode%-agg}
 	"$BIN/pipar-plan" --device "$T/dev.json" --server "$T/srv.json" --devices 1 --uplink 1gbit \
-		--downlink 1gbit --batch 40 --mode $mode >"$T/$mode.plan"
+		--downlink 1gbit --batch 40 --mode $pm >"$T/$mode.plan"
 	# The planner chooses the split; N is set to 4 for pipar, as the check asks.
-	if [ $mode = pipar ]; then
+	if [ $pm = pipar ]; then
 		/usr/bin/python3 - "$T/$mode.plan" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
@@ -59,13 +60,16 @@ json.dump(p, open(sys.argv[1], "w"))
 PY
 	fi
 	"$BIN/pipar-plan" --check "$T/$mode.plan" >/dev/null || nok "the $mode plan is valid"
+	agg=epoch
+	[ $mode = pipar-agg ] && agg=3
 	"$BIN/pipar-serve" --plan "$T/$mode.plan" --listen 127.0.0.1:$port --epochs 2 --lr 0.05 \
-		--momentum 0.9 --seed 4 --checkpoint "$T/$mode.npz" --summary /dev/null 2>/dev/null &
+		--momentum 0.9 --seed 4 --checkpoint "$T/$mode.npz" --summary /dev/null \
+		--aggregate-every $agg 2>/dev/null &
 	spid=$!
 	"$BIN/pipar-device" --connect 127.0.0.1:$port $common --shard 0/1 2>/dev/null
 	wait $spid
 	d=$(compare "$T/central.npz" "$T/$mode.npz")
-	check "$mode (N = $(grep -o '"parallel_batches":[[:space:]]*[0-9]*' "$T/$mode.plan" | head -n 1 | grep -o '[0-9]*$')) ends with pipar-train's weights (largest relative difference $d)" \
+	check "$mode (aggregating every $agg, N = $(grep -o '"parallel_batches":[[:space:]]*[0-9]*' "$T/$mode.plan" | head -n 1 | grep -o '[0-9]*$')) ends with pipar-train's weights (largest relative difference $d)" \
 		"awk 'BEGIN{exit !($d < 1e-4)}'"
 done
 echo "1..$n"

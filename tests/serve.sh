@@ -108,6 +108,43 @@ check "a device killed mid-run is left out and the run completes" \
 	"[ \$? -eq 0 ] && grep -q '\"failed_devices\"' '$T/k.sum' && grep -q 'continuing with 2 device' '$T/k.log' && [ \$(grep -c '\"epoch\":' '$T/k.sum') -eq 2 ]"
 wait
 
+# Aggregating within the epoch: every 4 of the 12 iterations, and at the
+# end; shards must then be of one size.
+port=$((port + 1))
+"$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
+	--aggregate-every 4 --data $data:test --checkpoint "$T/agg.npz" --summary "$T/agg.sum" \
+	--timeout 60 2>"$T/agg.log" &
+spid=$!
+PIDS="$PIDS $spid"
+for i in 0 1 2; do
+	"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 --train-limit 600 \
+		--timeout 60 2>/dev/null &
+	PIDS="$PIDS $!"
+done
+wait $spid
+check "--aggregate-every 4 averages twice within the epoch of 12 iterations and once at its end" \
+	"[ \$? -eq 0 ] && [ \$(grep -c 'aggregated 3 device(s) within epoch 1' '$T/agg.log') -eq 2 ] && grep -q 'epoch 1:' '$T/agg.log'"
+"$BIN/pipar-eval" accuracy --model "$T/agg.npz" --data $data:test --limit 2000 >"$T/agg.eval"
+acc=$(get "$T/agg.eval" accuracy)
+check "and its global model scores $acc, far above chance" "awk 'BEGIN{exit !($acc > 0.4)}'"
+wait
+port=$((port + 1))
+"$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
+	--aggregate-every 4 --summary /dev/null --timeout 3 2>"$T/agg2.log" &
+spid=$!
+PIDS="$PIDS $spid"
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/3 --train-limit 600 \
+	--timeout 60 2>/dev/null &
+PIDS="$PIDS $!"
+sleep 0.5
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 1/3 --train-limit 500 \
+	--timeout 60 2>"$T/agg2.dev" &
+PIDS="$PIDS $!"
+wait $spid
+check "a shard of another size is refused when aggregating within epochs" \
+	"grep -q 'needs shards of equal size: 500 samples' '$T/agg2.log'"
+wait
+
 # Nobody waits forever: a device that never comes is left out after the
 # timeout, and a server that no device reaches gives up.
 port=$((port + 1))
