@@ -95,6 +95,8 @@ struct conn {
 	struct pipar_model *replica;    /* server part */
 	struct pipar_exec *exec;
 	float *up;                      /* device part sent up at the epoch end */
+	int P;                          /* its split point */
+	size_t dn;                      /* floats of its device part */
 	double loss;
 	long seen, correct;
 	double bytes_up, bytes_down;
@@ -110,9 +112,9 @@ struct server {
 	pthread_mutex_t mu;             /* aggregation state below */
 	pthread_cond_t cv;
 	int arrived, live, generation, epoch_done;
-	struct pipar_model *dev_global, *whole;
-	float *dev_avg, *srv_avg;
-	size_t dev_n, srv_n;
+	struct pipar_model *whole;      /* the global model */
+	float *G;                       /* its state: device k holds G[0, dn_k) */
+	size_t total_n;
 	double t_epoch;
 	double busy;                    /* server compute this epoch, under compute */
 	cJSON *epochs;
@@ -144,33 +146,36 @@ static void aggregate(struct server *s)
 	int mid = s->round_mid;
 	cJSON *e;
 
-	if (s->mode != PIPAR_MODE_SL) {
-		memset(s->dev_avg, 0, sizeof(float) * s->dev_n);
-		memset(s->srv_avg, 0, sizeof(float) * s->srv_n);
-	} else if (s->srv_n) {
-		/* Split learning has one model, passed from device to device. */
-		get_state(s->shared, s->srv_avg);
-	}
+	float *sum = s->mode != PIPAR_MODE_SL ? calloc(s->total_n, sizeof(float)) : NULL;
+	float *one = s->mode != PIPAR_MODE_SL ? malloc(sizeof(float) * s->total_n) : NULL;
+
 	for (int k = 0; k < s->K; k++)
 		if (s->c[k].alive)
 			total += (double)s->c[k].samples;
+	if (s->mode == PIPAR_MODE_SL) {
+		/* Split learning has one model, passed from device to device:
+		 * the device part handed on last, the server model. */
+		if (s->shared)
+			get_state(s->shared, s->G + s->c[0].dn);
+	} else if (!sum || !one) {
+		logf_(s->cfg->log, "pipar-serve: out of memory aggregating; the model stays as it was");
+	}
 	for (int k = 0; k < s->K; k++) {
 		struct conn *c = &s->c[k];
-		float w;
-		float *rs;
 
 		if (!c->alive)
 			continue;
-		w = (float)((double)c->samples / total);
-		if (s->mode != PIPAR_MODE_SL)
-			for (size_t i = 0; i < s->dev_n; i++)
-				s->dev_avg[i] += w * c->up[i];
-		rs = s->mode != PIPAR_MODE_SL && s->srv_n ? malloc(sizeof(float) * s->srv_n) : NULL;
-		if (rs) {
-			get_state(c->replica, rs);
-			for (size_t i = 0; i < s->srv_n; i++)
-				s->srv_avg[i] += w * rs[i];
-			free(rs);
+		/* Unit by unit: device k holds the units before its split point
+		 * and its replica the rest, so every unit has one value from
+		 * every device, whatever the split points. */
+		if (sum && one) {
+			float w = (float)((double)c->samples / total);
+
+			memcpy(one, c->up, sizeof(float) * c->dn);
+			if (c->replica && c->dn < s->total_n)
+				get_state(c->replica, one + c->dn);
+			for (size_t i = 0; i < s->total_n; i++)
+				sum[i] += w * one[i];
 		}
 		if (mid)
 			continue;       /* the epoch's counts go on */
@@ -183,10 +188,14 @@ static void aggregate(struct server *s)
 		c->seen = c->correct = 0;
 		c->bytes_up = c->bytes_down = 0;
 	}
-	for (int k = 0; k < s->K && s->mode != PIPAR_MODE_SL && s->srv_n; k++)
-		if (s->c[k].alive)
-			set_state(s->c[k].replica, s->srv_avg);
-	set_state(s->dev_global, s->dev_avg);
+	if (sum && one)
+		memcpy(s->G, sum, sizeof(float) * s->total_n);
+	free(sum);
+	free(one);
+	for (int k = 0; k < s->K && s->mode != PIPAR_MODE_SL; k++)
+		if (s->c[k].alive && s->c[k].replica)
+			set_state(s->c[k].replica, s->G + s->c[k].dn);
+	set_state(s->whole, s->G);
 	if (mid) {
 		/* Within an epoch: averaged, nothing to record. */
 		logf_(s->cfg->log, "pipar-serve: aggregated %d device(s) within epoch %d", s->live,
@@ -233,17 +242,6 @@ static void aggregate(struct server *s)
 		cJSON_AddNumberToObject(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0);
 		s->busy = 0;
 		pthread_mutex_unlock(&s->compute);
-	}
-	/* The whole global model: device part then server part. */
-	{
-		float *all = malloc(sizeof(float) * (s->dev_n + s->srv_n));
-
-		if (all) {
-			memcpy(all, s->dev_avg, sizeof(float) * s->dev_n);
-			memcpy(all + s->dev_n, s->srv_avg, sizeof(float) * s->srv_n);
-			set_state(s->whole, all);
-			free(all);
-		}
 	}
 	if (s->cfg->test) {
 		struct pipar_exec *ex = pipar_exec_new(s->whole, 100, 0, err);
@@ -333,8 +331,8 @@ static void *serve_device(void *arg)
 	int *labels = NULL;
 	uint32_t it = 0;
 
-	if (bound < (uint32_t)(UP_HEAD + sizeof(float) * s->dev_n))
-		bound = (uint32_t)(UP_HEAD + sizeof(float) * s->dev_n);
+	if (bound < (uint32_t)(UP_HEAD + sizeof(float) * c->dn))
+		bound = (uint32_t)(UP_HEAD + sizeof(float) * c->dn);
 	x = pipar_alloc(sizeof(float) * pipar_shape_size(cut) * max_n);
 	dl = pipar_alloc(sizeof(float) * (size_t)classes * max_n);
 	labels = malloc(sizeof(int) * max_n);
@@ -354,12 +352,12 @@ static void *serve_device(void *arg)
 			while (s->turn != c->k)
 				pthread_cond_wait(&s->cv, &s->mu);
 			pthread_mutex_unlock(&s->mu);
-			if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->dev_avg,
-					    sizeof(float) * s->dev_n, err) < 0) {
+			if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->G,
+					    sizeof(float) * c->dn, err) < 0) {
 				snprintf(why, sizeof(why), "%s", err);
 				goto dead;
 			}
-			c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * s->dev_n;
+			c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * c->dn;
 		}
 again:
 		for (;;) {
@@ -469,12 +467,12 @@ again:
 
 		for (int r = 0; r < 3; r++)
 			busy_ok &= busy[r] >= 0 && busy[r] < 1e9f;
-		if (h.length != UP_HEAD + sizeof(float) * s->dev_n || micro_i != 0 || mid > 1 ||
+		if (h.length != UP_HEAD + sizeof(float) * c->dn || micro_i != 0 || mid > 1 ||
 		    (mid && (!s->cfg->aggregate_every || s->mode == PIPAR_MODE_SL)) ||
 		    zero32[1] || !busy_ok ||
 		    corr32 > seen32 || !isfinite(lsum) || (c->replica && (seen32 || corr32 || lsum != 0))) {
 			snprintf(why, sizeof(why), "malformed PARAMS_UP (%u bytes, expected %zu)",
-				 h.length, UP_HEAD + sizeof(float) * s->dev_n);
+				 h.length, UP_HEAD + sizeof(float) * c->dn);
 			send_error(c, why);
 			goto dead;
 		}
@@ -483,8 +481,8 @@ again:
 		c->loss += lsum;
 		for (int r = 0; r < 3; r++)
 			c->busy[r] += busy[r];
-		memcpy(c->up, buf + UP_HEAD, sizeof(float) * s->dev_n);
-		for (size_t i = 0; i < s->dev_n; i++)
+		memcpy(c->up, buf + UP_HEAD, sizeof(float) * c->dn);
+		for (size_t i = 0; i < c->dn; i++)
 			if (!isfinite(c->up[i])) {
 				snprintf(why, sizeof(why), "PARAMS_UP holds a non-finite value");
 				send_error(c, why);
@@ -493,7 +491,7 @@ again:
 		if (s->mode == PIPAR_MODE_SL) {
 			/* The device part goes on to the next device. */
 			pthread_mutex_lock(&s->mu);
-			memcpy(s->dev_avg, c->up, sizeof(float) * s->dev_n);
+			memcpy(s->G, c->up, sizeof(float) * c->dn);
 			int nx = next_alive(s, c->k);
 
 			if (nx < 0) {
@@ -520,12 +518,12 @@ again:
 				pthread_cond_wait(&s->cv, &s->mu);
 		}
 		pthread_mutex_unlock(&s->mu);
-		if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->dev_avg,
-				    sizeof(float) * s->dev_n, err) < 0) {
+		if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->G,
+				    sizeof(float) * c->dn, err) < 0) {
 			snprintf(why, sizeof(why), "%s", err);
 			goto dead;
 		}
-		c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * s->dev_n;
+		c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * c->dn;
 		if (mid)
 			goto again;
 	}
@@ -622,11 +620,11 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 	const struct pipar_plan_file *pl = cfg->plan;
 	struct server s = {.cfg = cfg, .K = pl->K, .B = pl->batch, .L = pl->units};
 	int r = -1, started = 0, finished = 0;
-	float *init = NULL;
 
-	for (int k = 1; k < pl->K; k++)
+	/* Split learning hands one device part from device to device. */
+	for (int k = 1; k < pl->K && pl->mode == PIPAR_MODE_SL; k++)
 		if (pl->dev[k].P != pl->dev[0].P)
-			return pipar_errf(err, "devices with different split points are not supported yet");
+			return pipar_errf(err, "sl needs one split point for all devices");
 	s.P = pl->dev[0].P;
 	s.mode = pl->mode;
 	pthread_mutex_init(&s.compute, NULL);
@@ -639,20 +637,17 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 	if (!s.c)
 		goto oom;
 	/* The global model, seeded: its device part goes to every device. */
-	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, s.P - 1, cfg->seed, &s.dev_global, err) < 0 ||
-	    pipar_model_new(pl->spec, pl->in, pl->classes, 0, -1, cfg->seed, &s.whole, err) < 0 ||
+	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, -1, cfg->seed, &s.whole, err) < 0 ||
 	    (s.mode == PIPAR_MODE_SL &&
 	     pipar_model_new(pl->spec, pl->in, pl->classes, s.P, -1, cfg->seed, &s.shared, err) < 0))
 		goto out;
-	s.dev_n = part_state(s.dev_global);
-	s.srv_n = part_state(s.whole) - s.dev_n;
-	s.dev_avg = malloc(sizeof(float) * s.dev_n);
-	s.srv_avg = malloc(sizeof(float) * (s.srv_n ? s.srv_n : 1));
-	init = malloc(sizeof(float) * s.dev_n);
-	if (!s.dev_avg || !s.srv_avg || !init)
+	/* The global model's state; a unit starts with the same values
+	 * whichever part holds it. */
+	s.total_n = part_state(s.whole);
+	s.G = malloc(sizeof(float) * s.total_n);
+	if (!s.G)
 		goto oom;
-	get_state(s.dev_global, init);
-	memcpy(s.dev_avg, init, sizeof(float) * s.dev_n);
+	get_state(s.whole, s.G);
 	for (int k = 0; k < s.K; k++) {
 		struct conn *c = &s.c[k];
 		int N = pl->dev[k].N;
@@ -661,13 +656,17 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		c->s = &s;
 		c->k = k;
 		c->fd = -1;
-		if (!(c->up = malloc(sizeof(float) * s.dev_n)))
+		c->P = pl->dev[k].P;
+		c->dn = 0;
+		for (int u = 0; u < c->P; u++)
+			c->dn += s.whole->units[u].nstate;
+		if (!(c->up = malloc(sizeof(float) * (c->dn ? c->dn : 1))))
 			goto oom;
 		if (s.mode == PIPAR_MODE_FL)
 			continue;       /* the devices hold the whole model */
 		if (s.mode == PIPAR_MODE_SL)
 			c->replica = s.shared;
-		else if (pipar_model_new(pl->spec, pl->in, pl->classes, s.P, -1, cfg->seed,
+		else if (pipar_model_new(pl->spec, pl->in, pl->classes, c->P, -1, cfg->seed,
 					 &c->replica, err) < 0)
 			goto out;
 		if (!(c->exec = pipar_exec_new(c->replica, max_n, (uint64_t)k, err)))
@@ -732,7 +731,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		}
 		msg = plan_message(cfg, k);
 		if (!msg || pipar_wire_send(fd, PIPAR_FRAME_PLAN, c->seq_out++, msg, strlen(msg), err) < 0 ||
-		    pipar_wire_send(fd, PIPAR_FRAME_MODEL, c->seq_out++, init, sizeof(float) * s.dev_n, err) < 0) {
+		    pipar_wire_send(fd, PIPAR_FRAME_MODEL, c->seq_out++, s.G, sizeof(float) * c->dn, err) < 0) {
 			free(msg);
 			logf_(cfg->log, "pipar-serve: device %s lost during the handshake: %s", c->id, err);
 			close(fd);
@@ -830,10 +829,7 @@ out:
 	}
 	(void)started;
 	free(s.c);
-	free(init);
-	free(s.dev_avg);
-	free(s.srv_avg);
-	pipar_model_free(s.dev_global);
+	free(s.G);
 	pipar_model_free(s.whole);
 	pipar_model_free(s.shared);
 	pipar_trace_free(s.trace);

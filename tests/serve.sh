@@ -108,6 +108,38 @@ check "a device killed mid-run is left out and the run completes" \
 	"[ \$? -eq 0 ] && grep -q '\"failed_devices\"' '$T/k.sum' && grep -q 'continuing with 2 device' '$T/k.log' && [ \$(grep -c '\"epoch\":' '$T/k.sum') -eq 2 ]"
 wait
 
+# Devices with different split points (units 1, 1..2 and 1..3 on the
+# devices): every unit is averaged over the device parts and replicas that
+# hold it.
+if /usr/bin/python3 -c 1 2>/dev/null; then
+	/usr/bin/python3 - "$T/pipar.plan" "$T/het.plan" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+for k, d in enumerate(p["per_device"]):
+    d["split_point"] = k + 1
+p["split_point"] = 1
+json.dump(p, open(sys.argv[2], "w"))
+PY
+	port=$((port + 1))
+	"$BIN/pipar-serve" --plan "$T/het.plan" --listen 127.0.0.1:$port --epochs 1 \
+		--data $data:test --checkpoint "$T/het.npz" --summary "$T/het.sum" --timeout 60 \
+		2>"$T/het.log" &
+	spid=$!
+	PIDS="$PIDS $spid"
+	for i in 0 1 2; do
+		"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 \
+			--train-limit 600 --timeout 60 2>/dev/null &
+		PIDS="$PIDS $!"
+	done
+	wait $spid
+	check "devices with split points 1, 2 and 3 train together" \
+		"[ \$? -eq 0 ] && grep -q 'epoch 1:.*\"devices\":3' '$T/het.log'"
+	"$BIN/pipar-eval" accuracy --model "$T/het.npz" --data $data:test --limit 2000 >"$T/het.eval"
+	acc=$(get "$T/het.eval" accuracy)
+	check "and their global model scores $acc, far above chance" "awk 'BEGIN{exit !($acc > 0.4)}'"
+	wait
+fi
+
 # Aggregating within the epoch: every 4 of the 12 iterations, and at the
 # end; shards must then be of one size.
 port=$((port + 1))
