@@ -66,6 +66,14 @@ static int listen_on(const char *spec, char *err)
 		return -1;
 	}
 	freeaddrinfo(res);
+	{
+		struct sockaddr_in a;
+		socklen_t al = sizeof(a);
+
+		if (getsockname(fd, (struct sockaddr *)&a, &al) == 0 && a.sin_family == AF_INET)
+			fprintf(stderr, PROG ": listening on %s:%d\n", inet_ntoa(a.sin_addr),
+				ntohs(a.sin_port));
+	}
 	return fd;
 }
 

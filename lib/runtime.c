@@ -24,7 +24,10 @@
 #include "train.h"
 #include "wire.h"
 
-#define CONTROL_MAX (16u << 20)
+/* The largest frame a device accepts before it knows the plan: the
+ * largest device part a spec may have (2^26 values, model.c), since the
+ * receiver may take MODEL before the plan's own bound is set. */
+#define CONTROL_MAX ((uint32_t)(sizeof(float) << 26) + 65536u)
 
 static void set_timeout(int fd, double seconds)
 {
