@@ -622,7 +622,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 {
 	const struct pipar_plan_file *pl = cfg->plan;
 	struct server s = {.cfg = cfg, .K = pl->K, .B = pl->batch, .L = pl->units};
-	int r = -1, started = 0, finished = 0;
+	int r = -1, finished = 0;
 
 	/* Split learning hands one device part from device to device. */
 	for (int k = 1; k < pl->K && pl->mode == PIPAR_MODE_SL; k++)
@@ -758,7 +758,6 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 			conn_lost(&s.c[k], "cannot start a thread");
 			continue;
 		}
-		started++;
 	}
 	for (int k = 0; k < s.K; k++)
 		if (s.c[k].th)
@@ -830,7 +829,6 @@ out:
 			pipar_model_free(s.c[k].replica);
 		free(s.c[k].up);
 	}
-	(void)started;
 	free(s.c);
 	free(s.G);
 	pipar_model_free(s.whole);
