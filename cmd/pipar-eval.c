@@ -16,6 +16,7 @@
 #include "data.h"
 #include "model.h"
 #include "pool.h"
+#include "trace.h"
 #include "train.h"
 
 #define PROG "pipar-eval"
@@ -23,7 +24,8 @@
 
 static const char usage_text[] =
 	"usage: pipar-eval accuracy --model FILE.npz --data SPEC [--limit N]\n"
-	"                  [--batch B] [--threads T]\n";
+	"                  [--batch B] [--threads T]\n"
+	"       pipar-eval trace FILE...\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -184,11 +186,35 @@ out:
 	return status;
 }
 
+/* trace: the merged traces of one run, summarised as JSON. */
+static int cmd_trace(int argc, char **argv)
+{
+	char err[PIPAR_ERRLEN], *text = NULL;
+
+	if (argc < 2)
+		return usage_error("%s", "trace: give the trace files of one run");
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] == '-' && argv[i][1])
+			return usage_error("trace: unknown option '%s'", argv[i]);
+	if (pipar_trace_summarise((const char *const *)argv + 1, argc - 1, &text, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
+	if (puts(text) < 0 || fflush(stdout) != 0 || ferror(stdout)) {
+		free(text);
+		fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));
+		return 1;
+	}
+	free(text);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{"accuracy", cmd_accuracy},
+	{"trace", cmd_trace},
 };
 
 int main(int argc, char **argv)
@@ -206,5 +232,5 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
-	return usage_error("unknown sub-command '%s' (known: accuracy)", argv[1]);
+	return usage_error("unknown sub-command '%s' (known: accuracy, trace)", argv[1]);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include <math.h>
 
 struct event {
 	const char *stage;              /* a string literal */
@@ -149,4 +150,237 @@ void pipar_trace_free(struct pipar_trace *t)
 	free(t->ev);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+#include <cJSON.h>
+
+struct span {
+	int pid, tid;
+	double start, end;
+};
+
+struct lane {
+	int pid, tid;
+	char party[96], resource[32];
+	double busy;
+};
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid - y->pid;
+	if (x->tid != y->tid)
+		return x->tid - y->tid;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err)
+{
+	struct span *sp = NULL, *steps = NULL;
+	struct lane *lanes = NULL;
+	size_t nsp = 0, capsp = 0, nst = 0, capst = 0;
+	int nl = 0, r = -1;
+	double t0 = 1e300, t1 = -1e300;
+	char names[256][96];
+	int name_pid[256], nnames = 0;
+	cJSON *o = NULL;
+
+	*out = NULL;
+	for (int f = 0; f < n; f++) {
+		char *text = pipar_read_file(paths[f], 1u << 30, NULL, err);
+		const char *end = NULL;
+		cJSON *root, *evs;
+
+		if (!text)
+			goto done;
+		root = cJSON_ParseWithOpts(text, &end, 1);
+		free(text);
+		evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
+		if (!cJSON_IsArray(evs)) {
+			pipar_errf(err, "'%s': not a trace (no traceEvents array)", paths[f]);
+			cJSON_Delete(root);
+			goto done;
+		}
+		for (const cJSON *e = evs->child; e; e = e->next) {
+			const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "ph");
+			const cJSON *pid = cJSON_GetObjectItemCaseSensitive(e, "pid");
+			const cJSON *tid = cJSON_GetObjectItemCaseSensitive(e, "tid");
+			const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+
+			if (!cJSON_IsString(ph) || !cJSON_IsNumber(pid) || !cJSON_IsString(nm)) {
+				pipar_errf(err, "'%s': an event without ph, pid or name", paths[f]);
+				cJSON_Delete(root);
+				goto done;
+			}
+			if (strcmp(ph->valuestring, "M") == 0) {
+				const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "args");
+				const cJSON *an = cJSON_GetObjectItemCaseSensitive(a, "name");
+
+				if (!cJSON_IsString(an))
+					continue;
+				if (strcmp(nm->valuestring, "process_name") == 0 && nnames < 256) {
+					name_pid[nnames] = (int)pid->valuedouble;
+					snprintf(names[nnames++], sizeof(names[0]), "%s", an->valuestring);
+				}
+				continue;
+			}
+			if (strcmp(ph->valuestring, "X") != 0)
+				continue;
+			const cJSON *ts = cJSON_GetObjectItemCaseSensitive(e, "ts");
+			const cJSON *du = cJSON_GetObjectItemCaseSensitive(e, "dur");
+
+			if (!cJSON_IsNumber(tid) || !cJSON_IsNumber(ts) || !cJSON_IsNumber(du) ||
+			    !(du->valuedouble >= 0) || !isfinite(ts->valuedouble)) {
+				pipar_errf(err, "'%s': an event '%.40s' without a valid tid, ts or dur",
+					   paths[f], nm->valuestring);
+				cJSON_Delete(root);
+				goto done;
+			}
+			if (nsp == capsp) {
+				size_t nc = capsp ? 2 * capsp : 4096;
+				struct span *ns = realloc(sp, sizeof(*sp) * nc);
+
+				if (!ns) {
+					pipar_errf(err, "out of memory");
+					cJSON_Delete(root);
+					goto done;
+				}
+				sp = ns;
+				capsp = nc;
+			}
+			struct span s = {(int)pid->valuedouble, (int)tid->valuedouble,
+					 ts->valuedouble * 1e-6,
+					 (ts->valuedouble + du->valuedouble) * 1e-6};
+
+			sp[nsp++] = s;
+			if (s.start < t0)
+				t0 = s.start;
+			if (s.end > t1)
+				t1 = s.end;
+			if (strcmp(nm->valuestring, "step") == 0 || strcmp(nm->valuestring, "train") == 0) {
+				if (nst == capst) {
+					size_t nc = capst ? 2 * capst : 1024;
+					struct span *ns = realloc(steps, sizeof(*steps) * nc);
+
+					if (!ns) {
+						pipar_errf(err, "out of memory");
+						cJSON_Delete(root);
+						goto done;
+					}
+					steps = ns;
+					capst = nc;
+				}
+				steps[nst++] = s;
+			}
+		}
+		cJSON_Delete(root);
+	}
+	if (!nsp) {
+		pipar_errf(err, "no events in the trace%s", n > 1 ? "s" : "");
+		goto done;
+	}
+	/* Busy time per lane: the union of its events. */
+	qsort(sp, nsp, sizeof(*sp), cmp_span);
+	lanes = calloc(nsp, sizeof(*lanes));
+	if (!lanes) {
+		pipar_errf(err, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < nsp;) {
+		struct lane *l = &lanes[nl++];
+		double cs = sp[i].start, ce = sp[i].end;
+		size_t j = i;
+
+		l->pid = sp[i].pid;
+		l->tid = sp[i].tid;
+		for (; j < nsp && sp[j].pid == l->pid && sp[j].tid == l->tid; j++) {
+			if (sp[j].start > ce) {
+				l->busy += ce - cs;
+				cs = sp[j].start;
+				ce = sp[j].end;
+			} else if (sp[j].end > ce) {
+				ce = sp[j].end;
+			}
+		}
+		l->busy += ce - cs;
+		i = j;
+		snprintf(l->party, sizeof(l->party), l->pid == 0 ? "server" : "device %d", l->pid);
+		for (int q = 0; q < nnames; q++)
+			if (name_pid[q] == l->pid)
+				snprintf(l->party, sizeof(l->party), "%.95s", names[q]);
+		snprintf(l->resource, sizeof(l->resource), "%s",
+			 l->tid == PIPAR_RES_COMPUTE ? "compute" : l->tid == PIPAR_RES_UPLINK ? "uplink" :
+			 l->tid == PIPAR_RES_DOWNLINK ? "downlink" : "other");
+	}
+	double spanv = t1 - t0;
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "span_seconds", spanv);
+	cJSON *parties = cJSON_AddArrayToObject(o, "resources");
+	int best = 0;
+
+	for (int i = 0; i < nl; i++) {
+		cJSON *x = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(x, "party", lanes[i].party);
+		cJSON_AddNumberToObject(x, "pid", lanes[i].pid);
+		cJSON_AddStringToObject(x, "resource", lanes[i].resource);
+		cJSON_AddNumberToObject(x, "busy_seconds", lanes[i].busy);
+		cJSON_AddNumberToObject(x, "idle_seconds", spanv - lanes[i].busy);
+		cJSON_AddNumberToObject(x, "utilisation", spanv > 0 ? lanes[i].busy / spanv : 0);
+		cJSON_AddItemToArray(parties, x);
+		if (lanes[i].busy > lanes[best].busy)
+			best = i;
+	}
+	/* Iterations: the time between consecutive steps of each device. */
+	{
+		double *it = malloc(sizeof(double) * (nst ? nst : 1));
+		size_t ni = 0;
+		cJSON *iters = cJSON_AddObjectToObject(o, "iterations");
+
+		if (!it) {
+			pipar_errf(err, "out of memory");
+			goto done;
+		}
+		qsort(steps, nst, sizeof(*steps), cmp_span);
+		for (size_t i = 1; i < nst; i++)
+			if (steps[i].pid == steps[i - 1].pid)
+				it[ni++] = steps[i].end - steps[i - 1].end;
+		qsort(it, ni, sizeof(double), cmp_dbl);
+		double sum = 0;
+
+		for (size_t i = 0; i < ni; i++)
+			sum += it[i];
+		cJSON_AddNumberToObject(iters, "count", (double)ni);
+		if (ni) {
+			cJSON_AddNumberToObject(iters, "mean_seconds", sum / (double)ni);
+			cJSON_AddNumberToObject(iters, "median_seconds",
+						ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]));
+			cJSON_AddNumberToObject(iters, "p95_seconds", it[(size_t)(0.95 * (double)(ni - 1) + 0.5)]);
+		}
+		free(it);
+	}
+	cJSON *b = cJSON_AddObjectToObject(o, "bottleneck");
+
+	cJSON_AddStringToObject(b, "party", lanes[best].party);
+	cJSON_AddStringToObject(b, "resource", lanes[best].resource);
+	cJSON_AddNumberToObject(b, "share", spanv > 0 ? lanes[best].busy / spanv : 0);
+	*out = cJSON_Print(o);
+	r = *out ? 0 : pipar_errf(err, "out of memory");
+done:
+	cJSON_Delete(o);
+	free(sp);
+	free(steps);
+	free(lanes);
+	return r;
 }

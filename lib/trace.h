@@ -44,4 +44,13 @@ int pipar_trace_write(struct pipar_trace *t, const char *path, char *err);
 
 void pipar_trace_free(struct pipar_trace *t);
 
+/* Reads the traces of one run (one file per party) and summarises them as
+ * a JSON object (malloc'd text in *out): the run's span; per party and
+ * resource the busy seconds (overlapping events counted once), the idle
+ * seconds over the span and the utilisation; the iteration times (between
+ * consecutive "step" or "train" events of each device: count, mean,
+ * median, p95); and the bottleneck, the resource busiest over the span.
+ * -1 with err naming the file and what is wrong in it. */
+int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err);
+
 #endif
