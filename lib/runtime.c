@@ -309,6 +309,16 @@ static void conn_lost(struct conn *c, const char *why)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Sends device c its part of the global model. */
+static int send_down(struct conn *c, char *err)
+{
+	if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, c->s->G,
+			    sizeof(float) * c->dn, err) < 0)
+		return -1;
+	c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * c->dn;
+	return 0;
+}
+
 static int send_error(struct conn *c, const char *msg)
 {
 	char err[PIPAR_ERRLEN];
@@ -355,12 +365,10 @@ static void *serve_device(void *arg)
 			while (s->turn != c->k)
 				pthread_cond_wait(&s->cv, &s->mu);
 			pthread_mutex_unlock(&s->mu);
-			if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->G,
-					    sizeof(float) * c->dn, err) < 0) {
+			if (send_down(c, err) < 0) {
 				snprintf(why, sizeof(why), "%s", err);
 				goto dead;
 			}
-			c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * c->dn;
 		}
 again:
 		for (;;) {
@@ -521,12 +529,10 @@ again:
 				pthread_cond_wait(&s->cv, &s->mu);
 		}
 		pthread_mutex_unlock(&s->mu);
-		if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, s->G,
-				    sizeof(float) * c->dn, err) < 0) {
+		if (send_down(c, err) < 0) {
 			snprintf(why, sizeof(why), "%s", err);
 			goto dead;
 		}
-		c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * c->dn;
 		if (mid)
 			goto again;
 	}
@@ -898,6 +904,21 @@ static int send_up(struct pipar_link *link, const struct pipar_model *m, uint8_t
 	return pipar_link_send(link, PIPAR_FRAME_PARAMS_UP, out, 32 + sizeof(float) * dn, err);
 }
 
+/* Receives the global device part and loads it into m. */
+static int recv_down(struct pipar_link *link, struct pipar_model *m, size_t dn,
+		     uint8_t **buf, size_t *cap, char *err)
+{
+	struct pipar_frame_header h;
+
+	if (recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, buf, cap, err) < 0)
+		return -1;
+	if (h.length != sizeof(float) * dn)
+		return pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length,
+				  sizeof(float) * dn);
+	set_state(m, (const float *)(const void *)*buf);
+	return 0;
+}
+
 static double json_num(const cJSON *o, const char *k, double def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -1051,16 +1072,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		double lsum = 0;
 
 		/* In split learning the devices take turns: wait for the model. */
-		if (pl->mode == PIPAR_MODE_SL) {
-			if (recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
-				goto out_dy;
-			if (h.length != sizeof(float) * dn) {
-				pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length,
-					   sizeof(float) * dn);
-				goto out_dy;
-			}
-			set_state(m, (const float *)(const void *)buf);
-		}
+		if (pl->mode == PIPAR_MODE_SL && recv_down(link, m, dn, &buf, &cap, err) < 0)
+			goto out_dy;
 
 		memcpy(order, cfg->idx, sizeof(int) * (size_t)cfg->nidx);
 		/* Device 0 draws the order pipar-train draws, so that one device
@@ -1073,14 +1086,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 			/* An aggregation within the epoch, every E iterations. */
 			if (every > 0 && it > 0 && it % (uint32_t)every == 0 && pl->mode != PIPAR_MODE_SL) {
 				if (send_up(link, m, out, dn, trace, seen, correct, lsum, 1, err) < 0 ||
-				    recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
+				    recv_down(link, m, dn, &buf, &cap, err) < 0)
 					goto out_dy;
-				if (h.length != sizeof(float) * dn) {
-					pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length,
-						   sizeof(float) * dn);
-					goto out_dy;
-				}
-				set_state(m, (const float *)(const void *)buf);
 				seen = correct = 0;
 				lsum = 0;
 			}
@@ -1173,13 +1180,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 			logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
 			continue;
 		}
-		if (recv_expect(link, PIPAR_FRAME_PARAMS_DOWN, &h, &buf, &cap, err) < 0)
+		if (recv_down(link, m, dn, &buf, &cap, err) < 0)
 			goto out_dy;
-		if (h.length != sizeof(float) * dn) {
-			pipar_errf(err, "PARAMS_DOWN of %u bytes, expected %zu", h.length, sizeof(float) * dn);
-			goto out_dy;
-		}
-		set_state(m, (const float *)(const void *)buf);
 		logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
 	}
 	if (recv_expect(link, PIPAR_FRAME_BYE, &h, &buf, &cap, err) < 0)
