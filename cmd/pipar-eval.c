@@ -2,6 +2,11 @@
  * pipar-eval: judging what training produced.  Sub-commands:
  *   accuracy   a checkpoint on a data set: accuracy, loss, per-class
  *              accuracy and the confusion matrix, as one JSON object
+ *   trace      the traces of one run: busy, idle and utilisation per party
+ *              and resource, iteration times, bytes moved, the bottleneck
+ *   timeline   the traces of one run drawn as an SVG picture
+ *   compare    run summaries side by side (Markdown or JSON)
+ *   plot       test accuracy against wall-clock time of runs, as SVG
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -25,7 +30,11 @@
 static const char usage_text[] =
 	"usage: pipar-eval accuracy --model FILE.npz --data SPEC [--limit N]\n"
 	"                  [--batch B] [--threads T]\n"
-	"       pipar-eval trace FILE...\n";
+	"       pipar-eval trace FILE...\n"
+	"       pipar-eval timeline FILE... --svg OUT.svg [--iterations A:B]\n"
+	"       pipar-eval compare SUMMARY... [--json] [--target ACC]\n"
+	"                  [--baseline MODE|FILE]\n"
+	"       pipar-eval plot SUMMARY... --svg OUT.svg [--title TEXT]\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -209,12 +218,35 @@ static int cmd_trace(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------ timeline */
+/* timeline: the traces of one run drawn as SVG. */
+static int cmd_timeline(int argc, char **argv)
+{
+	return usage_error("%s", "timeline: not yet written");
+}
+/* -------------------------------------------------------- end timeline */
+
+/* ------------------------------------------------------- compare, plot */
+static int cmd_compare(int argc, char **argv)
+{
+	return usage_error("%s", "compare: not yet written");
+}
+
+static int cmd_plot(int argc, char **argv)
+{
+	return usage_error("%s", "plot: not yet written");
+}
+/* --------------------------------------------------- end compare, plot */
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{"accuracy", cmd_accuracy},
 	{"trace", cmd_trace},
+	{"timeline", cmd_timeline},
+	{"compare", cmd_compare},
+	{"plot", cmd_plot},
 };
 
 int main(int argc, char **argv)
@@ -232,5 +264,5 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
-	return usage_error("unknown sub-command '%s' (known: accuracy, trace)", argv[1]);
+	return usage_error("unknown sub-command '%s' (known: accuracy, trace, timeline, compare, plot)", argv[1]);
 }

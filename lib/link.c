@@ -116,8 +116,8 @@ static void *send_loop(void *arg)
 				snprintf(l->send_err, sizeof(l->send_err), "%s", e);
 			} else {
 				l->bytes_up += bytes;
-				pipar_trace_event(l->trace, st, PIPAR_RES_UPLINK, start,
-						  pipar_now() - start, it_no, mi);
+				pipar_trace_event_bytes(l->trace, st, PIPAR_RES_UPLINK, start,
+							pipar_now() - start, it_no, mi, bytes);
 			}
 			pthread_mutex_unlock(&l->mu);
 		}
@@ -182,12 +182,12 @@ static void *recv_loop(void *arg)
 		}
 		pthread_mutex_lock(&l->mu);
 		l->bytes_down += bytes;
-		if (l->down_bps > 0) {
+		{
 			int it_no, mi;
 			const char *st = stage_of(h.type, buf, h.length, 0, &it_no, &mi);
 
-			pipar_trace_event(l->trace, st, PIPAR_RES_DOWNLINK, start, it->ready - start,
-					  it_no, mi);
+			pipar_trace_event_bytes(l->trace, st, PIPAR_RES_DOWNLINK, start,
+						it->ready - start, it_no, mi, bytes);
 		}
 		if (l->in_tail)
 			l->in_tail->next = it;

@@ -14,7 +14,7 @@
 struct event {
 	const char *stage;              /* a string literal */
 	int res, iteration, micro, device;
-	double start, dur;
+	double start, dur, bytes;       /* bytes < 0: none */
 };
 
 struct pipar_trace {
@@ -26,6 +26,10 @@ struct pipar_trace {
 	size_t n, cap;
 	double busy[4];
 };
+
+static void pipar_trace_event_full(struct pipar_trace *t, const char *stage,
+				   enum pipar_resource res, double start, double dur,
+				   int iteration, int micro, int device, double bytes);
 
 struct pipar_trace *pipar_trace_new(int pid, const char *name)
 {
@@ -49,12 +53,26 @@ void pipar_trace_event(struct pipar_trace *t, const char *stage,
 		       enum pipar_resource res, double start, double dur,
 		       int iteration, int micro)
 {
-	pipar_trace_event_for(t, stage, res, start, dur, iteration, micro, -1);
+	pipar_trace_event_full(t, stage, res, start, dur, iteration, micro, -1, -1);
 }
 
 void pipar_trace_event_for(struct pipar_trace *t, const char *stage,
 			   enum pipar_resource res, double start, double dur,
 			   int iteration, int micro, int device)
+{
+	pipar_trace_event_full(t, stage, res, start, dur, iteration, micro, device, -1);
+}
+
+void pipar_trace_event_bytes(struct pipar_trace *t, const char *stage,
+			     enum pipar_resource res, double start, double dur,
+			     int iteration, int micro, double bytes)
+{
+	pipar_trace_event_full(t, stage, res, start, dur, iteration, micro, -1, bytes);
+}
+
+static void pipar_trace_event_full(struct pipar_trace *t, const char *stage,
+				   enum pipar_resource res, double start, double dur,
+				   int iteration, int micro, int device, double bytes)
 {
 	if (!t)
 		return;
@@ -71,7 +89,7 @@ void pipar_trace_event_for(struct pipar_trace *t, const char *stage,
 		t->ev = ne;
 		t->cap = nc;
 	}
-	t->ev[t->n++] = (struct event){stage, (int)res, iteration, micro, device, start, dur};
+	t->ev[t->n++] = (struct event){stage, (int)res, iteration, micro, device, start, dur, bytes};
 	pthread_mutex_unlock(&t->mu);
 }
 
@@ -125,6 +143,8 @@ int pipar_trace_write(struct pipar_trace *t, const char *path, char *err)
 			e->dur * 1e6, e->iteration, e->micro);
 		if (e->device >= 0)
 			fprintf(f, ",\"device\":%d", e->device + 1);
+		if (e->bytes >= 0)
+			fprintf(f, ",\"bytes\":%.0f", e->bytes);
 		fprintf(f, "}}");
 	}
 	fprintf(f, "\n]}\n");
@@ -158,13 +178,14 @@ void pipar_trace_free(struct pipar_trace *t)
 
 struct span {
 	int pid, tid;
-	double start, end;
+	double start, end, bytes;       /* bytes < 0: none recorded */
 };
 
 struct lane {
 	int pid, tid;
 	char party[96], resource[32];
-	double busy;
+	double busy, bytes;
+	int has_bytes;
 };
 
 static int cmp_span(const void *a, const void *b)
@@ -259,9 +280,21 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 				sp = ns;
 				capsp = nc;
 			}
+			const cJSON *by = cJSON_GetObjectItemCaseSensitive(
+				cJSON_GetObjectItemCaseSensitive(e, "args"), "bytes");
 			struct span s = {(int)pid->valuedouble, (int)tid->valuedouble,
 					 ts->valuedouble * 1e-6,
-					 (ts->valuedouble + du->valuedouble) * 1e-6};
+					 (ts->valuedouble + du->valuedouble) * 1e-6, -1};
+
+			if (by && !(cJSON_IsNumber(by) && by->valuedouble >= 0 &&
+				    by->valuedouble <= 9.007199254740992e15)) {
+				pipar_errf(err, "'%s': an event '%.40s' whose bytes are not a "
+					   "count", paths[f], nm->valuestring);
+				cJSON_Delete(root);
+				goto done;
+			}
+			if (by)
+				s.bytes = by->valuedouble;
 
 			sp[nsp++] = s;
 			if (s.start < t0)
@@ -305,6 +338,10 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		l->pid = sp[i].pid;
 		l->tid = sp[i].tid;
 		for (; j < nsp && sp[j].pid == l->pid && sp[j].tid == l->tid; j++) {
+			if (sp[j].bytes >= 0) {
+				l->bytes += sp[j].bytes;
+				l->has_bytes = 1;
+			}
 			if (sp[j].start > ce) {
 				l->busy += ce - cs;
 				cs = sp[j].start;
@@ -328,6 +365,8 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 	cJSON_AddNumberToObject(o, "span_seconds", spanv);
 	cJSON *parties = cJSON_AddArrayToObject(o, "resources");
 	int best = 0;
+	double moved[4] = {0, 0, 0, 0};
+	int any_bytes = 0;
 
 	for (int i = 0; i < nl; i++) {
 		cJSON *x = cJSON_CreateObject();
@@ -338,6 +377,12 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		cJSON_AddNumberToObject(x, "busy_seconds", lanes[i].busy);
 		cJSON_AddNumberToObject(x, "idle_seconds", spanv - lanes[i].busy);
 		cJSON_AddNumberToObject(x, "utilisation", spanv > 0 ? lanes[i].busy / spanv : 0);
+		if (lanes[i].has_bytes) {
+			cJSON_AddNumberToObject(x, "bytes", lanes[i].bytes);
+			if (lanes[i].tid >= 1 && lanes[i].tid <= 3)
+				moved[lanes[i].tid] += lanes[i].bytes;
+			any_bytes = 1;
+		}
 		cJSON_AddItemToArray(parties, x);
 		if (lanes[i].busy > lanes[best].busy)
 			best = i;
@@ -369,6 +414,12 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			cJSON_AddNumberToObject(iters, "p95_seconds", it[(size_t)(0.95 * (double)(ni - 1) + 0.5)]);
 		}
 		free(it);
+	}
+	if (any_bytes) {
+		cJSON *m = cJSON_AddObjectToObject(o, "bytes_moved");
+
+		cJSON_AddNumberToObject(m, "uplink", moved[PIPAR_RES_UPLINK]);
+		cJSON_AddNumberToObject(m, "downlink", moved[PIPAR_RES_DOWNLINK]);
 	}
 	cJSON *b = cJSON_AddObjectToObject(o, "bottleneck");
 

@@ -32,6 +32,11 @@ void pipar_trace_event_for(struct pipar_trace *t, const char *stage,
 			   enum pipar_resource res, double start, double dur,
 			   int iteration, int micro, int device);
 
+/* As pipar_trace_event, with the bytes a link stage carried. */
+void pipar_trace_event_bytes(struct pipar_trace *t, const char *stage,
+			     enum pipar_resource res, double start, double dur,
+			     int iteration, int micro, double bytes);
+
 /* Seconds to add to this party's clock to read the server's. */
 void pipar_trace_set_offset(struct pipar_trace *t, double offset);
 

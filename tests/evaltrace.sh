@@ -28,7 +28,9 @@ cat >"$T/dev.trace" <<'JSON'
 {"name":"step","ph":"X","pid":1,"tid":1,"ts":1500000,"dur":500000,"args":{}},
 {"name":"step","ph":"X","pid":1,"tid":1,"ts":3500000,"dur":500000,"args":{}},
 {"name":"step","ph":"X","pid":1,"tid":1,"ts":6500000,"dur":500000,"args":{}},
-{"name":"upload","ph":"X","pid":1,"tid":2,"ts":1000000,"dur":1000000,"args":{}}]}
+{"name":"upload","ph":"X","pid":1,"tid":2,"ts":1000000,"dur":1000000,"args":{"bytes":125000}},
+{"name":"download","ph":"X","pid":1,"tid":3,"ts":2000000,"dur":250000,"args":{"bytes":5000}},
+{"name":"download","ph":"X","pid":1,"tid":3,"ts":4000000,"dur":250000,"args":{"bytes":2500}}]}
 JSON
 "$BIN/pipar-eval" trace "$T/srv.trace" "$T/dev.trace" >"$T/out.json"
 check "pipar-eval trace reads a server and a device trace" "[ \$? -eq 0 ]"
@@ -42,6 +44,11 @@ check "two iterations between steps: 2 s and 3 s (mean and median 2.5, p95 3)" \
 	"echo '$flat' | grep -q '\"iterations\":{\"count\":2,\"mean_seconds\":2.5,\"median_seconds\":2.5,\"p95_seconds\":3}'"
 check "the bottleneck is the device's compute, busy 3/7 of the span" \
 	"echo '$flat' | grep -q '\"bottleneck\":{\"party\":\"device1(d)\",\"resource\":\"compute\",\"share\":0.42857142857'"
+check "bytes moved: 125000 up and 7500 down, also per lane" \
+	"echo '$flat' | grep -q '\"bytes_moved\":{\"uplink\":125000,\"downlink\":7500}' && echo '$flat' | grep -q '\"resource\":\"downlink\",\"busy_seconds\":0.5,\"idle_seconds\":6.5,\"utilisation\":[0-9.]*,\"bytes\":7500'"
+sed 's/"bytes":125000/"bytes":-4/' "$T/dev.trace" >"$T/neg.trace"
+"$BIN/pipar-eval" trace "$T/neg.trace" >/dev/null 2>"$T/e0"
+check "a negative byte count is refused naming the file" "[ \$? -eq 1 ] && grep -q 'neg.trace.*bytes' '$T/e0'"
 printf '{"traceEvents": 3}' >"$T/bad.trace"
 "$BIN/pipar-eval" trace "$T/bad.trace" >/dev/null 2>"$T/e1"
 check "a file that is not a trace is refused naming it" "[ \$? -eq 1 ] && grep -q 'bad.trace' '$T/e1'"
