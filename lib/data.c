@@ -17,6 +17,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1046,8 +1047,9 @@ int pipar_data_open(const char *spec, struct pipar_data **out, char *err)
 {
 	char buf[DATA_SPEC_MAX];
 	struct pipar_data *d;
-	char *arg;
+	char *arg, *at;
 	int test, bare, rc;
+	long first = 0;
 
 	*out = NULL;
 	if (!spec || !*spec)
@@ -1056,6 +1058,16 @@ int pipar_data_open(const char *spec, struct pipar_data **out, char *err)
 		return pipar_errf(err, "data spec too long (%zu bytes)",
 				  strlen(spec));
 	strcpy(buf, spec);
+	if ((at = strrchr(buf, '@')) && !strpbrk(at, "/:")) {
+		char *end;
+
+		errno = 0;
+		first = strtol(at + 1, &end, 10);
+		if (at[1] < '0' || at[1] > '9' || *end || errno || first < 1 || first > INT_MAX)
+			return pipar_errf(err, "'%s': bad sample count '%s' after '@' "
+					  "(expected a positive integer)", spec, at + 1);
+		*at = 0;
+	}
 	test = strip_split(buf);
 	d = calloc(1, sizeof(*d));
 	if (!d)
@@ -1103,10 +1115,15 @@ int pipar_data_open(const char *spec, struct pipar_data **out, char *err)
 				"fashion-mnist, mnist, cifar10, synthetic)",
 				spec);
 	}
+	if (!rc && first > d->count)
+		rc = pipar_errf(err, "'%s': asks for the first %ld samples, the set has %d",
+				spec, first, d->count);
 	if (rc) {
 		pipar_data_free(d);
 		return -1;
 	}
+	if (first)
+		d->count = (int)first;
 	*out = d;
 	return 0;
 }
@@ -1209,9 +1226,15 @@ int pipar_data_spec_split(const char *spec, const char *split, char *buf,
 	    (strcmp(split, "train") != 0 && strcmp(split, "test") != 0))
 		return -1;
 	n = strlen(spec);
-	if (n > 6 && strcmp(spec + n - 6, ":train") == 0)
+	{
+		const char *at = strrchr(spec, '@');
+
+		if (at && !strpbrk(at, "/:"))
+			n = (size_t)(at - spec);  /* the other split whole */
+	}
+	if (n > 6 && strncmp(spec + n - 6, ":train", 6) == 0)
 		n -= 6;
-	else if (n > 5 && strcmp(spec + n - 5, ":test") == 0)
+	else if (n > 5 && strncmp(spec + n - 5, ":test", 5) == 0)
 		n -= 5;
 	if (n + 1 + strlen(split) + 1 > len)
 		return -1;

@@ -10,7 +10,10 @@
  *   synthetic:N[:CxHxW[:CLASSES]][:train|:test]
  *                                       N deterministic, learnable samples
  *                                       (default 1x28x28, 10 classes)
- * The split defaults to train.  Files are read through libarchive (the raw
+ * The split defaults to train.  A trailing "@N" keeps only the first N
+ * samples of the split in file order ("fashion-mnist@8000",
+ * "fashion-mnist:test@2000"); more than the split holds is an error.
+ * Files are read through libarchive (the raw
  * format with every filter for IDX, tar with gzip for CIFAR-10); a
  * truncated, corrupt or wrong-magic file is refused with one line naming the
  * file and the fault, never read in part.
@@ -69,7 +72,8 @@ int pipar_data_cifar_mem(const void *data, size_t size, const char *name,
 			 const char *split, struct pipar_data **out, char *err);
 
 /* The spec of the other split of the same source ("fashion-mnist" ->
- * "fashion-mnist:test"), written into buf; -1 if it does not fit. */
+ * "fashion-mnist:test"), whole ("fashion-mnist@8000" -> "fashion-mnist:test"),
+ * written into buf; -1 if it does not fit. */
 int pipar_data_spec_split(const char *spec, const char *split, char *buf,
 			  size_t len);
 

@@ -226,6 +226,38 @@ static void test_specs(void)
 	refuse("cifar10", "needs an archive", NULL, "cifar10 without FILE");
 	refuse("cifar10:test", "needs an archive", NULL,
 	       "cifar10:test without FILE");
+	ok(pipar_data_spec_split("fashion-mnist@8000", "test", buf,
+				 sizeof(buf)) == 0 &&
+	   strcmp(buf, "fashion-mnist:test") == 0,
+	   "spec_split of a first-N set names the other split whole: %s", buf);
+	ok(pipar_data_spec_split("fashion-mnist:train@8000", "test", buf,
+				 sizeof(buf)) == 0 &&
+	   strcmp(buf, "fashion-mnist:test") == 0, "spec_split: %s", buf);
+
+	/* "@N": the first N samples of the split, exactly. */
+	{
+		struct pipar_data *all = load("synthetic:50:1x4x4:3:test");
+		struct pipar_data *head = load("synthetic:50:1x4x4:3:test@20");
+		size_t px = all ? pipar_shape_size(all->shape) : 0;
+
+		ok(all && head && head->count == 20 && all->count == 50 &&
+		   strcmp(head->split, "test") == 0 &&
+		   memcmp(head->labels, all->labels, 20) == 0 &&
+		   memcmp(head->pixels, all->pixels, 20 * px) == 0,
+		   "@20 keeps exactly the first 20 samples of the split");
+		pipar_data_free(all);
+		pipar_data_free(head);
+		head = load("synthetic:50@50");
+		ok(head && head->count == 50, "@N equal to the set's size is the whole set");
+		pipar_data_free(head);
+	}
+	refuse("synthetic:50@51", "first 51 samples", "the set has 50",
+	       "@N larger than the set");
+	refuse("synthetic:50@0", "bad sample count '0'", NULL, "@0");
+	refuse("synthetic:50@x", "bad sample count 'x'", NULL, "@ not a number");
+	refuse("synthetic:50@", "bad sample count ''", NULL, "@ with nothing after");
+	refuse("synthetic:50@-3", "bad sample count '-3'", NULL, "@ negative");
+	refuse("synthetic:50@99999999999", "bad sample count", NULL, "@ past INT_MAX");
 	pipar_data_free(NULL);
 	ok(1, "pipar_data_free(NULL) is a no-op");
 }
