@@ -21,6 +21,8 @@
 #include "data.h"
 #include "model.h"
 #include "pool.h"
+#include "summary.h"
+#include "timeline.h"
 #include "trace.h"
 #include "train.h"
 
@@ -33,8 +35,8 @@ static const char usage_text[] =
 	"       pipar-eval trace FILE...\n"
 	"       pipar-eval timeline FILE... --svg OUT.svg [--iterations A:B]\n"
 	"       pipar-eval compare SUMMARY... [--json] [--target ACC]\n"
-	"                  [--baseline MODE|FILE]\n"
-	"       pipar-eval plot SUMMARY... --svg OUT.svg [--title TEXT]\n";
+	"                  [--baseline MODE|FILE]...\n"
+	"       pipar-eval plot SUMMARY... --svg OUT.svg [--title TEXT] [--target ACC]\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -219,22 +221,203 @@ static int cmd_trace(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------ timeline */
+/* "A:B" with 0 <= A <= B, the iterations to draw. */
+static int parse_iterations(const char *s, int *from, int *to)
+{
+	char *end;
+	long a, b = -1;
+
+	errno = 0;
+	a = strtol(s, &end, 10);
+	if (!errno && s[0] >= '0' && s[0] <= '9' && *end == ':' && end[1] >= '0' &&
+	    end[1] <= '9')
+		b = strtol(end + 1, &end, 10);
+	if (errno || *end || a < 0 || b < a || b > INT_MAX) {
+		fprintf(stderr, PROG ": bad value '%s' for --iterations: expected A:B, integers "
+			"with 0 <= A <= B\n", s);
+		return -1;
+	}
+	*from = (int)a;
+	*to = (int)b;
+	return 0;
+}
+
 /* timeline: the traces of one run drawn as SVG. */
 static int cmd_timeline(int argc, char **argv)
 {
-	return usage_error("%s", "timeline: not yet written");
+	static const struct option longopts[] = {
+		{"svg", required_argument, NULL, 's'},
+		{"iterations", required_argument, NULL, 'i'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *svg = NULL;
+	int from = -1, to = -1, c, rc;
+	char err[PIPAR_ERRLEN];
+
+	optind = 1;
+	opterr = 0;             /* the messages below name the sub-command */
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': svg = optarg; break;
+		case 'i':
+			if (parse_iterations(optarg, &from, &to) < 0)
+				return 2;
+			break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		case ':':
+			return usage_error("timeline: option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("timeline: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("%s", "timeline: give the trace files of one run");
+	if (!svg)
+		return usage_error("%s", "timeline: missing --svg");
+	rc = pipar_timeline_svg((const char *const *)argv + optind, argc - optind, from, to, svg,
+				err);
+	if (rc == -2)
+		fprintf(stderr, PROG ": %s: choose fewer with --iterations A:B\n", err);
+	else if (rc < 0)
+		fprintf(stderr, PROG ": %s\n", err);
+	return rc < 0 ? 1 : 0;
 }
 /* -------------------------------------------------------- end timeline */
 
 /* ------------------------------------------------------- compare, plot */
-static int cmd_compare(int argc, char **argv)
+/* An accuracy in (0, 1], given as 0.85 or 85%. */
+static int parse_acc(const char *s, const char *opt, double *out)
 {
-	return usage_error("%s", "compare: not yet written");
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (!errno && end != s && *end == '%' && !end[1]) {
+		v /= 100;
+		end++;
+	}
+	if (errno || end == s || *end || !(v > 0 && v <= 1)) {
+		fprintf(stderr, PROG ": bad value '%s' for %s: expected an accuracy in (0, 1] "
+			"such as 0.85 or 85%%\n", s, opt);
+		return -1;
+	}
+	*out = v;
+	return 0;
 }
 
+/* Reads the summaries named by the n operands; 1 with the message printed. */
+static int read_summaries(char **paths, int n, struct pipar_summary **out)
+{
+	char err[PIPAR_ERRLEN];
+	struct pipar_summary *s = calloc((size_t)n, sizeof(*s));
+
+	*out = s;
+	if (!s) {
+		fprintf(stderr, PROG ": out of memory\n");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (pipar_summary_read(paths[i], &s[i], err) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			return 1;
+		}
+	}
+	pipar_summary_label(s, n);
+	return 0;
+}
+
+static void free_summaries(struct pipar_summary *s, int n)
+{
+	for (int i = 0; s && i < n; i++)
+		pipar_summary_free(&s[i]);
+	free(s);
+}
+
+/* compare: runs side by side. */
+static int cmd_compare(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"target", required_argument, NULL, 'g'},
+		{"baseline", required_argument, NULL, 'b'},
+		{NULL, 0, NULL, 0},
+	};
+	struct pipar_compare_opts o = {0};
+	struct pipar_summary *s = NULL;
+	char err[PIPAR_ERRLEN];
+	int c, n, status;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': o.json = 1; break;
+		case 'g':
+			if (parse_acc(optarg, "--target", &o.target) < 0)
+				return 2;
+			break;
+		case 'b':
+			if (o.nbaselines == 4)
+				return usage_error("%s", "compare: at most 4 --baseline options");
+			o.baseline[o.nbaselines++] = optarg;
+			break;
+		default:
+			return usage_error("%s", "compare: bad option");
+		}
+	}
+	n = argc - optind;
+	if (n < 1)
+		return usage_error("%s", "compare: give one or more run summaries");
+	status = read_summaries(argv + optind, n, &s);
+	if (!status && pipar_summary_compare(s, n, &o, stdout, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		status = 1;
+	}
+	free_summaries(s, n);
+	return status;
+}
+
+/* plot: test accuracy against training time. */
 static int cmd_plot(int argc, char **argv)
 {
-	return usage_error("%s", "plot: not yet written");
+	static const struct option longopts[] = {
+		{"svg", required_argument, NULL, 's'},
+		{"title", required_argument, NULL, 't'},
+		{"target", required_argument, NULL, 'g'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *svg = NULL, *title = NULL;
+	struct pipar_summary *s = NULL;
+	char err[PIPAR_ERRLEN];
+	double target = 0;
+	int c, n, status;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': svg = optarg; break;
+		case 't': title = optarg; break;
+		case 'g':
+			if (parse_acc(optarg, "--target", &target) < 0)
+				return 2;
+			break;
+		default:
+			return usage_error("%s", "plot: bad option");
+		}
+	}
+	n = argc - optind;
+	if (!svg)
+		return usage_error("%s", "plot: --svg OUT.svg is required");
+	if (n < 1)
+		return usage_error("%s", "plot: give one or more run summaries");
+	status = read_summaries(argv + optind, n, &s);
+	if (!status && pipar_summary_plot(s, n, title, target, svg, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		status = 1;
+	}
+	free_summaries(s, n);
+	return status;
 }
 /* --------------------------------------------------- end compare, plot */
 
