@@ -45,7 +45,7 @@ struct pipar_serve_cfg {
 	double timeout;                 /* seconds a peer may stay silent */
 	FILE *summary;                  /* the run summary JSON */
 	FILE *log;                      /* one line per event; may be NULL */
-	const char *trace;              /* Chrome trace-event JSON; may be NULL */
+	const char *trace;              /* trace-event JSON; may be NULL */
 	int aggregate_every;            /* also aggregate every this many
 					 * iterations within an epoch; 0: at the
 					 * epoch's end only */
@@ -66,7 +66,7 @@ struct pipar_device_cfg {
 	double up_bps, down_bps;        /* emulated link, 0: unshaped */
 	double slowdown;                /* compute F times slower (>= 1) */
 	FILE *log;                      /* may be NULL */
-	const char *trace;              /* Chrome trace-event JSON; may be NULL */
+	const char *trace;              /* trace-event JSON; may be NULL */
 };
 
 /* Trains the device's part until the server says BYE.  -1 with err. */

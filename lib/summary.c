@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "util.h"
 
@@ -526,43 +525,15 @@ static void draw_plot(FILE *f, const struct pipar_summary *s, int n, const char 
 int pipar_summary_plot(struct pipar_summary *s, int n, const char *title,
 		       double target, const char *path, char *err)
 {
-	char *tmp = NULL;
-	FILE *f;
-	int r = 0;
+	struct pipar_out o;
 
 	for (int i = 0; i < n; i++)
 		for (int e = 0; e < s[i].nepochs; e++)
 			if (s[i].epochs[e].test_accuracy < 0)
 				return pipar_errf(err, "'%s': epoch %d has no test accuracy (give "
 						  "pipar-serve --data)", s[i].path, e + 1);
-	if (strcmp(path, "-") == 0) {
-		draw_plot(stdout, s, n, title, target);
-		if (fflush(stdout) != 0 || ferror(stdout))
-			return pipar_errf(err, "cannot write to standard output: %s",
-					  strerror(errno));
-		return 0;
-	}
-	tmp = malloc(strlen(path) + 8);
-	if (!tmp)
-		return pipar_errf(err, "out of memory");
-	sprintf(tmp, "%s.tmp", path);
-	f = fopen(tmp, "w");
-	if (!f) {
-		pipar_errf(err, "cannot write '%s': %s", tmp, strerror(errno));
-		free(tmp);
+	if (pipar_out_open(&o, path, err) < 0)
 		return -1;
-	}
-	draw_plot(f, s, n, title, target);
-	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)
-		r = -1;
-	if (fclose(f) != 0)
-		r = -1;
-	if (r == 0 && rename(tmp, path) != 0)
-		r = -1;
-	if (r < 0) {
-		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
-	return r;
+	draw_plot(o.f, s, n, title, target);
+	return pipar_out_close(&o, 0, err);
 }

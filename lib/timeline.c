@@ -3,7 +3,6 @@
 
 #include <cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -596,44 +595,12 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 /* Writes the picture to path, or standard output for "-". */
 static int write_out(const struct tl_run *r, int it_from, int it_to, const char *path, char *err)
 {
-	char *tmp;
-	FILE *f;
-	int fd, rc = 0;
+	struct pipar_out o;
 
-	if (strcmp(path, "-") == 0) {
-		write_svg(stdout, r, it_from, it_to);
-		if (fflush(stdout) != 0 || ferror(stdout))
-			return pipar_errf(err, "cannot write to standard output: %s", strerror(errno));
-		return 0;
-	}
-	tmp = malloc(strlen(path) + 32);
-	if (!tmp)
-		return pipar_errf(err, "out of memory");
-	sprintf(tmp, "%s.%ld.tmp", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-	f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(tmp);
-		}
-		free(tmp);
+	if (pipar_out_open(&o, path, err) < 0)
 		return -1;
-	}
-	write_svg(f, r, it_from, it_to);
-	if (fflush(f) != 0 || ferror(f))
-		rc = -1;
-	if (fclose(f) != 0)
-		rc = -1;
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -1;
-	if (rc < 0) {
-		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
-	return rc;
+	write_svg(o.f, r, it_from, it_to);
+	return pipar_out_close(&o, 0, err);
 }
 
 int pipar_timeline_svg(const char *const *paths, int n, int it_from, int it_to,

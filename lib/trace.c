@@ -110,22 +110,14 @@ double pipar_trace_busy(struct pipar_trace *t, enum pipar_resource res, int rese
 int pipar_trace_write(struct pipar_trace *t, const char *path, char *err)
 {
 	static const char *const res_names[] = {"", "compute", "uplink", "downlink"};
-	char *tmp;
+	struct pipar_out o;
 	FILE *f;
-	int r = 0;
 
 	if (!t || !path)
 		return 0;
-	tmp = malloc(strlen(path) + 16);
-	if (!tmp)
-		return pipar_errf(err, "out of memory");
-	sprintf(tmp, "%s.tmp", path);
-	f = fopen(tmp, "w");
-	if (!f) {
-		pipar_errf(err, "cannot write '%s': %s", tmp, strerror(errno));
-		free(tmp);
+	if (pipar_out_open(&o, path, err) < 0)
 		return -1;
-	}
+	f = o.f;
 	pthread_mutex_lock(&t->mu);
 	fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
 	fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":", t->pid);
@@ -149,18 +141,7 @@ int pipar_trace_write(struct pipar_trace *t, const char *path, char *err)
 	}
 	fprintf(f, "\n]}\n");
 	pthread_mutex_unlock(&t->mu);
-	if (fflush(f) != 0 || ferror(f))
-		r = -1;
-	if (fclose(f) != 0)
-		r = -1;
-	if (r == 0 && rename(tmp, path) != 0)
-		r = -1;
-	if (r < 0) {
-		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
-	return r;
+	return pipar_out_close(&o, 0, err);
 }
 
 void pipar_trace_free(struct pipar_trace *t)
@@ -177,7 +158,7 @@ void pipar_trace_free(struct pipar_trace *t)
 #include <cJSON.h>
 
 struct span {
-	int pid, tid;
+	int pid, tid, file;
 	double start, end, bytes;       /* bytes < 0: none recorded */
 };
 
@@ -282,7 +263,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			}
 			const cJSON *by = cJSON_GetObjectItemCaseSensitive(
 				cJSON_GetObjectItemCaseSensitive(e, "args"), "bytes");
-			struct span s = {(int)pid->valuedouble, (int)tid->valuedouble,
+			struct span s = {(int)pid->valuedouble, (int)tid->valuedouble, f,
 					 ts->valuedouble * 1e-6,
 					 (ts->valuedouble + du->valuedouble) * 1e-6, -1};
 
@@ -325,6 +306,16 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 	}
 	/* Busy time per lane: the union of its events. */
 	qsort(sp, nsp, sizeof(*sp), cmp_span);
+	/* One run has one file per party. */
+	for (size_t i = 1; i < nsp; i++)
+		if (sp[i].pid == sp[i - 1].pid && sp[i].file != sp[i - 1].file) {
+			int a = sp[i].file < sp[i - 1].file ? sp[i].file : sp[i - 1].file;
+			int b = sp[i].file ^ sp[i - 1].file ^ a;
+
+			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
+				   paths[b], sp[i].pid, paths[a]);
+			goto done;
+		}
 	lanes = calloc(nsp, sizeof(*lanes));
 	if (!lanes) {
 		pipar_errf(err, "out of memory");

@@ -1,6 +1,6 @@
 /*
- * trace: timed events of a run, written as Chrome trace-event JSON (opens
- * in Perfetto).  Each party (the server, each device) is a process; each
+ * trace: timed events of a run, written as trace-event JSON (complete
+ * "X" events).  Each party (the server, each device) is a process; each
  * of its resources (compute, uplink, downlink) a thread; each stage a
  * complete ("X") event with its iteration and micro-batch.  Times are
  * taken from pipar_now() and written in microseconds after adding the

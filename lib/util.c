@@ -8,6 +8,8 @@
 #include <string.h>
 #include <errno.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 void pipar_assert_fail(const char *file, int line, const char *expr)
 {
@@ -165,6 +167,68 @@ void pipar_json_put_string(FILE *f, const char *s)
 			fputc(c, f);
 	}
 	fputc('"', f);
+}
+
+int pipar_out_open(struct pipar_out *o, const char *path, char *err)
+{
+	int fd;
+
+	o->path = path;
+	o->tmp = NULL;
+	o->f = NULL;
+	if (strcmp(path, "-") == 0) {
+		o->f = stdout;
+		return 0;
+	}
+	o->tmp = malloc(strlen(path) + 32);
+	if (!o->tmp)
+		return pipar_errf(err, "cannot write '%s': out of memory", path);
+	sprintf(o->tmp, "%s.%ld.tmp", path, (long)getpid());
+	fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	o->f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!o->f) {
+		pipar_errf(err, "cannot write '%s': %s", o->tmp, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(o->tmp);
+		}
+		free(o->tmp);
+		o->tmp = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int pipar_out_close(struct pipar_out *o, int failed, char *err)
+{
+	int bad = failed;
+
+	if (!o->f)
+		return failed ? -1 : 0;
+	if (!o->tmp) {                  /* standard output: flushed, not closed */
+		if (fflush(o->f) != 0 || ferror(o->f))
+			bad = 1;
+		o->f = NULL;
+		if (bad && !failed)
+			return pipar_errf(err, "cannot write to standard output: %s",
+					  strerror(errno));
+		return bad ? -1 : 0;
+	}
+	if (fflush(o->f) != 0 || ferror(o->f) || fsync(fileno(o->f)) != 0)
+		bad = 1;
+	if (fclose(o->f) != 0)
+		bad = 1;
+	o->f = NULL;
+	if (!bad && rename(o->tmp, o->path) != 0)
+		bad = 1;
+	if (bad) {
+		if (!failed)
+			pipar_errf(err, "cannot write '%s': %s", o->path, strerror(errno));
+		unlink(o->tmp);
+	}
+	free(o->tmp);
+	o->tmp = NULL;
+	return bad ? -1 : 0;
 }
 
 char *pipar_read_file(const char *path, size_t max, size_t *len, char *err)

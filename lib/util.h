@@ -62,6 +62,20 @@ void pipar_rng_shuffle(struct pipar_rng *r, int *a, size_t n);
  * the path when it cannot be read or holds more than max bytes. */
 char *pipar_read_file(const char *path, size_t max, size_t *len, char *err);
 
+/* A file written atomically: pipar_out_open creates a temporary file
+ * beside path (PATH.PID.tmp, so that rename is atomic) or, for path "-",
+ * takes standard output; write to o->f; pipar_out_close flushes, syncs and
+ * renames it over path, or removes it when failed is set or anything went
+ * wrong, so that path holds either its old contents or all of the new.
+ * Both return -1 with err naming path. */
+struct pipar_out {
+	FILE *f;
+	char *tmp;              /* NULL for standard output */
+	const char *path;
+};
+int pipar_out_open(struct pipar_out *o, const char *path, char *err);
+int pipar_out_close(struct pipar_out *o, int failed, char *err);
+
 /* Writes s to f as a JSON string literal, quotes included. */
 void pipar_json_put_string(FILE *f, const char *s);
 

@@ -54,5 +54,8 @@ printf '{"traceEvents": 3}' >"$T/bad.trace"
 check "a file that is not a trace is refused naming it" "[ \$? -eq 1 ] && grep -q 'bad.trace' '$T/e1'"
 "$BIN/pipar-eval" trace "$T/missing.trace" >/dev/null 2>"$T/e2"
 check "a missing file is refused naming it" "[ \$? -eq 1 ] && grep -q 'missing.trace' '$T/e2'"
+"$BIN/pipar-eval" trace "$T/srv.trace" "$T/dev.trace" "$T/dev.trace" >/dev/null 2>"$T/e3"
+check "a party in two files (not one run) is refused naming both" \
+	"[ \$? -eq 1 ] && [ \$(wc -l <'$T/e3') -eq 1 ] && grep -q \"party 1 is also in\" '$T/e3'"
 echo "1..$n"
 exit $fail
