@@ -6,11 +6,7 @@ set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 skip() { n=$((n + 1)); echo "ok $n # skip $1"; }
 get() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1" | tail -n 1; }
 
@@ -113,5 +109,4 @@ check "a missing --model is a usage error" "[ \$? -eq 2 ] && grep -q 'missing --
 "$BIN/pipar-eval" frobnicate >/dev/null 2>"$T/e4"
 check "an unknown sub-command is a usage error naming it" "[ \$? -eq 2 ] && grep -q \"unknown sub-command 'frobnicate'\" '$T/e4'"
 
-echo "1..$n"
-exit $fail
+tap_done

@@ -6,11 +6,7 @@ set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 
 if ! /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
 	echo "1..0 # skip numpy is not installed (Debian package python3-numpy) to compare the weights"
@@ -72,5 +68,4 @@ PY
 	check "$mode (aggregating every $agg, N = $(grep -o '"parallel_batches":[[:space:]]*[0-9]*' "$T/$mode.plan" | head -n 1 | grep -o '[0-9]*$')) ends with pipar-train's weights (largest relative difference $d)" \
 		"awk 'BEGIN{exit !($d < 1e-4)}'"
 done
-echo "1..$n"
-exit $fail
+tap_done

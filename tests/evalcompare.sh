@@ -5,11 +5,7 @@ set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 
 # summary FILE MODE P N "SECONDS:ACC:SERVER_IDLE ..." [DEVICES]
 summary() {
@@ -131,5 +127,4 @@ check "plot without --svg is a usage error" "[ \$? -eq 2 ] && grep -q -- '--svg'
 "$BIN/pipar-eval" plot "$T/fl.json" --svg - >"$T/out.svg"
 check "--svg - writes to standard output" "[ \$? -eq 0 ] && grep -q '^<svg ' '$T/out.svg'"
 
-echo "1..$n"
-exit $fail
+tap_done

@@ -7,11 +7,7 @@ BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 PIDS=""
 trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; return 1; fi; }
+. "$(dirname "$0")/tap.inc"
 # xpath FILE EXPR: the value of an XPath expression over an SVG file.
 xpath() { xmllint --xpath "$2" "$1" 2>/dev/null; }
 boxes() { xpath "$1" 'count(//*[local-name()="rect" and @class="ev"])'; }
@@ -263,5 +259,4 @@ nx1=$(cat "$T/run.srv.trace" "$T/run.dev0.trace" "$T/run.dev1.trace" | grep '"ph
 check "the run's iteration 1 alone: $nx1 boxes of iteration 1" \
 	"[ \$? -eq 0 ] && [ \"\$(xpath '$T/run1.svg' 'count(//*[@class=\"ev\" and @data-iteration=\"1\"])')\" = $nx1 ] && [ \"\$(xpath '$T/run1.svg' 'count(//*[@class=\"ev\" and @data-iteration!=\"1\" and @data-iteration!=\"-1\"])')\" = 0 ]"
 
-echo "1..$n"
-exit $fail
+tap_done

@@ -4,11 +4,7 @@ set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 
 # Server (pid 0): compute 0-1 s and 0.5-1.5 s (overlapping: 1.5 s busy)
 # and 3-4 s: busy 2.5 s.  Device 1: compute 0-1.5 s (forward) and steps at
@@ -57,5 +53,4 @@ check "a missing file is refused naming it" "[ \$? -eq 1 ] && grep -q 'missing.t
 "$BIN/pipar-eval" trace "$T/srv.trace" "$T/dev.trace" "$T/dev.trace" >/dev/null 2>"$T/e3"
 check "a party in two files (not one run) is refused naming both" \
 	"[ \$? -eq 1 ] && [ \$(wc -l <'$T/e3') -eq 1 ] && grep -q \"party 1 is also in\" '$T/e3'"
-echo "1..$n"
-exit $fail
+tap_done

@@ -8,11 +8,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$(cd "${PIPAR_BIN:-$ROOT/bin}" && pwd)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
 	echo "1..0 # SKIP Fashion-MNIST is not installed (dataset-fashion-mnist)"
@@ -42,5 +38,4 @@ for m in sfl pipar; do
 		"[ '$boxes' -ge '$events' ] && [ '$boxes' -le \$(($events + $aggs)) ]"
 done
 check "the trace summaries were written" "grep -q '\"bottleneck\"' '$T/q/timeline-pipar.trace.json'"
-echo "1..$n"
-exit $fail
+tap_done

@@ -6,11 +6,7 @@ set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 
 prof="--model vgg5 --data synthetic:200 --batch 40 --sizes 1,4,10,20,40 --repeat 2 --threads 1"
 "$BIN/pipar-profile" $prof --role server >"$T/srv.json"
@@ -72,5 +68,4 @@ sed 's/"devices":[[:space:]]*4/"devices": 3/' "$T/plan.json" >"$T/badplan.json"
 "$BIN/pipar-plan" --check "$T/badplan.json" >/dev/null 2>"$T/e8"
 check "a plan whose device list does not match is refused" "[ \$? -eq 1 ] && grep -q \"field 'per_device'\" '$T/e8'"
 
-echo "1..$n"
-exit $fail
+tap_done

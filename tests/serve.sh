@@ -7,11 +7,7 @@ BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=${KEEP:-$(mktemp -d)}
 PIDS=""
 trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 get() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.e]*\).*/\1/p" "$1" | tail -n 1; }
 
 if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
@@ -199,5 +195,4 @@ port=$((port + 1))
 check "a server no device reaches gives up with one line" \
 	"[ \$? -eq 1 ] && grep -q 'no device connected within 1 s' '$T/t2.log'"
 
-echo "1..$n"
-exit $fail
+tap_done

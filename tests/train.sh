@@ -5,11 +5,7 @@ set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+. "$(dirname "$0")/tap.inc"
 field() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1"; }
 
 # Real Fashion-MNIST: 3000 images, 2 epochs.  Chance is 0.10.
@@ -65,5 +61,4 @@ if [ -w /dev/full ]; then
 	check "a full stdout is an error, not silent loss" "[ \$? -eq 1 ] && grep -q 'standard output' '$T/e6'"
 fi
 
-echo "1..$n"
-exit $fail
+tap_done
