@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svg.h"
 #include "util.h"
 
 #define SUMMARY_MAX (64u << 20)
@@ -380,33 +381,6 @@ int pipar_summary_compare(struct pipar_summary *s, int n,
 
 /* -------------------------------------------------------------- plotting */
 
-/* A round step (1, 2 or 5 times a power of ten) giving about 5-10 ticks. */
-static double tick_step(double span)
-{
-	double p, m;
-
-	if (!(span > 0))
-		return 1;
-	p = pow(10, floor(log10(span / 6)));
-	m = span / 6 / p;
-	return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
-}
-
-static void xml_text(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '&': fputs("&amp;", f); break;
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '"': fputs("&quot;", f); break;
-		default:
-			if ((unsigned char)*s >= 0x20 || *s == '\t')
-				fputc(*s, f);
-		}
-	}
-}
-
 static const char *const palette[] = {
 	"#1f5fa8", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#00798c", "#8c564b", "#444444",
 };
@@ -441,11 +415,11 @@ static void draw_plot(FILE *f, const struct pipar_summary *s, int n, const char 
 		ymax = 1;
 	if (ymax - ymin < 0.05)
 		ymax = ymin + 0.05;
-	xs = tick_step(xmax);
+	xs = pipar_svg_tick(xmax, 8);
 	xmax = ceil(xmax / xs) * xs;
 	if (!(xmax > 0))
 		xmax = 1;
-	ys = tick_step(ymax - ymin);
+	ys = pipar_svg_tick(ymax - ymin, 8);
 #define PX(x) (L + (x) / xmax * pw)
 #define PY(y) (T + ph - ((y) - ymin) / (ymax - ymin) * ph)
 	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -454,7 +428,7 @@ static void draw_plot(FILE *f, const struct pipar_summary *s, int n, const char 
 		"<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n",
 		W, H, W, H, W, H);
 	fprintf(f, "<text x=\"%.1f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">", L + pw / 2);
-	xml_text(f, title && *title ? title : "Test accuracy against training time");
+	pipar_svg_text(f, title && *title ? title : "Test accuracy against training time");
 	fputs("</text>\n<g class=\"grid\" stroke=\"#dddddd\">\n", f);
 	for (double x = 0; x <= xmax + xs * 1e-9; x += xs)
 		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x), T,
@@ -492,7 +466,7 @@ static void draw_plot(FILE *f, const struct pipar_summary *s, int n, const char 
 				    strcmp(s[i].mode, "sfl") == 0 ? 2 : 3];
 
 		fprintf(f, "<g class=\"run\" data-label=\"");
-		xml_text(f, s[i].label);
+		pipar_svg_text(f, s[i].label);
 		fprintf(f, "\" stroke=\"%s\" fill=\"%s\">\n<polyline fill=\"none\" "
 			"stroke-width=\"2\" points=\"", c, c);
 		for (int e = 0; e < s[i].nepochs; e++) {
@@ -505,7 +479,7 @@ static void draw_plot(FILE *f, const struct pipar_summary *s, int n, const char 
 			t += s[i].epochs[e].seconds;
 			fprintf(f, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"><title>",
 				PX(t), PY(s[i].epochs[e].test_accuracy));
-			xml_text(f, s[i].label);
+			pipar_svg_text(f, s[i].label);
 			fprintf(f, ", epoch %d: %.2f%% at %.1f s</title></circle>\n", e + 1,
 				s[i].epochs[e].test_accuracy * 100, t);
 		}
@@ -514,7 +488,7 @@ static void draw_plot(FILE *f, const struct pipar_summary *s, int n, const char 
 			"stroke=\"%s\" stroke-width=\"3\"/><text x=\"%.1f\" y=\"%.1f\">",
 			L + pw + 16, T + 10 + 20.0 * i, L + pw + 40, T + 10 + 20.0 * i, c,
 			L + pw + 46, T + 14 + 20.0 * i);
-		xml_text(f, s[i].label);
+		pipar_svg_text(f, s[i].label);
 		fputs("</text></g>\n", f);
 	}
 	fputs("</svg>\n", f);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "svg.h"
 #include "trace.h"
 #include "util.h"
 
@@ -75,36 +76,6 @@ struct tl_run {
 	size_t ncl, capcl;
 };
 
-/* The length of the UTF-8 sequence at p that XML allows, 0 if it is not
- * one. */
-static int utf8_len(const unsigned char *p)
-{
-	unsigned c = p[0], cp;
-	int len;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (int i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
-		return 0;
-	return len;
-}
-
 /* A short copy of s fit for a one-line message: control characters and
  * bytes that are not UTF-8 as '?'. */
 static const char *clean(const char *s, char *buf, size_t size)
@@ -113,7 +84,7 @@ static const char *clean(const char *s, char *buf, size_t size)
 	size_t i = 0;
 
 	while (*p) {
-		int len = *p >= 0x80 ? utf8_len(p) : 1;
+		int len = *p >= 0x80 ? pipar_utf8_len(p) : 1;
 
 		if (i + (size_t)(len ? len : 1) >= size)
 			break;
@@ -397,40 +368,6 @@ static int select_events(struct tl_run *r, int it_from, int it_to, char *err)
 	return 0;
 }
 
-/* Writes s as XML text or attribute value: markup escaped; control
- * characters and bytes that are not UTF-8, which XML cannot hold, as '?'. */
-static void put_xml(FILE *f, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (*p) {
-		int len = *p >= 0x80 ? utf8_len(p) : 1;
-
-		if (*p == '&')
-			fputs("&amp;", f);
-		else if (*p == '<')
-			fputs("&lt;", f);
-		else if (*p == '>')
-			fputs("&gt;", f);
-		else if (*p == '"')
-			fputs("&quot;", f);
-		else if (*p < 0x20 || *p == 0x7f || !len)
-			fputc('?', f);
-		else
-			fwrite(p, 1, (size_t)len, f);
-		p += len ? len : 1;
-	}
-}
-
-/* A tick interval of 1, 2 or 5 times a power of ten giving at most about
- * ten ticks over span. */
-static double nice_step(double span)
-{
-	double raw = span / 10, p = pow(10, floor(log10(raw))), m = raw / p;
-
-	return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
-}
-
 static int cmp_claim_pid(const void *a, const void *b)
 {
 	const struct tl_claim *x = a, *y = b;
@@ -480,7 +417,7 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 		nkeys += present[s];
 	span = fmax(t1 - t0, 1e-9);
 	x_scale = PLOT_W / span;
-	step = nice_step(span);
+	step = pipar_svg_tick(span, 10);
 	y_axis = TOP + nl * LANE_PITCH;
 	y_leg = y_axis + 48;
 	height = y_leg + (nkeys + LEGEND_COLS - 1) / LEGEND_COLS * LEGEND_ROW_H + 10;
@@ -515,7 +452,7 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 			"fill=\"#f2f2f2\"/><text class=\"lane-label\" x=\"%d\" y=\"%d\" "
 			"text-anchor=\"end\">",
 			e->pid, e->tid, LEFT, y, PLOT_W, LANE_H, LEFT - 8, y + LANE_H / 2 + 4);
-		put_xml(f, name);
+		pipar_svg_text(f, name);
 		if (e->tid >= PIPAR_RES_COMPUTE && e->tid <= PIPAR_RES_DOWNLINK)
 			fprintf(f, " %s</text></g>\n", res_names[e->tid]);
 		else
@@ -554,12 +491,12 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 		if (i > 0 && (e->pid != e[-1].pid || e->tid != e[-1].tid))
 			l++;
 		fprintf(f, "<rect class=\"ev\" data-stage=\"");
-		put_xml(f, e->stage);
+		pipar_svg_text(f, e->stage);
 		fprintf(f, "\" data-iteration=\"%d\" data-micro=\"%d\" x=\"%.2f\" y=\"%d\" "
 			"width=\"%.2f\" height=\"%d\" fill=\"%s\"%s><title>",
 			e->iteration, e->micro, x, TOP + (int)l * LANE_PITCH, w, LANE_H,
 			styles[e->style].colour, w >= 3 ? " stroke=\"#ffffff\" stroke-width=\"0.5\"" : "");
-		put_xml(f, e->stage);
+		pipar_svg_text(f, e->stage);
 		if (e->device >= 0)
 			fprintf(f, " for device %d", e->device);
 		if (e->epoch >= 0)
