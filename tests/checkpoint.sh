@@ -7,7 +7,6 @@ BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/tap.inc"
-skip() { n=$((n + 1)); echo "ok $n # skip $1"; }
 get() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1" | tail -n 1; }
 
 # Train, save, evaluate: the accuracy pipar-eval prints is the one
@@ -49,7 +48,7 @@ PY
 	check "numpy.load lists every array with its shape and float32" \
 		"grep -q '^bad 0 arrays 38\$' '$T/np.txt' && grep -q '^u04.dense.weight (128, 3136) float32' '$T/np.txt'"
 else
-	skip "numpy is not installed (Debian package python3-numpy)"
+	nok "numpy is not installed (python3-numpy, listed in deps.debian)"
 fi
 
 # Resume: 1 epoch + 1 resumed epoch is the uninterrupted 2-epoch run, to

@@ -116,7 +116,7 @@ if command -v xmllint >/dev/null 2>&1; then
 	check "curves are labelled by mode in the order given: $labels" \
 		"[ '$labels' = 'data-label=\"fl\"data-label=\"sl\"data-label=\"sfl\"data-label=\"pipar\"' ]"
 else
-	nok "xmllint is missing (Debian package libxml2-utils)"
+	nok "xmllint is not installed (libxml2-utils, listed in deps.debian)"
 fi
 summary "$T/noacc.json" sfl 1 1 "6:-:5"
 refuse "a run without test accuracy" noacc.json "no test accuracy" \

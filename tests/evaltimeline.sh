@@ -22,7 +22,7 @@ list() {
 }
 keys() { list "$1" '//*[@class="key"]' /@data-stage; }
 
-# The SVG must be checked as XML: CI installs xmllint (libxml2-utils), so
+# The SVG must be checked as XML: xmllint (libxml2-utils) is in deps.debian, so
 # its absence is a failure, not a reason to skip.
 check "xmllint is installed" "command -v xmllint >/dev/null"
 

@@ -11,8 +11,8 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/tap.inc"
 
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-	echo "1..0 # SKIP Fashion-MNIST is not installed (dataset-fashion-mnist)"
-	exit 0
+	nok "Fashion-MNIST is not installed (dataset-fashion-mnist, listed in deps.debian)"
+	tap_done
 fi
 make -s -C "$ROOT/examples/paper" quick QUICK="$T/q" BIN="$BIN" >"$T/log" 2>&1
 check "make quick finishes" "[ \$? -eq 0 ] && [ -s '$T/q/results.md' ]"
