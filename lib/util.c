@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void pipar_assert_fail(const char *file, int line, const char *expr)
@@ -229,6 +230,44 @@ int pipar_out_close(struct pipar_out *o, int failed, char *err)
 	free(o->tmp);
 	o->tmp = NULL;
 	return bad ? -1 : 0;
+}
+
+int pipar_out_check(const char *path, char *err)
+{
+	struct stat st;
+	char *tmp;
+	int fd, e;
+
+	if (strcmp(path, "-") == 0)
+		return 0;
+	if (!path[0])
+		return pipar_errf(err, "cannot write '': empty file name");
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return pipar_errf(err, "cannot write '%s': it is a directory", path);
+	tmp = malloc(strlen(path) + 32);
+	if (!tmp)
+		return pipar_errf(err, "cannot write '%s': out of memory", path);
+	sprintf(tmp, "%s.%ld.tmp", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	e = errno;
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	free(tmp);
+	if (fd < 0 && e != EEXIST)
+		return pipar_errf(err, "cannot write '%s': %s", path, strerror(e));
+	return 0;
+}
+
+double pipar_round(double v, int decimals)
+{
+	double q = pow(10, decimals), r;
+
+	if (!isfinite(v) || fabs(v) >= 1e15)
+		return v;
+	r = nearbyint(v * q) / q;
+	return r == 0 ? 0 : r;          /* no -0 */
 }
 
 char *pipar_read_file(const char *path, size_t max, size_t *len, char *err)

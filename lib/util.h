@@ -75,9 +75,19 @@ struct pipar_out {
 };
 int pipar_out_open(struct pipar_out *o, const char *path, char *err);
 int pipar_out_close(struct pipar_out *o, int failed, char *err);
+/* Checks, before any work is done, that path can be written the way
+ * pipar_out_open writes it: "-" can; otherwise path must not be a
+ * directory and the temporary file beside it is created and removed.
+ * -1 with err naming the path and why. */
+int pipar_out_check(const char *path, char *err);
 
 /* Writes s to f as a JSON string literal, quotes included. */
 void pipar_json_put_string(FILE *f, const char *s);
+
+/* v rounded to the given number of decimals, for JSON outputs that should
+ * say 0.000002 or 0, not 1.887e-15 (non-finite v is returned as it is).
+ * Times are written to the microsecond (6), byte counts as integers (0). */
+double pipar_round(double v, int decimals);
 
 /* Monotonic clock in seconds. */
 double pipar_now(void);

@@ -1,0 +1,160 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+
+int pipar_cli_bad(char *err, const char *opt, const char *s, const char *what)
+{
+	return pipar_errf(err, "bad value '%s' for %s: expected %s", s, opt, what);
+}
+
+int pipar_cli_long(const char *opt, const char *s, long lo, long hi, long *out, char *err)
+{
+	char what[96], *end;
+	long v = 0;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		snprintf(what, sizeof(what), "an integer in [%ld, %ld]", lo, hi);
+		return pipar_cli_bad(err, opt, s, what);
+	}
+	*out = v;
+	return 0;
+}
+
+int pipar_cli_int(const char *opt, const char *s, long lo, long hi, int *out, char *err)
+{
+	long v = 0;
+
+	PIPAR_ASSERT(lo >= -2147483647L - 1 && hi <= 2147483647L);
+	if (pipar_cli_long(opt, s, lo, hi, &v, err) < 0)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int pipar_cli_u64(const char *opt, const char *s, uint64_t *out, char *err)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] < '0' || s[0] > '9')
+		return pipar_cli_bad(err, opt, s, "an integer in [0, 18446744073709551615]");
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int pipar_cli_double(const char *opt, const char *s, double lo, double hi, double *out,
+		     char *err)
+{
+	char what[96], *end;
+	double v = 0;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || !(v >= lo && v <= hi)) {
+		snprintf(what, sizeof(what), "a number in [%.15g, %.15g]", lo, hi);
+		return pipar_cli_bad(err, opt, s, what);
+	}
+	*out = v;
+	return 0;
+}
+
+int pipar_cli_float(const char *opt, const char *s, double lo, double hi, float *out,
+		    char *err)
+{
+	double v = 0;
+
+	PIPAR_ASSERT(lo >= -3.4e38 && hi <= 3.4e38);
+	if (pipar_cli_double(opt, s, lo, hi, &v, err) < 0)
+		return -1;
+	*out = (float)v;
+	return 0;
+}
+
+int pipar_cli_positive(const char *opt, const char *s, double hi, double *out, char *err)
+{
+	char what[96], *end;
+	double v = 0;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || !(v > 0 && v <= hi)) {
+		snprintf(what, sizeof(what), "a number greater than 0, at most %.15g", hi);
+		return pipar_cli_bad(err, opt, s, what);
+	}
+	*out = v;
+	return 0;
+}
+
+int pipar_cli_rate(const char *opt, const char *s, double *bps, char *err)
+{
+	if (pipar_rate_parse(s, bps) < 0)
+		return pipar_cli_bad(err, opt, s, "a rate such as 10mbit, 1gbit, 500kbit or 2MB/s");
+	return 0;
+}
+
+int pipar_cli_choice(const char *opt, const char *s, const char *const *names, int *out,
+		     char *err)
+{
+	char what[PIPAR_ERRLEN];
+	size_t len = 0;
+	int n = 0;
+
+	for (; names[n]; n++)
+		if (strcmp(s, names[n]) == 0) {
+			*out = n;
+			return 0;
+		}
+	len += (size_t)snprintf(what, sizeof(what), n > 1 ? "one of " : "");
+	for (int i = 0; i < n && len < sizeof(what); i++)
+		len += (size_t)snprintf(what + len, sizeof(what) - len, "%s%s", names[i],
+					i + 2 < n ? ", " : i + 2 == n ? " or " : "");
+	return pipar_cli_bad(err, opt, s, what);
+}
+
+int pipar_cli_hostport(const char *opt, const char *s, int allow_zero, char *host,
+		       size_t hostlen, int *port, char *err)
+{
+	const char *colon = strrchr(s, ':');
+	const char *what = allow_zero ? "ADDR:PORT with PORT in [0, 65535] (0: any free port)"
+				      : "HOST:PORT with PORT in [1, 65535]";
+	char *end;
+	long p;
+
+	if (!colon || colon == s || (size_t)(colon - s) >= hostlen || !colon[1] ||
+	    colon[1] < '0' || colon[1] > '9')
+		return pipar_cli_bad(err, opt, s, what);
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || p < (allow_zero ? 0 : 1) || p > 65535)
+		return pipar_cli_bad(err, opt, s, what);
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+int pipar_cli_one_stdout(const char *const *opts, const char *const *vals, int n, char *err)
+{
+	int first = -1;
+
+	for (int i = 0; i < n; i++) {
+		if (!vals[i] || strcmp(vals[i], "-"))
+			continue;
+		if (first >= 0)
+			return pipar_errf(err, "%s and %s cannot both be '-': standard output "
+					  "takes one of them; name a file for the other",
+					  opts[first], opts[i]);
+		first = i;
+	}
+	return 0;
+}

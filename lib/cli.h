@@ -1,0 +1,58 @@
+/*
+ * cli: the values of command-line options, read one way and refused in
+ * one wording by every program.
+ *
+ * Each parser takes the option as the user wrote it ("--lr"), the text
+ * and what is allowed.  A bad value returns -1 with err holding
+ *
+ *     bad value 'abc' for --lr: expected a number in [0, 1000000]
+ *
+ * which the program prints after its name, follows with its usage text,
+ * and exits 2.  Nothing here prints or exits.
+ */
+#ifndef PIPAR_CLI_H
+#define PIPAR_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* Fills err with "bad value 'S' for OPT: expected WHAT"; returns -1. */
+int pipar_cli_bad(char *err, const char *opt, const char *s, const char *what);
+
+/* A decimal integer in [lo, hi]. */
+int pipar_cli_int(const char *opt, const char *s, long lo, long hi, int *out, char *err);
+int pipar_cli_long(const char *opt, const char *s, long lo, long hi, long *out, char *err);
+
+/* A seed: a decimal integer in [0, 2^64 - 1]. */
+int pipar_cli_u64(const char *opt, const char *s, uint64_t *out, char *err);
+
+/* A finite number in [lo, hi]. */
+int pipar_cli_double(const char *opt, const char *s, double lo, double hi, double *out,
+		     char *err);
+/* As pipar_cli_double, for a float setting (the range must fit a float). */
+int pipar_cli_float(const char *opt, const char *s, double lo, double hi, float *out,
+		    char *err);
+/* A finite number in (0, hi]: a timeout, a time. */
+int pipar_cli_positive(const char *opt, const char *s, double hi, double *out, char *err);
+
+/* A link rate (pipar_rate_parse): 10mbit, 1gbit, 500kbit, 2MB/s. */
+int pipar_cli_rate(const char *opt, const char *s, double *bps, char *err);
+
+/* One of the NULL-terminated names; *out is its index. */
+int pipar_cli_choice(const char *opt, const char *s, const char *const *names, int *out,
+		     char *err);
+
+/* "HOST:PORT" (an IPv4 address or a name, then a decimal port): the host
+ * is copied to host (hostlen bytes at most, NUL included) and the port to
+ * *port.  The port must be in [1, 65535], or [0, 65535] with allow_zero
+ * (a listening socket, where 0 lets the kernel choose). */
+int pipar_cli_hostport(const char *opt, const char *s, int allow_zero, char *host,
+		       size_t hostlen, int *port, char *err);
+
+/* Outputs that share standard output: n option names and their values
+ * (NULL when not given).  -1 with err when more than one is "-". */
+int pipar_cli_one_stdout(const char *const *opts, const char *const *vals, int n, char *err);
+
+#endif
