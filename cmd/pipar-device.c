@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 
 #include "data.h"
 #include "pool.h"
+#include "cli.h"
+#include "progress.h"
 #include "runtime.h"
 
 #define PROG "pipar-device"
@@ -25,32 +28,28 @@ static const char usage_text[] =
 	"usage: pipar-device --connect HOST:PORT --data SPEC --shard I/K\n"
 	"                    [--partition iid|dirichlet:ALPHA] [--seed S] [--id NAME]\n"
 	"                    [--train-limit N] [--uplink RATE] [--downlink RATE]\n"
-	"                    [--slowdown F] [--trace FILE] [--timeout SECS] [--threads T]\n";
+	"                    [--slowdown F] [--trace FILE|-] [--timeout SECS] [--threads T]\n"
+	"                    [--progress auto|always|never]\n";
 
-static int usage(const char *fmt, const char *arg)
+static int usage_error(const char *msg)
 {
-	fprintf(stderr, PROG ": ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage_text);
+	fprintf(stderr, PROG ": %s\n%s", msg, usage_text);
 	return 2;
 }
 
-static int connect_to(const char *spec, double timeout, char *err)
+/* Connects to host:port, retrying until timeout while the server may
+ * still be starting. */
+static int connect_to(const char *host, int port, double timeout, char *err)
 {
-	char host[256];
-	const char *colon = strrchr(spec, ':');
+	char ports[8];
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *a;
 	int fd = -1, rc;
 	double t0 = pipar_now();
 
-	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host))
-		return pipar_errf(err, "bad --connect '%s': expected HOST:PORT", spec);
-	memcpy(host, spec, (size_t)(colon - spec));
-	host[colon - spec] = '\0';
-	rc = getaddrinfo(host, colon + 1, &hints, &res);
+	snprintf(ports, sizeof(ports), "%d", port);
+	rc = getaddrinfo(host, ports, &hints, &res);
 	if (rc)
-		return pipar_errf(err, "cannot resolve '%s': %s", spec, gai_strerror(rc));
-	/* The server may still be starting: retry until the timeout. */
+		return pipar_errf(err, "cannot resolve '%s': %s", host, gai_strerror(rc));
 	for (;;) {
 		for (a = res; a; a = a->ai_next) {
 			fd = socket(a->ai_family, SOCK_STREAM, 0);
@@ -67,7 +66,8 @@ static int connect_to(const char *spec, double timeout, char *err)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return pipar_errf(err, "cannot connect to '%s': %s", spec, strerror(rc));
+		return pipar_errf(err, "cannot connect to '%s:%d' within %g s: %s", host, port,
+				  timeout, strerror(rc));
 	return fd;
 }
 
@@ -87,78 +87,75 @@ int main(int argc, char **argv)
 		{"slowdown", required_argument, NULL, 'f'},
 		{"threads", required_argument, NULL, 't'},
 		{"trace", required_argument, NULL, 'X'},
+		{"progress", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *server = NULL, *data = NULL, *shard_arg = NULL, *part = NULL;
-	char idbuf[64], err[PIPAR_ERRLEN], *end;
+	char idbuf[64], err[PIPAR_ERRLEN], host[256];
 	struct pipar_device_cfg cfg = {.timeout = 120, .log = stderr, .slowdown = 1};
 	struct pipar_shard_spec shard = {0, 1, PIPAR_PARTITION_IID, 0, 1};
 	struct pipar_data *d = NULL;
 	struct pipar_norm norm;
-	int c, threads = 1, status = 1, *idx = NULL, nidx = 0;
+	struct pipar_meter meter;
+	int c, threads = 1, status = 1, *idx = NULL, nidx = 0, port, when = PIPAR_PROGRESS_AUTO;
 	long limit = 0;
 
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'c': server = optarg; break;
 		case 'd': data = optarg; break;
 		case 'k': shard_arg = optarg; break;
 		case 'p': part = optarg; break;
-		case 's': shard.seed = strtoull(optarg, &end, 10); if (*end) return usage("bad --seed '%s'", optarg); break;
+		case 's': bad = pipar_cli_u64("--seed", optarg, &shard.seed, err); break;
 		case 'i': cfg.id = optarg; break;
-		case 'n':
-			limit = strtol(optarg, &end, 10);
-			if (*end || limit < 1)
-				return usage("bad --train-limit '%s'", optarg);
-			break;
-		case 'T':
-			cfg.timeout = strtod(optarg, &end);
-			if (*end || !(cfg.timeout > 0))
-				return usage("bad --timeout '%s'", optarg);
-			break;
-		case 'u':
-			if (pipar_rate_parse(optarg, &cfg.up_bps) < 0)
-				return usage("bad --uplink '%s': expected a rate such as 50mbit", optarg);
-			break;
-		case 'w':
-			if (pipar_rate_parse(optarg, &cfg.down_bps) < 0)
-				return usage("bad --downlink '%s': expected a rate such as 50mbit", optarg);
-			break;
-		case 'f':
-			cfg.slowdown = strtod(optarg, &end);
-			if (*end || !(cfg.slowdown >= 1 && cfg.slowdown <= 1e6))
-				return usage("bad --slowdown '%s': expected a number in [1, 1e6]", optarg);
-			break;
-		case 't':
-			threads = (int)strtol(optarg, &end, 10);
-			if (*end || threads < 1 || threads > 1024)
-				return usage("bad --threads '%s'", optarg);
-			break;
+		case 'n': bad = pipar_cli_long("--train-limit", optarg, 1, INT_MAX, &limit, err); break;
+		case 'T': bad = pipar_cli_positive("--timeout", optarg, 1e6, &cfg.timeout, err); break;
+		case 'u': bad = pipar_cli_rate("--uplink", optarg, &cfg.up_bps, err); break;
+		case 'w': bad = pipar_cli_rate("--downlink", optarg, &cfg.down_bps, err); break;
+		case 'f': bad = pipar_cli_double("--slowdown", optarg, 1, 1e6, &cfg.slowdown, err); break;
+		case 't': bad = pipar_cli_int("--threads", optarg, 1, 1024, &threads, err); break;
 		case 'X': cfg.trace = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': puts(PROG " " VERSION); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'P':
+			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &when, err);
+			break;
+		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
+		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
+		default:
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(err);
 	}
-	if (optind < argc)
-		return usage("unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
+		return usage_error(err);
+	}
 	if (!server)
-		return usage("%s", "missing --connect");
+		return usage_error("missing --connect");
 	if (!data)
-		return usage("%s", "missing --data");
+		return usage_error("missing --data");
 	if (!shard_arg)
-		return usage("%s", "missing --shard");
-	if (pipar_shard_parse(shard_arg, &shard, err) < 0 ||
+		return usage_error("missing --shard");
+	if (pipar_cli_hostport("--connect", server, 0, host, sizeof(host), &port, err) < 0 ||
+	    pipar_shard_parse(shard_arg, &shard, err) < 0 ||
 	    (part && pipar_partition_parse(part, &shard, err) < 0))
-		return usage("%s", err);
+		return usage_error(err);
 	if (!cfg.id) {
 		snprintf(idbuf, sizeof(idbuf), "device-%d", shard.index);
 		cfg.id = idbuf;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	pipar_threads_set(threads);
+	if (cfg.trace && pipar_out_check(cfg.trace, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
 	if (pipar_data_open(data, &d, err) < 0 || pipar_data_shard(d, &shard, &idx, &nidx, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
@@ -170,23 +167,31 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pipar_data_norm(d, &norm);
-	cfg.fd = connect_to(server, cfg.timeout, err);
+	cfg.fd = connect_to(host, port, cfg.timeout, err);
 	if (cfg.fd < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);
+	cfg.meter = &meter;
 	cfg.data = d;
 	cfg.norm = &norm;
 	cfg.idx = idx;
 	cfg.nidx = nidx;
 	if (pipar_device(&cfg, err) < 0) {
+		pipar_meter_end(&meter);
 		fprintf(stderr, PROG ": %s: %s\n", cfg.id, err);
 		close(cfg.fd);
 		goto out;
 	}
+	pipar_meter_end(&meter);
 	close(cfg.fd);
 	status = 0;
 out:
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));
+		status = 1;
+	}
 	free(idx);
 	pipar_data_free(d);
 	return status;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "cli.h"
 #include "data.h"
 #include "model.h"
 #include "pool.h"
@@ -29,37 +30,49 @@
 #define PROG "pipar-eval"
 #define VERSION "0.1.0"
 
-static const char usage_text[] =
-	"usage: pipar-eval accuracy --model FILE.npz --data SPEC [--limit N]\n"
-	"                  [--batch B] [--threads T]\n"
-	"       pipar-eval trace FILE...\n"
-	"       pipar-eval timeline FILE... --svg OUT.svg [--iterations A:B]\n"
-	"       pipar-eval compare SUMMARY... [--json] [--target ACC]\n"
-	"                  [--baseline MODE|FILE]...\n"
-	"       pipar-eval plot SUMMARY... --svg OUT.svg [--title TEXT] [--target ACC]\n";
+/* Each sub-command's usage, continuation lines indented as in the whole
+ * usage text. */
+static const char accuracy_usage[] =
+	"pipar-eval accuracy --model FILE.npz|- --data SPEC [--limit N]\n"
+	"                  [--batch B] [--threads T]\n";
+static const char trace_usage[] = "pipar-eval trace FILE...\n";
+static const char timeline_usage[] =
+	"pipar-eval timeline FILE... --svg OUT.svg|- [--iterations A:B]\n";
+static const char compare_usage[] =
+	"pipar-eval compare SUMMARY... [--json] [--target ACC]\n"
+	"                  [--baseline MODE|FILE]...\n";
+static const char plot_usage[] =
+	"pipar-eval plot SUMMARY... --svg OUT.svg|- [--title TEXT] [--target ACC]\n";
 
-static int usage_error(const char *fmt, const char *arg)
+static const char *const usages[] = {accuracy_usage, trace_usage, timeline_usage,
+				      compare_usage, plot_usage};
+
+/* The whole usage text, or one sub-command's (sub not NULL). */
+static void put_usage(FILE *f, const char *sub)
 {
-	fprintf(stderr, PROG ": ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage_text);
+	int first = 1;
+
+	for (size_t i = 0; i < sizeof(usages) / sizeof(usages[0]); i++) {
+		if (sub && usages[i] != sub)
+			continue;
+		fputs(first ? "usage: " : "       ", f);
+		fputs(usages[i], f);
+		first = 0;
+	}
+}
+
+/* Prints msg and the usage of sub (NULL: every sub-command); returns 2. */
+static int usage_error(const char *sub, const char *msg)
+{
+	fprintf(stderr, PROG ": %s\n", msg);
+	put_usage(stderr, sub);
 	return 2;
 }
 
-static int parse_int(const char *s, const char *opt, long lo, long hi, int *out)
+static int help(const char *sub)
 {
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, PROG ": bad value '%s' for %s: expected an integer in [%ld, %ld]\n",
-			s, opt, lo, hi);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
+	put_usage(stdout, sub);
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 }
 
 /* The batch size training used, from the checkpoint's settings: the same
@@ -94,32 +107,32 @@ static int cmd_accuracy(int argc, char **argv)
 	long *conf = NULL;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'm': model_path = optarg; break;
 		case 'd': data_spec = optarg; break;
-		case 'n':
-			if (parse_int(optarg, "--limit", 1, INT_MAX, &limit) < 0)
-				return 2;
-			break;
-		case 'b':
-			if (parse_int(optarg, "--batch", 1, 1 << 20, &batch) < 0)
-				return 2;
-			break;
-		case 't':
-			if (parse_int(optarg, "--threads", 1, 1024, &threads) < 0)
-				return 2;
-			break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'n': bad = pipar_cli_int("--limit", optarg, 1, INT_MAX, &limit, err); break;
+		case 'b': bad = pipar_cli_int("--batch", optarg, 1, 1 << 20, &batch, err); break;
+		case 't': bad = pipar_cli_int("--threads", optarg, 1, 1024, &threads, err); break;
+		case 'h': return help(accuracy_usage);
+		default:
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(accuracy_usage, err);
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "accuracy: unexpected argument '%s'", argv[optind]);
+		return usage_error(accuracy_usage, err);
+	}
 	if (!model_path)
-		return usage_error("%s", "accuracy: missing --model");
+		return usage_error(accuracy_usage, "accuracy: missing --model");
 	if (!data_spec)
-		return usage_error("%s", "accuracy: missing --data");
+		return usage_error(accuracy_usage, "accuracy: missing --data");
 	if (threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -157,7 +170,7 @@ static int cmd_accuracy(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
-	printf("{\"model\":");
+	printf("{\"format\":\"pipar-accuracy/1\",\"model\":");
 	pipar_json_put_string(stdout, model_path);
 	printf(",\"data\":");
 	pipar_json_put_string(stdout, data_spec);
@@ -202,11 +215,20 @@ static int cmd_trace(int argc, char **argv)
 {
 	char err[PIPAR_ERRLEN], *text = NULL;
 
+	int stdin_used = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return help(trace_usage);
+		if (argv[i][0] == '-' && argv[i][1]) {
+			snprintf(err, sizeof(err), "trace: unknown option '%s'", argv[i]);
+			return usage_error(trace_usage, err);
+		}
+		if (!strcmp(argv[i], "-") && stdin_used++)
+			return usage_error(trace_usage, "trace: standard input ('-') can be read once only");
+	}
 	if (argc < 2)
-		return usage_error("%s", "trace: give the trace files of one run");
-	for (int i = 1; i < argc; i++)
-		if (argv[i][0] == '-' && argv[i][1])
-			return usage_error("trace: unknown option '%s'", argv[i]);
+		return usage_error(trace_usage, "trace: give the trace files of one run");
 	if (pipar_trace_summarise((const char *const *)argv + 1, argc - 1, &text, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return 1;
@@ -220,9 +242,22 @@ static int cmd_trace(int argc, char **argv)
 	return 0;
 }
 
+/* Operands that are files: '-' (standard input) at most once.  Returns
+ * how many are '-', or -1 with err when more than one is. */
+static int operands_stdin(char **files, int n, char *err)
+{
+	int k = 0;
+
+	for (int i = 0; i < n; i++)
+		k += strcmp(files[i], "-") == 0;
+	if (k > 1)
+		return pipar_errf(err, "standard input ('-') can be read once only");
+	return k;
+}
+
 /* ------------------------------------------------------------ timeline */
 /* "A:B" with 0 <= A <= B, the iterations to draw. */
-static int parse_iterations(const char *s, int *from, int *to)
+static int parse_iterations(const char *s, int *from, int *to, char *err)
 {
 	char *end;
 	long a, b = -1;
@@ -232,11 +267,8 @@ static int parse_iterations(const char *s, int *from, int *to)
 	if (!errno && s[0] >= '0' && s[0] <= '9' && *end == ':' && end[1] >= '0' &&
 	    end[1] <= '9')
 		b = strtol(end + 1, &end, 10);
-	if (errno || *end || a < 0 || b < a || b > INT_MAX) {
-		fprintf(stderr, PROG ": bad value '%s' for --iterations: expected A:B, integers "
-			"with 0 <= A <= B\n", s);
-		return -1;
-	}
+	if (errno || *end || a < 0 || b < a || b > INT_MAX)
+		return pipar_cli_bad(err, "--iterations", s, "A:B, integers with 0 <= A <= B");
 	*from = (int)a;
 	*to = (int)b;
 	return 0;
@@ -256,25 +288,27 @@ static int cmd_timeline(int argc, char **argv)
 	char err[PIPAR_ERRLEN];
 
 	optind = 1;
-	opterr = 0;             /* the messages below name the sub-command */
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 's': svg = optarg; break;
-		case 'i':
-			if (parse_iterations(optarg, &from, &to) < 0)
-				return 2;
-			break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case ':':
-			return usage_error("timeline: option '%s' needs a value", argv[optind - 1]);
+		case 'i': bad = parse_iterations(optarg, &from, &to, err); break;
+		case 'h': return help(timeline_usage);
 		default:
-			return usage_error("timeline: unknown option '%s'", argv[optind - 1]);
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(timeline_usage, err);
 	}
 	if (optind >= argc)
-		return usage_error("%s", "timeline: give the trace files of one run");
+		return usage_error(timeline_usage, "timeline: give the trace files of one run");
 	if (!svg)
-		return usage_error("%s", "timeline: missing --svg");
+		return usage_error(timeline_usage, "timeline: missing --svg");
+	if (operands_stdin(argv + optind, argc - optind, err) < 0)
+		return usage_error(timeline_usage, err);
 	rc = pipar_timeline_svg((const char *const *)argv + optind, argc - optind, from, to, svg,
 				err);
 	if (rc == -2)
@@ -287,7 +321,7 @@ static int cmd_timeline(int argc, char **argv)
 
 /* ------------------------------------------------------- compare, plot */
 /* An accuracy in (0, 1], given as 0.85 or 85%. */
-static int parse_acc(const char *s, const char *opt, double *out)
+static int parse_acc(const char *s, const char *opt, double *out, char *err)
 {
 	char *end;
 	double v;
@@ -298,11 +332,8 @@ static int parse_acc(const char *s, const char *opt, double *out)
 		v /= 100;
 		end++;
 	}
-	if (errno || end == s || *end || !(v > 0 && v <= 1)) {
-		fprintf(stderr, PROG ": bad value '%s' for %s: expected an accuracy in (0, 1] "
-			"such as 0.85 or 85%%\n", s, opt);
-		return -1;
-	}
+	if (errno || end == s || *end || !(v > 0 && v <= 1))
+		return pipar_cli_bad(err, opt, s, "an accuracy in (0, 1] such as 0.85 or 85%");
 	*out = v;
 	return 0;
 }
@@ -342,6 +373,7 @@ static int cmd_compare(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"target", required_argument, NULL, 'g'},
 		{"baseline", required_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct pipar_compare_opts o = {0};
@@ -350,25 +382,32 @@ static int cmd_compare(int argc, char **argv)
 	int c, n, status;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'j': o.json = 1; break;
-		case 'g':
-			if (parse_acc(optarg, "--target", &o.target) < 0)
-				return 2;
-			break;
+		case 'g': bad = parse_acc(optarg, "--target", &o.target, err); break;
 		case 'b':
 			if (o.nbaselines == 4)
-				return usage_error("%s", "compare: at most 4 --baseline options");
-			o.baseline[o.nbaselines++] = optarg;
+				bad = pipar_errf(err, "compare: at most 4 --baseline options");
+			else
+				o.baseline[o.nbaselines++] = optarg;
 			break;
+		case 'h': return help(compare_usage);
 		default:
-			return usage_error("%s", "compare: bad option");
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(compare_usage, err);
 	}
 	n = argc - optind;
 	if (n < 1)
-		return usage_error("%s", "compare: give one or more run summaries");
+		return usage_error(compare_usage, "compare: give one or more run summaries");
+	if (operands_stdin(argv + optind, n, err) < 0)
+		return usage_error(compare_usage, err);
 	status = read_summaries(argv + optind, n, &s);
 	if (!status && pipar_summary_compare(s, n, &o, stdout, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -385,6 +424,7 @@ static int cmd_plot(int argc, char **argv)
 		{"svg", required_argument, NULL, 's'},
 		{"title", required_argument, NULL, 't'},
 		{"target", required_argument, NULL, 'g'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *svg = NULL, *title = NULL;
@@ -394,23 +434,29 @@ static int cmd_plot(int argc, char **argv)
 	int c, n, status;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 's': svg = optarg; break;
 		case 't': title = optarg; break;
-		case 'g':
-			if (parse_acc(optarg, "--target", &target) < 0)
-				return 2;
-			break;
+		case 'g': bad = parse_acc(optarg, "--target", &target, err); break;
+		case 'h': return help(plot_usage);
 		default:
-			return usage_error("%s", "plot: bad option");
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(plot_usage, err);
 	}
 	n = argc - optind;
 	if (!svg)
-		return usage_error("%s", "plot: --svg OUT.svg is required");
+		return usage_error(plot_usage, "plot: missing --svg");
 	if (n < 1)
-		return usage_error("%s", "plot: give one or more run summaries");
+		return usage_error(plot_usage, "plot: give one or more run summaries");
+	if (operands_stdin(argv + optind, n, err) < 0)
+		return usage_error(plot_usage, err);
 	status = read_summaries(argv + optind, n, &s);
 	if (!status && pipar_summary_plot(s, n, title, target, svg, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -435,17 +481,25 @@ static const struct {
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		return usage_error("%s", "missing sub-command");
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(usage_text, stdout);
-		return 0;
-	}
+		return usage_error(NULL, "missing sub-command");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return help(NULL);
 	if (strcmp(argv[1], "--version") == 0) {
 		puts(PROG " " VERSION);
-		return 0;
+		return fflush(stdout) == 0 ? 0 : 1;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
-	return usage_error("unknown sub-command '%s' (known: accuracy, trace, timeline, compare, plot)", argv[1]);
+	{
+		char err[PIPAR_ERRLEN];
+
+		if (argv[1][0] == '-')
+			snprintf(err, sizeof(err), "unknown option '%s' (give a sub-command first)",
+				 argv[1]);
+		else
+			snprintf(err, sizeof(err), "unknown sub-command '%s' (known: accuracy, "
+				 "trace, timeline, compare, plot)", argv[1]);
+		return usage_error(NULL, err);
+	}
 }

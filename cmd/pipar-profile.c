@@ -13,31 +13,21 @@
 #include "data.h"
 #include "model.h"
 #include "pool.h"
+#include "cli.h"
 #include "profile.h"
 
 #define PROG "pipar-profile"
 #define VERSION "0.1.0"
 
 static const char usage_text[] =
-	"usage: pipar-profile --model NAME|FILE.json --data SPEC --batch B\n"
+	"usage: pipar-profile --model NAME|FILE.json|- --data SPEC --batch B\n"
 	"                     [--role device|server] [--threads T] [--sizes N1,N2,...]\n"
 	"                     [--repeat R] [--slowdown F]\n";
 
-static int usage(const char *fmt, const char *arg)
+static int usage_error(const char *msg)
 {
-	fprintf(stderr, PROG ": ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage_text);
+	fprintf(stderr, PROG ": %s\n%s", msg, usage_text);
 	return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtol(s, &end, 10);
-	return errno || end == s || *end || *out < lo || *out > hi ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -66,68 +56,68 @@ int main(int argc, char **argv)
 	float *x = NULL;
 	int *y = NULL, *idx = NULL;
 
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'm': model_name = optarg; break;
 		case 'd': data_spec = optarg; break;
-		case 'b':
-			if (parse_long(optarg, 1, 1 << 16, &v) < 0)
-				return usage("bad --batch '%s': expected an integer in [1, 65536]", optarg);
-			cfg.batch = (int)v;
+		case 'b': bad = pipar_cli_int("--batch", optarg, 1, 1 << 16, &cfg.batch, err); break;
+		case 'r': {
+			static const char *const roles[] = {"device", "server", NULL};
+			int r;
+
+			bad = pipar_cli_choice("--role", optarg, roles, &r, err);
+			cfg.role = roles[bad ? 0 : r];
 			break;
-		case 'r':
-			if (strcmp(optarg, "device") && strcmp(optarg, "server"))
-				return usage("bad --role '%s': expected device or server", optarg);
-			cfg.role = optarg;
-			break;
-		case 't':
-			if (parse_long(optarg, 1, 1024, &threads) < 0)
-				return usage("bad --threads '%s': expected an integer in [1, 1024]", optarg);
-			break;
+		}
+		case 't': bad = pipar_cli_long("--threads", optarg, 1, 1024, &threads, err); break;
 		case 's': {
 			const char *q = optarg;
 
 			cfg.nsizes = 0;
-			while (*q) {
+			while (*q && !bad) {
 				errno = 0;
 				v = strtol(q, &end, 10);
 				if (errno || end == q || v < 1 || v > (1 << 16) ||
 				    cfg.nsizes == PIPAR_PROFILE_MAXSIZES ||
 				    (cfg.nsizes && v <= cfg.sizes[cfg.nsizes - 1]) ||
-				    (*end && *end != ','))
-					return usage("bad --sizes '%s': expected ascending positive integers, comma-separated, at most 32", optarg);
+				    (*end && *end != ',')) {
+					bad = -1;
+					break;
+				}
 				cfg.sizes[cfg.nsizes++] = (int)v;
 				q = *end ? end + 1 : end;
 			}
-			if (!cfg.nsizes)
-				return usage("bad --sizes '%s'", optarg);
+			if (bad || !cfg.nsizes)
+				bad = pipar_cli_bad(err, "--sizes", optarg,
+						    "ascending integers in [1, 65536], comma-separated, at most 32");
 			break;
 		}
-		case 'R':
-			if (parse_long(optarg, 1, 1000, &v) < 0)
-				return usage("bad --repeat '%s': expected an integer in [1, 1000]", optarg);
-			cfg.repeat = (int)v;
-			break;
-		case 'f':
-			cfg.slowdown = strtod(optarg, &end);
-			if (end == optarg || *end || !(cfg.slowdown >= 1 && cfg.slowdown <= 1e6))
-				return usage("bad --slowdown '%s': expected a number in [1, 1e6]", optarg);
-			break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': puts(PROG " " VERSION); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'R': bad = pipar_cli_int("--repeat", optarg, 1, 1000, &cfg.repeat, err); break;
+		case 'f': bad = pipar_cli_double("--slowdown", optarg, 1, 1e6, &cfg.slowdown, err); break;
+		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
+		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
+		default:
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(err);
 	}
-	if (optind < argc)
-		return usage("unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
+		return usage_error(err);
+	}
 	if (!model_name)
-		return usage("%s", "missing --model");
+		return usage_error("missing --model");
 	if (!data_spec)
-		return usage("%s", "missing --data");
+		return usage_error("missing --data");
 	if (!cfg.batch)
-		return usage("%s", "missing --batch");
+		return usage_error("missing --batch");
 	if (cfg.nsizes && cfg.sizes[cfg.nsizes - 1] > cfg.batch)
-		return usage("%s", "--sizes may not exceed --batch");
+		return usage_error("--sizes may not exceed --batch");
 	pipar_profile_default_sizes(&cfg);
 	cfg.threads = pipar_threads_set((int)threads);
 	if (pipar_data_open(data_spec, &d, err) < 0 ||

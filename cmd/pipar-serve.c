@@ -19,47 +19,44 @@
 #include "data.h"
 #include "plan.h"
 #include "pool.h"
+#include "cli.h"
+#include "progress.h"
 #include "runtime.h"
 
 #define PROG "pipar-serve"
 #define VERSION "0.1.0"
 
 static const char usage_text[] =
-	"usage: pipar-serve --plan FILE|- --listen ADDR:PORT --epochs E [--data SPEC]\n"
+	"usage: pipar-serve --plan FILE|- [--listen ADDR:PORT] [--epochs E] [--data SPEC]\n"
 	"                   [--lr LR] [--momentum M] [--weight-decay WD] [--seed S]\n"
-	"                   [--checkpoint FILE] [--summary FILE] [--timeout SECS]\n"
-	"                   [--trace FILE] [--aggregate-every ITERS|epoch] [--threads T]\n";
+	"                   [--checkpoint FILE|-] [--summary FILE|-] [--records FILE|-]\n"
+	"                   [--trace FILE|-] [--timeout SECS] [--aggregate-every ITERS|epoch]\n"
+	"                   [--threads T] [--progress auto|always|never]\n";
 
-static int usage(const char *fmt, const char *arg)
+static int usage_error(const char *msg)
 {
-	fprintf(stderr, PROG ": ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage_text);
+	fprintf(stderr, PROG ": %s\n%s", msg, usage_text);
 	return 2;
 }
 
-
-/* Listens on "ADDR:PORT" (IPv4 or a name); port 0 picks one, which is
+/* Listens on host:port (IPv4 or a name); port 0 picks one, which is
  * reported on stderr. */
-static int listen_on(const char *spec, char *err)
+static int listen_on(const char *host, int port, char *err)
 {
-	char host[256];
-	const char *colon = strrchr(spec, ':');
+	char ports[8];
 	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE}, *res;
 	int fd, one = 1, rc;
 
-	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host))
-		return pipar_errf(err, "bad --listen '%s': expected ADDR:PORT", spec);
-	memcpy(host, spec, (size_t)(colon - spec));
-	host[colon - spec] = '\0';
-	rc = getaddrinfo(host, colon + 1, &hints, &res);
+	snprintf(ports, sizeof(ports), "%d", port);
+	rc = getaddrinfo(host, ports, &hints, &res);
 	if (rc)
-		return pipar_errf(err, "cannot resolve '%s': %s", spec, gai_strerror(rc));
+		return pipar_errf(err, "cannot resolve '%s': %s", host, gai_strerror(rc));
 	fd = socket(res->ai_family, SOCK_STREAM, 0);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-		pipar_errf(err, "cannot listen on '%s': %s", spec, strerror(errno));
+		pipar_errf(err, "cannot listen on '%s:%d': %s", host, port, strerror(errno));
 		freeaddrinfo(res);
 		if (fd >= 0)
 			close(fd);
@@ -90,108 +87,143 @@ int main(int argc, char **argv)
 		{"seed", required_argument, NULL, 's'},
 		{"checkpoint", required_argument, NULL, 'c'},
 		{"summary", required_argument, NULL, 'S'},
+		{"records", required_argument, NULL, 'R'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"threads", required_argument, NULL, 't'},
 		{"trace", required_argument, NULL, 'X'},
 		{"aggregate-every", required_argument, NULL, 'A'},
+		{"progress", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	struct pipar_serve_cfg cfg = {.epochs = 1, .sgd = {0.01f, 0.9f, 0}, .seed = 1,
-				      .timeout = 120, .summary = stdout, .log = stderr};
+				      .timeout = 120, .log = stderr};
 	const char *plan_path = NULL, *listen_spec = "127.0.0.1:7070", *data = NULL;
-	const char *summary_path = NULL;
-	char err[PIPAR_ERRLEN], *text = NULL, *end;
+	const char *records_path = NULL;
+	char err[PIPAR_ERRLEN], host[256], *text = NULL;
 	struct pipar_plan_file *pl = NULL;
 	struct pipar_data *test = NULL;
-	int c, threads = 1, status = 1;
+	struct pipar_meter meter;
+	int c, threads = 1, status = 1, port, when = PIPAR_PROGRESS_AUTO;
 
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'p': plan_path = optarg; break;
 		case 'l': listen_spec = optarg; break;
-		case 'e':
-			cfg.epochs = (int)strtol(optarg, &end, 10);
-			if (*end || cfg.epochs < 1 || cfg.epochs > 100000)
-				return usage("bad --epochs '%s'", optarg);
-			break;
+		case 'e': bad = pipar_cli_int("--epochs", optarg, 1, 100000, &cfg.epochs, err); break;
 		case 'd': data = optarg; break;
-		case 'r':
-			cfg.sgd.lr = strtof(optarg, &end);
-			if (*end || !(cfg.sgd.lr >= 0))
-				return usage("bad --lr '%s'", optarg);
-			break;
-		case 'M':
-			cfg.sgd.momentum = strtof(optarg, &end);
-			if (*end || !(cfg.sgd.momentum >= 0 && cfg.sgd.momentum <= 1))
-				return usage("bad --momentum '%s'", optarg);
-			break;
+		case 'r': bad = pipar_cli_float("--lr", optarg, 0, 1e6, &cfg.sgd.lr, err); break;
+		case 'M': bad = pipar_cli_float("--momentum", optarg, 0, 1, &cfg.sgd.momentum, err); break;
 		case 'w':
-			cfg.sgd.weight_decay = strtof(optarg, &end);
-			if (*end || !(cfg.sgd.weight_decay >= 0))
-				return usage("bad --weight-decay '%s'", optarg);
+			bad = pipar_cli_float("--weight-decay", optarg, 0, 1e6, &cfg.sgd.weight_decay, err);
 			break;
-		case 's': cfg.seed = strtoull(optarg, &end, 10); if (*end) return usage("bad --seed '%s'", optarg); break;
+		case 's': bad = pipar_cli_u64("--seed", optarg, &cfg.seed, err); break;
 		case 'c': cfg.checkpoint = optarg; break;
-		case 'S': summary_path = optarg; break;
-		case 'T':
-			cfg.timeout = strtod(optarg, &end);
-			if (*end || !(cfg.timeout > 0))
-				return usage("bad --timeout '%s'", optarg);
-			break;
-		case 't':
-			threads = (int)strtol(optarg, &end, 10);
-			if (*end || threads < 1 || threads > 1024)
-				return usage("bad --threads '%s'", optarg);
-			break;
+		case 'S': cfg.summary = optarg; break;
+		case 'R': records_path = optarg; break;
+		case 'T': bad = pipar_cli_positive("--timeout", optarg, 1e6, &cfg.timeout, err); break;
+		case 't': bad = pipar_cli_int("--threads", optarg, 1, 1024, &threads, err); break;
 		case 'X': cfg.trace = optarg; break;
 		case 'A':
-			if (strcmp(optarg, "epoch") == 0) {
+			if (strcmp(optarg, "epoch") == 0)
 				cfg.aggregate_every = 0;
-				break;
-			}
-			cfg.aggregate_every = (int)strtol(optarg, &end, 10);
-			if (end == optarg || *end || cfg.aggregate_every < 1 || cfg.aggregate_every > 1000000)
-				return usage("bad --aggregate-every '%s': expected a number of iterations or 'epoch'", optarg);
+			else if (pipar_cli_int("--aggregate-every", optarg, 1, 1000000,
+					       &cfg.aggregate_every, err) < 0)
+				bad = pipar_cli_bad(err, "--aggregate-every", optarg,
+						    "a number of iterations in [1, 1000000] or 'epoch'");
 			break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': puts(PROG " " VERSION); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'P':
+			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &when, err);
+			break;
+		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
+		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
+		default:
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
+		}
+		if (bad)
+			return usage_error(err);
+	}
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
+		return usage_error(err);
+	}
+	if (!plan_path)
+		return usage_error("missing --plan");
+	if (pipar_cli_hostport("--listen", listen_spec, 1, host, sizeof(host), &port, err) < 0)
+		return usage_error(err);
+	/* Standard output carries the epoch records and then the summary,
+	 * unless an output named '-' takes it. */
+	{
+		int sum_out = cfg.summary && !strcmp(cfg.summary, "-");
+		int rec_out = records_path && !strcmp(records_path, "-");
+		const char *opts[] = {"--checkpoint", "--trace", sum_out ? "--summary" : "--records"};
+		const char *vals[] = {cfg.checkpoint, cfg.trace, sum_out || rec_out ? "-" : NULL};
+
+		if (pipar_cli_one_stdout(opts, vals, 3, err) < 0)
+			return usage_error(err);
+		if (!(vals[0] && !strcmp(vals[0], "-")) && !(vals[1] && !strcmp(vals[1], "-"))) {
+			if (!cfg.summary)
+				cfg.summary = "-";
+			if (!records_path)
+				records_path = "-";
 		}
 	}
-	if (optind < argc)
-		return usage("unexpected argument '%s'", argv[optind]);
-	if (!plan_path)
-		return usage("%s", "missing --plan");
 	signal(SIGPIPE, SIG_IGN);
 	pipar_threads_set(threads);
+	/* Every output is checked before any training: a typo must not
+	 * cost a run. */
+	{
+		const char *outs[] = {cfg.checkpoint, cfg.trace, cfg.summary, records_path};
+
+		for (int i = 0; i < 4; i++)
+			if (outs[i] && pipar_out_check(outs[i], err) < 0) {
+				fprintf(stderr, PROG ": %s\n", err);
+				return 1;
+			}
+	}
 	text = pipar_read_file(plan_path, 64u << 20, NULL, err);
 	if (!text || pipar_plan_parse(text, strcmp(plan_path, "-") ? plan_path : "<stdin>", &pl, err) < 0 ||
 	    (data && pipar_data_open(data, &test, err) < 0)) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
-	if (summary_path && !(cfg.summary = fopen(summary_path, "w"))) {
-		fprintf(stderr, PROG ": cannot open '%s': %s\n", summary_path, strerror(errno));
+	if (records_path && strcmp(records_path, "-") == 0) {
+		cfg.records = stdout;
+	} else if (records_path && !(cfg.records = fopen(records_path, "w"))) {
+		fprintf(stderr, PROG ": cannot write '%s': %s\n", records_path, strerror(errno));
 		goto out;
 	}
-	cfg.listen_fd = listen_on(listen_spec, err);
+	cfg.listen_fd = listen_on(host, port, err);
 	if (cfg.listen_fd < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);
+	cfg.meter = &meter;
 	cfg.plan = pl;
 	cfg.plan_text = text;
 	cfg.test = test;
 	if (pipar_serve(&cfg, err) < 0) {
+		pipar_meter_end(&meter);
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	pipar_meter_end(&meter);
 	status = 0;
 out:
-	if (cfg.summary && cfg.summary != stdout && fclose(cfg.summary) != 0)
+	if (cfg.records && cfg.records != stdout && fclose(cfg.records) != 0) {
+		fprintf(stderr, PROG ": cannot write '%s': %s\n", records_path, strerror(errno));
 		status = 1;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));
+		status = 1;
+	}
 	free(text);
 	pipar_plan_file_free(pl);
 	pipar_data_free(test);

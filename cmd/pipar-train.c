@@ -18,58 +18,30 @@
 #include "data.h"
 #include "model.h"
 #include "pool.h"
+#include "cli.h"
+#include "progress.h"
 #include "train.h"
 
 #define PROG "pipar-train"
 #define VERSION "0.1.0"
 
 static const char usage_text[] =
-	"usage: pipar-train --model NAME|FILE.json --data SPEC [--test-data SPEC]\n"
+	"usage: pipar-train --model NAME|FILE.json|- --data SPEC [--test-data SPEC]\n"
 	"                   [--epochs E] [--batch B] [--lr LR] [--momentum M]\n"
 	"                   [--weight-decay WD] [--seed S] [--threads T]\n"
 	"                   [--train-limit N] [--test-limit N] [--shard I/K]\n"
-	"                   [--partition iid|dirichlet:ALPHA] [--checkpoint FILE]\n"
-	"                   [--checkpoint-every E] [--resume FILE]\n";
+	"                   [--partition iid|dirichlet:ALPHA] [--checkpoint FILE|-]\n"
+	"                   [--checkpoint-every E] [--resume FILE|-]\n"
+	"                   [--progress auto|always|never]\n";
 
-static void usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *msg)
 {
-	fprintf(stderr, PROG ": ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage_text);
-	exit(2);
-}
-
-static long parse_long(const char *s, const char *opt, long lo, long hi)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, PROG ": bad value '%s' for %s: expected an integer in [%ld, %ld]\n",
-			s, opt, lo, hi);
-		exit(2);
-	}
-	return v;
-}
-
-static double parse_double(const char *s, const char *opt, double lo, double hi)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-		fprintf(stderr, PROG ": bad value '%s' for %s: expected a number in [%g, %g]\n",
-			s, opt, lo, hi);
-		exit(2);
-	}
-	return v;
+	fprintf(stderr, PROG ": %s\n%s", msg, usage_text);
+	return 2;
 }
 
 struct progress {
+	struct pipar_meter *meter;
 	int epoch, epochs;
 };
 
@@ -131,10 +103,9 @@ static int save(const char *path, const struct pipar_model *m, const struct pipa
 static void show_progress(void *arg, int done, int total)
 {
 	const struct progress *p = arg;
+	struct pipar_progress pr = {p->epoch, p->epochs, done, total, "mini-batch", NAN};
 
-	if (done == total || done % 10 == 0)
-		fprintf(stderr, "\r" PROG ": epoch %d/%d: batch %d/%d", p->epoch,
-			p->epochs, done, total);
+	pipar_meter_update(p->meter, &pr, done == total);
 }
 
 int main(int argc, char **argv)
@@ -157,6 +128,7 @@ int main(int argc, char **argv)
 		{"checkpoint", required_argument, NULL, 'c'},
 		{"checkpoint-every", required_argument, NULL, 'E'},
 		{"resume", required_argument, NULL, 'r'},
+		{"progress", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -178,52 +150,84 @@ int main(int argc, char **argv)
 	struct pipar_norm norm;
 	char *spec = NULL;
 	int *idx = NULL, nidx = 0, status = 1;
-	int tty = isatty(STDERR_FILENO);
+	int when = PIPAR_PROGRESS_AUTO;
+	struct pipar_meter meter;
+	FILE *records = stdout;
 
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'm': model_name = optarg; break;
 		case 'd': data_spec = optarg; break;
 		case 'D': test_spec = optarg; break;
-		case 'e': epochs = (int)parse_long(optarg, "--epochs", 0, 1000000); break;
-		case 'b': batch = (int)parse_long(optarg, "--batch", 1, 1 << 20); break;
-		case 'l': cfg.sgd.lr = (float)parse_double(optarg, "--lr", 0, 1e6); break;
-		case 'M': cfg.sgd.momentum = (float)parse_double(optarg, "--momentum", 0, 1); break;
-		case 'w': cfg.sgd.weight_decay = (float)parse_double(optarg, "--weight-decay", 0, 1e6); break;
-		case 's': cfg.seed = (uint64_t)parse_long(optarg, "--seed", 0, LONG_MAX); break;
-		case 't': threads = (int)parse_long(optarg, "--threads", 1, 1024); break;
-		case 'n': train_limit = parse_long(optarg, "--train-limit", 1, INT_MAX); break;
-		case 'N': test_limit = parse_long(optarg, "--test-limit", 1, INT_MAX); break;
+		case 'e': bad = pipar_cli_int("--epochs", optarg, 0, 1000000, &epochs, err); break;
+		case 'b': bad = pipar_cli_int("--batch", optarg, 1, 1 << 20, &batch, err); break;
+		case 'l': bad = pipar_cli_float("--lr", optarg, 0, 1e6, &cfg.sgd.lr, err); break;
+		case 'M': bad = pipar_cli_float("--momentum", optarg, 0, 1, &cfg.sgd.momentum, err); break;
+		case 'w':
+			bad = pipar_cli_float("--weight-decay", optarg, 0, 1e6, &cfg.sgd.weight_decay, err);
+			break;
+		case 's': bad = pipar_cli_u64("--seed", optarg, &cfg.seed, err); break;
+		case 't': bad = pipar_cli_int("--threads", optarg, 1, 1024, &threads, err); break;
+		case 'n': bad = pipar_cli_long("--train-limit", optarg, 1, INT_MAX, &train_limit, err); break;
+		case 'N': bad = pipar_cli_long("--test-limit", optarg, 1, INT_MAX, &test_limit, err); break;
 		case 'k': shard_arg = optarg; break;
 		case 'p': partition_arg = optarg; break;
 		case 'c': ckpt_path = optarg; break;
-		case 'E': ckpt_every = (int)parse_long(optarg, "--checkpoint-every", 1, 1000000); break;
+		case 'E':
+			bad = pipar_cli_int("--checkpoint-every", optarg, 1, 1000000, &ckpt_every, err);
+			break;
 		case 'r': resume_path = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': puts(PROG " " VERSION); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'P':
+			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &when, err);
+			break;
+		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
+		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
+		default:
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(err);
 	}
-	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
+		return usage_error(err);
+	}
 	if (!model_name && !resume_path)
-		usage_error("%s", "missing --model");
+		return usage_error("missing --model");
 	if (ckpt_every && !ckpt_path)
-		usage_error("%s", "--checkpoint-every needs --checkpoint");
+		return usage_error("--checkpoint-every needs --checkpoint");
+	if (ckpt_path && strcmp(ckpt_path, "-") == 0) {
+		/* The checkpoint takes standard output; the epoch records go
+		 * to standard error. */
+		if (ckpt_every)
+			return usage_error("--checkpoint - writes one checkpoint, at the end: "
+					   "--checkpoint-every needs a file");
+		records = stderr;
+	}
+	if (model_name && resume_path && !strcmp(model_name, "-") && !strcmp(resume_path, "-"))
+		return usage_error("--model and --resume cannot both be '-': standard input holds one of them");
 	if (!data_spec)
-		usage_error("%s", "missing --data");
-	if (shard_arg && pipar_shard_parse(shard_arg, &shard, err) < 0)
-		usage_error("%s", err);
-	if (partition_arg && pipar_partition_parse(partition_arg, &shard, err) < 0)
-		usage_error("%s", err);
+		return usage_error("missing --data");
+	if ((shard_arg && pipar_shard_parse(shard_arg, &shard, err) < 0) ||
+	    (partition_arg && pipar_partition_parse(partition_arg, &shard, err) < 0))
+		return usage_error(err);
 	if (partition_arg && !shard_arg)
-		usage_error("%s", "--partition needs --shard");
+		return usage_error("--partition needs --shard");
 	shard.seed = cfg.seed;
 	if (!test_spec) {
 		if (pipar_data_spec_split(data_spec, "test", test_buf, sizeof(test_buf)) < 0)
-			usage_error("data spec '%s' is too long", data_spec);
+			return usage_error("the data spec given to --data is too long");
 		test_spec = test_buf;
 	}
+	if (ckpt_path && pipar_out_check(ckpt_path, err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
+	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);
 	if (threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -241,6 +245,8 @@ int main(int argc, char **argv)
 			test_spec, data_spec);
 		goto out;
 	}
+	pipar_meter_status(&meter, "computing the input normalisation over %d samples of '%s'",
+			   train->count, data_spec);
 	pipar_data_norm(train, &norm);
 	if (resume_path) {
 		/* The model, its momentum, the epoch, the normalisation and the
@@ -307,38 +313,53 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": out of memory\n");
 		goto out;
 	}
-	if (tty) {
+	if (meter.on) {
 		char s[48];
 
 		pipar_shape_str(train->shape, s, sizeof(s));
-		fprintf(stderr, PROG ": %s on %s (%d samples, %s, %d classes), %zu parameters, %d threads\n",
-			m->name, data_spec, nidx, s, train->classes,
-			pipar_model_ntrain(m), threads);
+		pipar_meter_log(&meter, PROG ": %s on %s (%d samples, %s, %d classes), %zu parameters, %d threads",
+				m->name, data_spec, nidx, s, train->classes,
+				pipar_model_ntrain(m), threads);
 	}
 	for (int ep = first_epoch; ep <= epochs; ep++) {
 		struct pipar_epoch_stats tr, te;
-		struct progress pr = {ep, epochs};
+		struct progress pr = {&meter, ep, epochs};
+		char line[512], el[32];
+		int tests = test_limit && test_limit < test->count ? (int)test_limit : test->count;
 
 		if (pipar_train_epoch(m, e, train, &norm, idx, nidx, ep, &cfg, &tr,
-				      tty ? show_progress : NULL, &pr, err) < 0 ||
-		    pipar_evaluate(m, e, test, &norm, (int)test_limit, &te, NULL, err) < 0) {
-			fprintf(stderr, "%s" PROG ": %s\n", tty ? "\n" : "", err);
+				      meter.on ? show_progress : NULL, &pr, err) < 0) {
+			pipar_meter_end(&meter);
+			fprintf(stderr, PROG ": %s\n", err);
 			goto out;
 		}
-		if (tty)
-			fprintf(stderr, "\r" PROG ": epoch %d/%d: loss %.4f, test accuracy %.4f%20s\n",
-				ep, epochs, tr.loss, te.accuracy, "");
+		pipar_meter_status(&meter, "epoch %d/%d: testing on %d samples of '%s'", ep, epochs,
+				   tests, test_spec);
+		if (pipar_evaluate(m, e, test, &norm, (int)test_limit, &te, NULL, err) < 0) {
+			pipar_meter_end(&meter);
+			fprintf(stderr, PROG ": %s\n", err);
+			goto out;
+		}
+		pipar_format_duration(pipar_now() - meter.t0, el, sizeof(el));
+		if (meter.on)
+			pipar_meter_log(&meter, PROG ": epoch %d/%d: loss %.4f, test accuracy %.4f, %s elapsed",
+					ep, epochs, tr.loss, te.accuracy, el);
 		if (!isfinite(tr.loss)) {
+			pipar_meter_end(&meter);
 			fprintf(stderr, PROG ": training diverged (loss is %f); try a smaller --lr\n",
 				tr.loss);
 			goto out;
 		}
-		printf("{\"epoch\":%d,\"loss\":%.6f,\"train_accuracy\":%.6f,"
-		       "\"test_loss\":%.6f,\"test_accuracy\":%.6f,\"train_samples\":%d,"
-		       "\"test_samples\":%d,\"seconds\":%.3f}\n",
-		       ep, tr.loss, tr.accuracy, te.loss, te.accuracy, tr.samples,
-		       te.samples, tr.seconds);
-		if (fflush(stdout) != 0) {
+		snprintf(line, sizeof(line),
+			 "{\"format\":\"pipar-train-epoch/1\",\"epoch\":%d,\"loss\":%.6f,"
+			 "\"train_accuracy\":%.6f,\"test_loss\":%.6f,\"test_accuracy\":%.6f,"
+			 "\"train_samples\":%d,\"test_samples\":%d,\"seconds\":%.3f}",
+			 ep, tr.loss, tr.accuracy, te.loss, te.accuracy, tr.samples, te.samples,
+			 tr.seconds);
+		if (records == stderr) {
+			pipar_meter_log(&meter, "%s", line);
+		} else if (printf("%s\n", line) < 0 || fflush(stdout) != 0) {
+			pipar_meter_end(&meter);
 			fprintf(stderr, PROG ": cannot write to standard output: %s\n",
 				strerror(errno));
 			goto out;
@@ -354,8 +375,9 @@ int main(int argc, char **argv)
 		goto out;
 	status = 0;
 out:
+	pipar_meter_end(&meter);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, PROG ": cannot write to standard output\n");
+		fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));
 		status = 1;
 	}
 	free(idx);

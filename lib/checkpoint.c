@@ -385,9 +385,12 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 	char *text = NULL, *tmp = NULL, *dircopy = NULL;
 	float *buf = NULL;
 	size_t bufn = 0;
+	int to_stdout = strcmp(path, "-") == 0, in_place = 0;
 
 	if (list_arrays(m, with_momentum, &arr, &narr, err) < 0)
 		return -1;
+	if (to_stdout)
+		path = "standard output";
 	man = manifest_new(m, info, arr, narr, err);
 	text = man ? cJSON_Print(man) : NULL;
 	tmp = malloc(strlen(path) + 32);
@@ -397,7 +400,27 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 			pipar_errf(err, "out of memory");
 		goto out;
 	}
-	/* The temporary file sits beside the target so that rename is atomic. */
+	/* The temporary file sits beside the target so that rename is atomic;
+	 * standard output is written as it is. */
+	if (to_stdout) {
+		fd = STDOUT_FILENO;
+		goto opened;
+	}
+	/* A device or a pipe is written in place: renaming a file over
+	 * /dev/null would replace it. */
+	{
+		struct stat st;
+
+		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0) {
+				pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
+				goto out;
+			}
+			in_place = 1;
+			goto opened;
+		}
+	}
 	{
 		const char *slash = strrchr(path, '/');
 		int dl = slash ? (int)(slash - path + 1) : 0;
@@ -419,6 +442,7 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 		umask(mask);
 		fchmod(fd, 0666 & ~mask);
 	}
+opened:
 	a = archive_write_new();
 	if (!a || archive_write_set_format_zip(a) != ARCHIVE_OK ||
 	    archive_write_set_options(a, "zip:compression=store") != ARCHIVE_OK ||
@@ -453,6 +477,17 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 		pipar_errf(err, "cannot write '%s': %s", path, archive_error_string(a));
 		goto fail;
 	}
+	if (to_stdout) {
+		fd = -1;
+		r = 0;
+		goto out;
+	}
+	if (in_place) {
+		r = close(fd) == 0 ? 0 : pipar_errf(err, "cannot write '%s': %s", path,
+						    strerror(errno));
+		fd = -1;
+		goto out;
+	}
 	if (fsync(fd) < 0) {
 		pipar_errf(err, "cannot write '%s': fsync: %s", path, strerror(errno));
 		goto fail;
@@ -479,6 +514,12 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 	r = 0;
 	goto out;
 fail:
+	if (to_stdout) {
+		fd = -1;
+		goto out;
+	}
+	if (in_place)
+		goto out;               /* out closes fd */
 	if (fd >= 0)
 		close(fd);
 	fd = -1;
@@ -886,6 +927,19 @@ int pipar_checkpoint_load(const char *path, struct pipar_model **out,
 	int r;
 
 	*out = NULL;
+	if (strcmp(path, "-") == 0) {
+		/* Standard input cannot be sought in: read it whole. */
+		size_t len;
+		char *data = pipar_read_file(path, (size_t)4 << 30, &len, err);
+
+		if (a)
+			archive_read_free(a);
+		if (!data)
+			return -1;
+		r = pipar_checkpoint_load_mem(data, len, "<stdin>", out, info, err);
+		free(data);
+		return r;
+	}
 	if (!a)
 		return pipar_errf(err, "out of memory");
 	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {

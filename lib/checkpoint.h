@@ -39,13 +39,15 @@ struct pipar_ckpt_info {
 };
 
 /* Writes m (whole model or a part; its units are numbered as in the full
- * spec) to path.  With with_momentum the SGD momentum arrays are written
- * too.  -1 with err naming the path and the failing step. */
+ * spec) to path ("-": standard output, written as it goes, not atomically).
+ * With with_momentum the SGD momentum arrays are written too.  -1 with err
+ * naming the path and the failing step. */
 int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 			  const struct pipar_ckpt_info *info, int with_momentum,
 			  char *err);
 
-/* Reads a checkpoint: builds the whole model its manifest names and
+/* Reads a checkpoint (path "-": standard input, read whole first): builds
+ * the whole model its manifest names and
  * loads every array into it (and the momentum, when present).  On success
  * *out owns the model and *info is filled (release with
  * pipar_ckpt_info_free).  -1 with err on any fault; nothing is allocated

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,4 +158,19 @@ int pipar_cli_one_stdout(const char *const *opts, const char *const *vals, int n
 		first = i;
 	}
 	return 0;
+}
+
+int pipar_cli_getopt_error(int c, char *const *argv, char *err)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	const char *eq = strchr(arg, '=');
+
+	if (c == ':')
+		return pipar_errf(err, "option '%s' needs a value", arg);
+	if (arg[0] == '-' && arg[1] == '-' && eq)
+		return pipar_errf(err, "unknown option '%.*s', or it takes no value",
+				  (int)(eq - arg), arg);
+	if (arg[0] == '-' && arg[1] == '-')
+		return pipar_errf(err, "unknown option '%s'", arg);
+	return pipar_errf(err, "unknown option '-%c'", optopt ? optopt : '?');
 }

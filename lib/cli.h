@@ -51,6 +51,11 @@ int pipar_cli_choice(const char *opt, const char *s, const char *const *names, i
 int pipar_cli_hostport(const char *opt, const char *s, int allow_zero, char *host,
 		       size_t hostlen, int *port, char *err);
 
+/* The message for an error getopt_long reported as c (':' a missing
+ * value, '?' an unknown option; the option string must start with ':'
+ * and opterr be 0), from argv and optind, optopt as getopt left them. */
+int pipar_cli_getopt_error(int c, char *const *argv, char *err);
+
 /* Outputs that share standard output: n option names and their values
  * (NULL when not given).  -1 with err when more than one is "-". */
 int pipar_cli_one_stdout(const char *const *opts, const char *const *vals, int n, char *err);

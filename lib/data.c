@@ -1355,8 +1355,8 @@ int pipar_shard_parse(const char *s, struct pipar_shard_spec *spec, char *err)
 	if (!s || parse_uint(s, &end, SHARD_MAX, &i) || *end != '/' ||
 	    parse_uint(end + 1, &end, SHARD_MAX, &k) || *end || k < 1 ||
 	    i >= k)
-		return pipar_errf(err, "bad shard '%s' (expected i/K with "
-				  "0 <= i < K <= %d)", s ? s : "", SHARD_MAX);
+		return pipar_errf(err, "bad value '%s' for --shard: expected I/K "
+				  "with 0 <= I < K <= %d", s ? s : "", SHARD_MAX);
 	spec->index = (int)i;
 	spec->count = (int)k;
 	return 0;
@@ -1390,8 +1390,8 @@ int pipar_partition_parse(const char *s, struct pipar_shard_spec *spec,
 			}
 		}
 	}
-	return pipar_errf(err, "bad partition '%s' (expected iid or "
-			  "dirichlet:ALPHA with ALPHA > 0)", s ? s : "");
+	return pipar_errf(err, "bad value '%s' for --partition: expected "
+			  "iid or dirichlet:ALPHA with ALPHA > 0", s ? s : "");
 }
 
 /* Marks in mine[] the samples of shard spec->index when each class is

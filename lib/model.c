@@ -190,7 +190,7 @@ int pipar_model_load_spec(const char *name_or_file, char **json, char *err)
 {
 	const char *dot = strrchr(name_or_file, '.');
 
-	if (!dot || strcmp(dot, ".json") != 0)
+	if (strcmp(name_or_file, "-") != 0 && (!dot || strcmp(dot, ".json") != 0))
 		return pipar_model_zoo_spec(name_or_file, json, err);
 	*json = pipar_read_file(name_or_file, 16u << 20, NULL, err);
 	return *json ? 0 : -1;

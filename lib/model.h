@@ -70,7 +70,8 @@ struct pipar_model {
  * unknown name (listing the known ones). */
 int pipar_model_zoo_spec(const char *name, char **json, char *err);
 
-/* Reads "NAME" (a zoo model) or "FILE.json" (a spec file) into *json. */
+/* Reads "NAME" (a zoo model), "FILE.json" (a spec file) or "-" (a spec on
+ * standard input) into *json. */
 int pipar_model_load_spec(const char *name_or_file, char **json, char *err);
 
 /* Builds units first..last (inclusive; last -1 means the final unit) of the

@@ -39,19 +39,17 @@ static void set_timeout(int fd, double seconds)
 	}
 }
 
-static void logf_(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(FILE *log, struct pipar_meter *m, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
-static void logf_(FILE *log, const char *fmt, ...)
+/* One log line, clearing a progress line drawn on the same stream. */
+static void logf_(FILE *log, struct pipar_meter *m, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!log)
-		return;
 	va_start(ap, fmt);
-	vfprintf(log, fmt, ap);
+	pipar_meter_vlog(m, log, fmt, ap);
 	va_end(ap);
-	fputc('\n', log);
-	fflush(log);
 }
 
 /* Micro-batch i of N for a mini-batch of b samples. */
@@ -104,6 +102,7 @@ struct conn {
 	long seen, correct;
 	double bytes_up, bytes_down;
 	double busy[3];                 /* the device's compute, uplink, downlink */
+	long it_done;                   /* mini-batches this epoch, under s->mu */
 	char fault[PIPAR_ERRLEN];
 };
 
@@ -126,7 +125,41 @@ struct server {
 	struct pipar_model *shared;     /* sl: the one server model */
 	int turn;                       /* sl: the device whose turn it is */
 	int round_mid;                  /* this aggregation is within an epoch */
+	double prog_loss;               /* loss summed this epoch, under mu */
+	long prog_seen;                 /* samples it sums */
 };
+
+/* Shows the server's progress; called with s->mu held. */
+static void progress_show(struct server *s, int force)
+{
+	struct pipar_progress p = {.unit = "mini-batches"};
+
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].alive) {
+			p.done += s->c[k].it_done;
+			p.total += (s->c[k].samples + s->B - 1) / s->B;
+		}
+	if (s->mode == PIPAR_MODE_FL)
+		p.total = 0;            /* the devices train alone until they report */
+	p.epoch = s->epoch_done < s->cfg->epochs ? s->epoch_done + 1 : s->cfg->epochs;
+	p.epochs = s->cfg->epochs;
+	p.loss = s->prog_seen ? s->prog_loss / (double)s->prog_seen : NAN;
+	pipar_meter_update(s->cfg->meter, &p, force);
+}
+
+/* Device c finished a mini-batch of seen samples, their loss summed to
+ * loss. */
+static void server_progress(struct server *s, struct conn *c, double loss, long seen)
+{
+	if (!s->cfg->meter || !s->cfg->meter->on)
+		return;
+	pthread_mutex_lock(&s->mu);
+	c->it_done++;
+	s->prog_loss += loss;
+	s->prog_seen += seen;
+	progress_show(s, 0);
+	pthread_mutex_unlock(&s->mu);
+}
 
 #define UP_HEAD 32
 
@@ -136,6 +169,39 @@ static int next_alive(const struct server *s, int k)
 		if (s->c[j].alive)
 			return j;
 	return -1;
+}
+
+/* The epoch's record e: one JSON line on cfg->records (the summary's
+ * epoch entry with its format first), and a line a person reads in the
+ * log. */
+static void epoch_record(struct server *s, const cJSON *e)
+{
+	const cJSON *acc = cJSON_GetObjectItemCaseSensitive(e, "test_accuracy");
+	char tail[64] = "";
+
+	if (s->cfg->records) {
+		cJSON *r = cJSON_CreateObject();
+		char *line;
+
+		cJSON_AddStringToObject(r, "format", "pipar-epoch/1");
+		for (const cJSON *it = e->child; it; it = it->next)
+			cJSON_AddItemToObject(r, it->string, cJSON_Duplicate(it, 1));
+		line = cJSON_PrintUnformatted(r);
+		cJSON_Delete(r);
+		if (!line || fprintf(s->cfg->records, "%s\n", line) < 0 ||
+		    fflush(s->cfg->records) != 0)
+			logf_(s->cfg->log, s->cfg->meter,
+			      "pipar-serve: cannot write the record of epoch %d: %s", s->epoch_done,
+			      line ? strerror(errno) : "out of memory");
+		free(line);
+	}
+	if (cJSON_IsNumber(acc))
+		snprintf(tail, sizeof(tail), ", test accuracy %.4f", acc->valuedouble);
+	logf_(s->cfg->log, s->cfg->meter,
+	      "pipar-serve: epoch %d/%d: loss %.4f%s, %d device(s), %.1f s", s->epoch_done,
+	      s->cfg->epochs, cJSON_GetObjectItemCaseSensitive(e, "loss")->valuedouble, tail,
+	      s->live, cJSON_GetObjectItemCaseSensitive(e, "seconds")->valuedouble);
+	progress_show(s, 1);
 }
 
 /* FedAvg of the device parts sent up and of the replicas, weighted by
@@ -161,7 +227,7 @@ static void aggregate(struct server *s)
 		if (s->shared)
 			get_state(s->shared, s->G + s->c[0].dn);
 	} else if (!sum || !one) {
-		logf_(s->cfg->log, "pipar-serve: out of memory aggregating; the model stays as it was");
+		logf_(s->cfg->log, s->cfg->meter, "pipar-serve: out of memory aggregating; the model stays as it was");
 	}
 	for (int k = 0; k < s->K; k++) {
 		struct conn *c = &s->c[k];
@@ -190,6 +256,7 @@ static void aggregate(struct server *s)
 		c->loss = 0;
 		c->seen = c->correct = 0;
 		c->bytes_up = c->bytes_down = 0;
+		c->it_done = 0;
 	}
 	if (sum && one)
 		memcpy(s->G, sum, sizeof(float) * s->total_n);
@@ -201,12 +268,14 @@ static void aggregate(struct server *s)
 	set_state(s->whole, s->G);
 	if (mid) {
 		/* Within an epoch: averaged, nothing to record. */
-		logf_(s->cfg->log, "pipar-serve: aggregated %d device(s) within epoch %d", s->live,
+		logf_(s->cfg->log, s->cfg->meter, "pipar-serve: aggregated %d device(s) within epoch %d", s->live,
 		      s->epoch_done + 1);
 		return;
 	}
 	e = cJSON_CreateObject();
 	s->epoch_done++;
+	s->prog_loss = 0;
+	s->prog_seen = 0;
 	double t_agg = pipar_now();
 
 	cJSON_AddNumberToObject(e, "epoch", s->epoch_done);
@@ -259,19 +328,14 @@ static void aggregate(struct server *s)
 			cJSON_AddNumberToObject(e, "test_accuracy", st.accuracy);
 			cJSON_AddNumberToObject(e, "test_loss", st.loss);
 		} else {
-			logf_(s->cfg->log, "pipar-serve: evaluation failed: %s", err);
+			logf_(s->cfg->log, s->cfg->meter, "pipar-serve: evaluation failed: %s", err);
 		}
 		pipar_exec_free(ex);
 	}
 	pipar_trace_event(s->trace, "aggregate", PIPAR_RES_COMPUTE, t_agg, pipar_now() - t_agg,
 			  s->epoch_done, -1);
 	cJSON_AddItemToArray(s->epochs, e);
-	{
-		char *line = cJSON_PrintUnformatted(e);
-
-		logf_(s->cfg->log, "pipar-serve: epoch %d: %s", s->epoch_done, line ? line : "");
-		free(line);
-	}
+	epoch_record(s, e);
 	s->t_epoch = pipar_now();
 }
 
@@ -285,7 +349,7 @@ static void conn_lost(struct conn *c, const char *why)
 		c->alive = 0;
 		s->live--;
 		snprintf(c->fault, sizeof(c->fault), "%s", why);
-		logf_(s->cfg->log, "pipar-serve: device %d (%s): %s; continuing with %d device(s)",
+		logf_(s->cfg->log, s->cfg->meter, "pipar-serve: device %d (%s): %s; continuing with %d device(s)",
 		      c->k + 1, c->id, why, s->live);
 		if (s->mode == PIPAR_MODE_SL) {
 			/* Pass the turn on, closing the epoch if it was last. */
@@ -343,6 +407,7 @@ static void *serve_device(void *arg)
 	char err[PIPAR_ERRLEN], why[PIPAR_ERRLEN + 32];
 	int *labels = NULL;
 	uint32_t it = 0;
+	double bloss = 0;
 
 	if (bound < (uint32_t)(UP_HEAD + sizeof(float) * c->dn))
 		bound = (uint32_t)(UP_HEAD + sizeof(float) * c->dn);
@@ -447,12 +512,15 @@ again:
 			c->loss += loss;
 			c->seen += m.n;
 			c->correct += correct;
+			bloss += loss;
 			if (pipar_wire_send(c->fd, PIPAR_FRAME_GRADIENTS, c->seq_out++, gbuf, gsize, err) < 0) {
 				snprintf(why, sizeof(why), "%s", err);
 				goto dead;
 			}
 			c->bytes_down += PIPAR_WIRE_HEADER + gsize;
 			if (got == m.batch) {
+				server_progress(s, c, bloss, (long)m.batch);
+				bloss = 0;
 				it++;
 				micro_i = 0;
 				got = 0;
@@ -681,7 +749,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		if (!(c->exec = pipar_exec_new(c->replica, max_n, (uint64_t)k, err)))
 			goto out;
 	}
-	logf_(cfg->log, "pipar-serve: waiting for %d device(s)", s.K);
+	logf_(cfg->log, cfg->meter, "pipar-serve: waiting for %d device(s)", s.K);
 	int connected = 0;
 
 	for (int k = 0; k < s.K; k++) {
@@ -700,7 +768,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 				pipar_errf(err, "no device connected within %g s", cfg->timeout);
 				goto out;
 			}
-			logf_(cfg->log, "pipar-serve: %d of %d device(s) connected within %g s; starting with them",
+			logf_(cfg->log, cfg->meter, "pipar-serve: %d of %d device(s) connected within %g s; starting with them",
 			      connected, s.K, cfg->timeout);
 			for (int j = k; j < s.K; j++)
 				snprintf(s.c[j].fault, sizeof(s.c[j].fault), "never connected");
@@ -717,7 +785,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		if (read_hello(c, pl->in.c, err) < 0) {
 			char e2[PIPAR_ERRLEN];
 
-			logf_(cfg->log, "pipar-serve: refused a connection: %s", err);
+			logf_(cfg->log, cfg->meter, "pipar-serve: refused a connection: %s", err);
 			pipar_wire_send(fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
 			close(fd);
 			c->fd = -1;
@@ -730,7 +798,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 
 			snprintf(err, PIPAR_ERRLEN, "--aggregate-every needs shards of equal size: %ld samples, the first device has %ld",
 				 c->samples, s.c[0].samples);
-			logf_(cfg->log, "pipar-serve: refused device '%s': %s", c->id, err);
+			logf_(cfg->log, cfg->meter, "pipar-serve: refused device '%s': %s", c->id, err);
 			pipar_wire_send(fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
 			close(fd);
 			c->fd = -1;
@@ -742,7 +810,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		if (!msg || pipar_wire_send(fd, PIPAR_FRAME_PLAN, c->seq_out++, msg, strlen(msg), err) < 0 ||
 		    pipar_wire_send(fd, PIPAR_FRAME_MODEL, c->seq_out++, s.G, sizeof(float) * c->dn, err) < 0) {
 			free(msg);
-			logf_(cfg->log, "pipar-serve: device %s lost during the handshake: %s", c->id, err);
+			logf_(cfg->log, cfg->meter, "pipar-serve: device %s lost during the handshake: %s", c->id, err);
 			close(fd);
 			c->fd = -1;
 			c->seq_in = c->seq_out = 0;
@@ -752,7 +820,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		free(msg);
 		c->alive = 1;
 		connected++;
-		logf_(cfg->log, "pipar-serve: device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
+		logf_(cfg->log, cfg->meter, "pipar-serve: device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
 	}
 	s.live = connected;
 	s.turn = 0;
@@ -792,7 +860,7 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 		}
 		free(settings);
 	}
-	{
+	if (cfg->summary) {
 		cJSON *sum = cJSON_CreateObject(), *failed;
 		char *text;
 
@@ -813,14 +881,28 @@ int pipar_serve(const struct pipar_serve_cfg *cfg, char *err)
 				cJSON_AddStringToObject(f, "fault", s.c[k].fault);
 				cJSON_AddItemToArray(failed, f);
 			}
-		text = cJSON_Print(sum);
+		/* On standard output it follows the epoch records as one line. */
+		int one_line = strcmp(cfg->summary, "-") == 0;
+		struct pipar_out o;
+
+		text = one_line ? cJSON_PrintUnformatted(sum) : cJSON_Print(sum);
 		cJSON_Delete(sum);
-		if (!text || fprintf(cfg->summary, "%s\n", text) < 0 || fflush(cfg->summary) != 0) {
-			free(text);
-			pipar_errf(err, "cannot write the summary");
+		if (!text) {
+			pipar_errf(err, "cannot write the summary: out of memory");
 			goto out;
 		}
+		if (pipar_out_open(&o, cfg->summary, err) < 0) {
+			free(text);
+			goto out;
+		}
+		int bad = fprintf(o.f, "%s\n", text) < 0, e = errno;
+
 		free(text);
+		if (pipar_out_close(&o, bad, err) < 0) {
+			if (bad)
+				pipar_errf(err, "cannot write '%s': %s", cfg->summary, strerror(e));
+			goto out;
+		}
 	}
 	r = 0;
 	goto out;
@@ -1057,7 +1139,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		pipar_errf(err, "out of memory");
 		goto out;
 	}
-	logf_(cfg->log, "pipar-device: %s is device %d of %d: units 1..%d, %d parallel batch(es) of up to %d",
+	logf_(cfg->log, cfg->meter, "pipar-device: %s is device %d of %d: units 1..%d, %d parallel batch(es) of up to %d",
 	      cfg->id, k + 1, pl->K, P, N, max_n);
 	float *dl = pipar_alloc(sizeof(float) * (size_t)pl->classes * (size_t)max_n);
 
@@ -1069,7 +1151,10 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 	for (int epoch = 1; epoch <= epochs; epoch++) {
 		struct pipar_rng rng;
 		uint32_t it = 0, seen = 0, correct = 0;
-		double lsum = 0;
+		double lsum = 0, ploss = 0;
+		long pseen = 0;
+		struct pipar_progress prog = {epoch, epochs, 0, (cfg->nidx + B - 1) / B,
+					      "mini-batch", NAN};
 
 		/* In split learning the devices take turns: wait for the model. */
 		if (pl->mode == PIPAR_MODE_SL && recv_down(link, m, dn, &buf, &cap, err) < 0)
@@ -1109,6 +1194,9 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 						  (int)it, -1);
 				seen += (uint32_t)b;
 				correct += (uint32_t)corr;
+				prog.done = it + 1;
+				prog.loss = lsum / seen;
+				pipar_meter_update(cfg->meter, &prog, 0);
 				continue;
 			}
 
@@ -1159,6 +1247,8 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 					goto out_dy;
 				}
 				memcpy(dy, gm.data, sizeof(float) * cutn * (size_t)n);
+				ploss += gm.loss;
+				pseen += n;
 				double t0 = pipar_now();
 
 				pipar_exec_backward(ex[i], dy, 0);
@@ -1171,18 +1261,21 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 			pipar_model_sgd_step(m, &sgd);
 			slow(cfg->slowdown, t0);
 			pipar_trace_event(trace, "step", PIPAR_RES_COMPUTE, t0, pipar_now() - t0, (int)it, -1);
+			prog.done = it + 1;
+			prog.loss = ploss / (double)pseen;
+			pipar_meter_update(cfg->meter, &prog, 0);
 		}
 		/* The epoch's end: the device part up (with the loss a device
 		 * computing its own counts), the global part down. */
 		if (send_up(link, m, out, dn, trace, seen, correct, lsum, 0, err) < 0)
 			goto out_dy;
 		if (pl->mode == PIPAR_MODE_SL) {
-			logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
+			logf_(cfg->log, cfg->meter, "pipar-device: %s: epoch %d done", cfg->id, epoch);
 			continue;
 		}
 		if (recv_down(link, m, dn, &buf, &cap, err) < 0)
 			goto out_dy;
-		logf_(cfg->log, "pipar-device: %s: epoch %d done", cfg->id, epoch);
+		logf_(cfg->log, cfg->meter, "pipar-device: %s: epoch %d done", cfg->id, epoch);
 	}
 	if (recv_expect(link, PIPAR_FRAME_BYE, &h, &buf, &cap, err) < 0)
 		goto out_dy;

@@ -32,6 +32,7 @@
 #include "data.h"
 #include "model.h"
 #include "plan.h"
+#include "progress.h"
 
 struct pipar_serve_cfg {
 	const struct pipar_plan_file *plan;
@@ -43,8 +44,11 @@ struct pipar_serve_cfg {
 	const struct pipar_data *test;  /* evaluated after each epoch; may be NULL */
 	const char *checkpoint;         /* the final global model; may be NULL */
 	double timeout;                 /* seconds a peer may stay silent */
-	FILE *summary;                  /* the run summary JSON */
+	const char *summary;            /* the run summary JSON, written at the
+					 * end ("-": standard output); may be NULL */
+	FILE *records;                  /* one JSON line per epoch; may be NULL */
 	FILE *log;                      /* one line per event; may be NULL */
+	struct pipar_meter *meter;      /* progress; may be NULL */
 	const char *trace;              /* trace-event JSON; may be NULL */
 	int aggregate_every;            /* also aggregate every this many
 					 * iterations within an epoch; 0: at the
@@ -66,6 +70,7 @@ struct pipar_device_cfg {
 	double up_bps, down_bps;        /* emulated link, 0: unshaped */
 	double slowdown;                /* compute F times slower (>= 1) */
 	FILE *log;                      /* may be NULL */
+	struct pipar_meter *meter;      /* progress; may be NULL */
 	const char *trace;              /* trace-event JSON; may be NULL */
 };
 

@@ -174,11 +174,23 @@ int pipar_out_open(struct pipar_out *o, const char *path, char *err)
 {
 	int fd;
 
+	struct stat st;
+
 	o->path = path;
 	o->tmp = NULL;
 	o->f = NULL;
+	o->direct = 0;
 	if (strcmp(path, "-") == 0) {
 		o->f = stdout;
+		return 0;
+	}
+	/* A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written as
+	 * it is: a temporary file renamed over it would replace it. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		o->f = fopen(path, "w");
+		if (!o->f)
+			return pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
+		o->direct = 1;
 		return 0;
 	}
 	o->tmp = malloc(strlen(path) + 32);
@@ -206,6 +218,16 @@ int pipar_out_close(struct pipar_out *o, int failed, char *err)
 
 	if (!o->f)
 		return failed ? -1 : 0;
+	if (o->direct) {
+		if (fflush(o->f) != 0 || ferror(o->f))
+			bad = 1;
+		if (fclose(o->f) != 0)
+			bad = 1;
+		o->f = NULL;
+		if (bad && !failed)
+			return pipar_errf(err, "cannot write '%s': %s", o->path, strerror(errno));
+		return bad ? -1 : 0;
+	}
 	if (!o->tmp) {                  /* standard output: flushed, not closed */
 		if (fflush(o->f) != 0 || ferror(o->f))
 			bad = 1;
@@ -244,6 +266,9 @@ int pipar_out_check(const char *path, char *err)
 		return pipar_errf(err, "cannot write '': empty file name");
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return pipar_errf(err, "cannot write '%s': it is a directory", path);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		return access(path, W_OK) == 0 ? 0 : pipar_errf(err, "cannot write '%s': %s", path,
+								  strerror(errno));
 	tmp = malloc(strlen(path) + 32);
 	if (!tmp)
 		return pipar_errf(err, "cannot write '%s': out of memory", path);

@@ -64,14 +64,18 @@ char *pipar_read_file(const char *path, size_t max, size_t *len, char *err);
 
 /* A file written atomically: pipar_out_open creates a temporary file
  * beside path (PATH.PID.tmp, so that rename is atomic) or, for path "-",
- * takes standard output; write to o->f; pipar_out_close flushes, syncs and
+ * takes standard output (a path that exists and is not a regular file,
+ * such as /dev/null or a FIFO, is written in place); write to o->f;
+ * pipar_out_close flushes, syncs and
  * renames it over path, or removes it when failed is set or anything went
  * wrong, so that path holds either its old contents or all of the new.
  * Both return -1 with err naming path. */
 struct pipar_out {
 	FILE *f;
-	char *tmp;              /* NULL for standard output */
+	char *tmp;              /* NULL for standard output or direct */
 	const char *path;
+	int direct;             /* path is not a regular file (a device, a
+				 * pipe): written in place, not renamed over */
 };
 int pipar_out_open(struct pipar_out *o, const char *path, char *err);
 int pipar_out_close(struct pipar_out *o, int failed, char *err);

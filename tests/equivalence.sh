@@ -60,7 +60,7 @@ PY
 	[ $mode = pipar-agg ] && agg=3
 	"$BIN/pipar-serve" --plan "$T/$mode.plan" --listen 127.0.0.1:$port --epochs 2 --lr 0.05 \
 		--momentum 0.9 --seed 4 --checkpoint "$T/$mode.npz" --summary /dev/null \
-		--aggregate-every $agg 2>/dev/null &
+		--aggregate-every $agg >/dev/null 2>/dev/null &
 	spid=$!
 	"$BIN/pipar-device" --connect 127.0.0.1:$port $common --shard 0/1 2>/dev/null
 	wait $spid

@@ -30,7 +30,7 @@ for mode in pipar sfl sl fl; do
 		--downlink 1gbit --batch 50 --mode $mode >"$T/$mode.plan"
 	"$BIN/pipar-serve" --plan "$T/$mode.plan" --listen 127.0.0.1:$port --epochs 1 \
 		--data $data:test --checkpoint "$T/$mode.npz" --summary "$T/$mode.sum" \
-		--trace "$T/$mode.srv.trace" --timeout 60 2>"$T/$mode.log" &
+		--trace "$T/$mode.srv.trace" --timeout 60 >"$T/$mode.rec" 2>"$T/$mode.log" &
 	spid=$!
 	PIDS="$PIDS $spid"
 	for i in 0 1 2; do
@@ -42,6 +42,8 @@ for mode in pipar sfl sl fl; do
 	check "$mode: a server and 3 devices finish an epoch" "[ \$? -eq 0 ] && grep -q '\"format\":[[:space:]]*\"pipar-summary/1\"' '$T/$mode.sum'"
 	check "$mode: the summary has busy and idle seconds of the server and of each device" \
 		"grep -q '\"server_idle_seconds\"' '$T/$mode.sum' && [ \$(grep -c '\"compute_idle_seconds\"' '$T/$mode.sum') -eq 3 ]"
+	check "$mode: standard output has the epoch's record, one pipar-epoch/1 JSON line" \
+		"[ \$(wc -l <'$T/$mode.rec') -eq 1 ] && /usr/bin/python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(not (r[0][\"format\"] == \"pipar-epoch/1\" and r[0][\"epoch\"] == 1))' '$T/$mode.rec'"
 	"$BIN/pipar-eval" accuracy --model "$T/$mode.npz" --data $data:test --limit 2000 >"$T/$mode.eval"
 	acc=$(get "$T/$mode.eval" accuracy)
 	check "$mode: the global checkpoint scores $acc, far above chance (0.10)" \
@@ -65,7 +67,7 @@ done
 # wrong shape mid-run.  The server names it, the honest devices finish.
 port=$((port + 1))
 "$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
-	--summary "$T/h.sum" --timeout 60 2>"$T/h.log" &
+	--summary "$T/h.sum" --timeout 60 >/dev/null 2>"$T/h.log" &
 spid=$!
 PIDS="$PIDS $spid"
 sleep 0.3
@@ -85,7 +87,7 @@ wait
 # A device killed mid-run: the server notices, leaves it out and finishes.
 port=$((port + 1))
 "$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 2 \
-	--summary "$T/k.sum" --timeout 30 2>"$T/k.log" &
+	--summary "$T/k.sum" --timeout 30 >/dev/null 2>"$T/k.log" &
 spid=$!
 PIDS="$PIDS $spid"
 for i in 0 1; do
@@ -119,7 +121,7 @@ PY
 	port=$((port + 1))
 	"$BIN/pipar-serve" --plan "$T/het.plan" --listen 127.0.0.1:$port --epochs 1 \
 		--data $data:test --checkpoint "$T/het.npz" --summary "$T/het.sum" --timeout 60 \
-		2>"$T/het.log" &
+		>"$T/het.rec" 2>"$T/het.log" &
 	spid=$!
 	PIDS="$PIDS $spid"
 	for i in 0 1 2; do
@@ -129,7 +131,7 @@ PY
 	done
 	wait $spid
 	check "devices with split points 1, 2 and 3 train together" \
-		"[ \$? -eq 0 ] && grep -q 'epoch 1:.*\"devices\":3' '$T/het.log'"
+		"[ \$? -eq 0 ] && grep -q 'epoch 1/1: .*, 3 device(s)' '$T/het.log' && grep -q '^{\"format\":\"pipar-epoch/1\",\"epoch\":1,.*\"devices\":3' '$T/het.rec'"
 	"$BIN/pipar-eval" accuracy --model "$T/het.npz" --data $data:test --limit 2000 >"$T/het.eval"
 	acc=$(get "$T/het.eval" accuracy)
 	check "and their global model scores $acc, far above chance" "awk 'BEGIN{exit !($acc > 0.4)}'"
@@ -141,7 +143,7 @@ fi
 port=$((port + 1))
 "$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
 	--aggregate-every 4 --data $data:test --checkpoint "$T/agg.npz" --summary "$T/agg.sum" \
-	--timeout 60 2>"$T/agg.log" &
+	--timeout 60 >/dev/null 2>"$T/agg.log" &
 spid=$!
 PIDS="$PIDS $spid"
 for i in 0 1 2; do
@@ -151,14 +153,14 @@ for i in 0 1 2; do
 done
 wait $spid
 check "--aggregate-every 4 averages twice within the epoch of 12 iterations and once at its end" \
-	"[ \$? -eq 0 ] && [ \$(grep -c 'aggregated 3 device(s) within epoch 1' '$T/agg.log') -eq 2 ] && grep -q 'epoch 1:' '$T/agg.log'"
+	"[ \$? -eq 0 ] && [ \$(grep -c 'aggregated 3 device(s) within epoch 1' '$T/agg.log') -eq 2 ] && grep -q 'epoch 1/1: ' '$T/agg.log'"
 "$BIN/pipar-eval" accuracy --model "$T/agg.npz" --data $data:test --limit 2000 >"$T/agg.eval"
 acc=$(get "$T/agg.eval" accuracy)
 check "and its global model scores $acc, far above chance" "awk 'BEGIN{exit !($acc > 0.4)}'"
 wait
 port=$((port + 1))
 "$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
-	--aggregate-every 4 --summary /dev/null --timeout 3 2>"$T/agg2.log" &
+	--aggregate-every 4 --summary /dev/null --timeout 3 >/dev/null 2>"$T/agg2.log" &
 spid=$!
 PIDS="$PIDS $spid"
 "$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/3 --train-limit 600 \
@@ -177,7 +179,7 @@ wait
 # timeout, and a server that no device reaches gives up.
 port=$((port + 1))
 "$BIN/pipar-serve" --plan "$T/pipar.plan" --listen 127.0.0.1:$port --epochs 1 \
-	--summary "$T/t.sum" --timeout 3 2>"$T/t.log" &
+	--summary "$T/t.sum" --timeout 3 >/dev/null 2>"$T/t.log" &
 spid=$!
 PIDS="$PIDS $spid"
 for i in 0 1; do

@@ -1016,7 +1016,7 @@ static void test_shard_parse(void)
 	     i++) {
 		err[0] = '\0';
 		if (pipar_shard_parse(bad_shard[i], &s, err) == 0 ||
-		    !strstr(err, "bad shard")) {
+		    !strstr(err, "for --shard: expected I/K")) {
 			diag("shard '%s' not refused properly: %s",
 			     bad_shard[i], err);
 			all = 0;
@@ -1032,7 +1032,7 @@ static void test_shard_parse(void)
 	for (size_t i = 0; i < sizeof(bad_part) / sizeof(bad_part[0]); i++) {
 		err[0] = '\0';
 		if (pipar_partition_parse(bad_part[i], &s, err) == 0 ||
-		    !strstr(err, "bad partition")) {
+		    !strstr(err, "for --partition: expected iid")) {
 			diag("partition '%s' not refused properly: %s",
 			     bad_part[i], err);
 			all = 0;
