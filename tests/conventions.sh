@@ -175,11 +175,12 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 check "port 0: the server names the port the kernel gave it ($port)" "[ -n '$port' ] && [ '$port' -gt 0 ]"
-for i in 0 1; do
-	"$BIN/pipar-device" --connect 127.0.0.1:$port --data synthetic:400 --shard $i/2 \
-		--timeout 20 2>/dev/null &
-	PIDS="$PIDS $!"
-done
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data synthetic:400 --shard 0/2 \
+	--timeout 20 2>"$T/dev0.log" &
+PIDS="$PIDS $!"
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data synthetic:400 --shard 1/2 \
+	--timeout 20 --progress always 2>"$T/dev1.log" &
+PIDS="$PIDS $!"
 wait $spid
 check "the run finishes" "[ \$? -eq 0 ]"
 check "standard output: two pipar-epoch/1 lines, then the pipar-summary/1 line" \
@@ -187,6 +188,13 @@ check "standard output: two pipar-epoch/1 lines, then the pipar-summary/1 line" 
 check "each line is JSON" \
 	"/usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' '$T/serve.out'"
 check "the log says each epoch in words" "grep -q '^pipar-serve: epoch 2/2: loss [0-9.]*, 2 device(s), ' '$T/serve.log'"
-check "no progress line when standard error is not a terminal" "! grep -q 'mini-batches' '$T/serve.log'"
+check "no progress line when standard error is not a terminal" \
+	"! grep -q 'mini-batch' '$T/serve.log' && ! grep -q 'mini-batch' '$T/dev0.log'"
 wait
+check "--progress always: epoch, mini-batch, loss and elapsed time, as whole lines" \
+	"grep -q '^pipar-device: epoch [12]/2, mini-batch [0-9]*/10, loss [0-9.]*, 0:[0-9][0-9] elapsed' '$T/dev1.log'"
+"$BIN/pipar-train" --model "$T/tiny.json" --data synthetic:200 --epochs 2 --batch 20 --threads 1 \
+	--progress always >/dev/null 2>"$T/err"
+check "pipar-train --progress always says what it does: normalisation, training, testing" \
+	"grep -q '^pipar-train: computing the input normalisation over 200 samples' '$T/err' && grep -q '^pipar-train: epoch 1/2, mini-batch 10/10, .*elapsed' '$T/err' && grep -q '^pipar-train: epoch 2/2: testing on 200 samples' '$T/err' && grep -q '^pipar-train: epoch 2/2: loss [0-9.]*, test accuracy [0-9.]*, 0:00 elapsed' '$T/err'"
 tap_done
