@@ -187,6 +187,15 @@ check "standard output: two pipar-epoch/1 lines, then the pipar-summary/1 line" 
 	"[ \$(wc -l <'$T/serve.out') -eq 3 ] && sed -n 1p '$T/serve.out' | grep -q '^{\"format\":\"pipar-epoch/1\",\"epoch\":1,' && sed -n 2p '$T/serve.out' | grep -q '^{\"format\":\"pipar-epoch/1\",\"epoch\":2,' && sed -n 3p '$T/serve.out' | grep -q '^{\"format\":\"pipar-summary/1\",'"
 check "each line is JSON" \
 	"/usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' '$T/serve.out'"
+sed -n 3p "$T/serve.out" >"$T/sum.json"
+if [ -w /dev/full ]; then
+	"$BIN/pipar-eval" compare "$T/sum.json" >/dev/full 2>"$T/err"
+	check "pipar-eval compare >/dev/full says why (exit 1)" \
+		"[ \$? -eq 1 ] && grep -q 'No space left on device' '$T/err'"
+fi
+"$BIN/pipar-eval" compare - <"$T/sum.json" >"$T/cmp" 2>"$T/err"
+check "pipar-eval compare reads the summary line from standard input" \
+	"[ \$? -eq 0 ] && grep -q 'sfl' '$T/cmp'"
 check "the log says each epoch in words" "grep -q '^pipar-serve: epoch 2/2: loss [0-9.]*, 2 device(s), ' '$T/serve.log'"
 check "no progress line when standard error is not a terminal" \
 	"! grep -q 'mini-batch' '$T/serve.log' && ! grep -q 'mini-batch' '$T/dev0.log'"
