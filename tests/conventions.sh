@@ -206,4 +206,8 @@ check "--progress always: epoch, mini-batch, loss and elapsed time, as whole lin
 	--progress always >/dev/null 2>"$T/err"
 check "pipar-train --progress always says what it does: normalisation, training, testing" \
 	"grep -q '^pipar-train: computing the input normalisation over 200 samples' '$T/err' && grep -q '^pipar-train: epoch 1/2, mini-batch 10/10, .*elapsed' '$T/err' && grep -q '^pipar-train: epoch 2/2: testing on 200 samples' '$T/err' && grep -q '^pipar-train: epoch 2/2: loss [0-9.]*, test accuracy [0-9.]*, 0:00 elapsed' '$T/err'"
+# On a terminal (script gives the program one): one line redrawn in place.
+script -qc "'$BIN/pipar-train' --model '$T/tiny.json' --data synthetic:200 --epochs 1 --batch 20 --threads 1 >/dev/null" /dev/null >"$T/tty" 2>&1
+check "on a terminal the progress line is redrawn in place (carriage return, erase to the end)" \
+	"grep -q \"\$(printf '\\r')pipar-train: epoch 1/1, mini-batch 10/10\" '$T/tty' && grep -q \"\$(printf '\\033')\\[K\" '$T/tty'"
 tap_done
