@@ -70,7 +70,10 @@ struct pipar_model {
  * unknown name (listing the known ones). */
 int pipar_model_zoo_spec(const char *name, char **json, char *err);
 
-/* Reads "NAME" (a zoo model) or "FILE.json" (a spec file) into *json. */
+/* Reads "NAME" (a zoo model) or "FILE.json" (a spec file) into *json
+ * (malloc'd, caller frees).  -1 with err for an unknown name, a file that
+ * cannot be read, or one that is not a pipar-model/1 document (naming
+ * its kind when it is another pipar file). */
 int pipar_model_load_spec(const char *name_or_file, char **json, char *err);
 
 /* Builds units first..last (inclusive; last -1 means the final unit) of the

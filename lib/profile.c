@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "pool.h"
 
 void pipar_profile_default_sizes(struct pipar_profile_cfg *cfg)
@@ -438,38 +439,20 @@ int pipar_profile_parse(const char *text, const char *name,
 		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
 	};
 	struct ctx c = {name, err};
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-profile/1", 0, err);
 	struct pipar_profile *p = NULL;
 	const cJSON *v, *arr;
+	const char *unknown;
 	double d;
-	char fmt[32];
 
 	*out = NULL;
 	if (!root)
-		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
-				  end ? (long)(end - text) : 0L);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return pipar_errf(err, "'%s': not a JSON object", name);
-	}
+		return -1;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto oom;
-	for (v = root->child; v; v = v->next) {
-		const char *const *k = known;
-
-		while (*k && strcmp(*k, v->string))
-			k++;
-		if (!*k) {
-			bad(&c, v->string, "unknown field");
-			goto fail;
-		}
-	}
-	if (get_str(root, "format", fmt, sizeof(fmt), &c))
-		goto fail;
-	if (strcmp(fmt, "pipar-profile/1")) {
-		bad(&c, "format", "not \"pipar-profile/1\"");
+	if ((unknown = pipar_json_unknown_field(root, known))) {
+		bad(&c, unknown, "unknown field");
 		goto fail;
 	}
 	if (get_str(root, "role", p->role, sizeof(p->role), &c))

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "svg.h"
 #include "util.h"
 
@@ -102,9 +103,8 @@ static int read_epoch(const cJSON *e, int i, const char *path, struct pipar_summ
 int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 {
 	char *text;
-	const char *end = NULL;
 	cJSON *root;
-	const cJSON *fmt, *mode, *eps, *failed;
+	const cJSON *mode, *eps, *failed;
 	int r = -1;
 
 	memset(s, 0, sizeof(*s));
@@ -112,16 +112,11 @@ int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 	text = pipar_read_file(path, SUMMARY_MAX, NULL, err);
 	if (!text)
 		return -1;
-	root = cJSON_ParseWithOpts(text, &end, 1);
+	root = pipar_json_parse(text, path, NULL, "pipar-summary/1", 0, err);
 	free(text);
 	if (!root)
-		return pipar_errf(err, "'%s': not JSON", path);
-	fmt = field(root, "format");
-	if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "pipar-summary/1") != 0) {
-		pipar_errf(err, "'%s': not a run summary (\"format\" is not \"pipar-summary/1\")",
-			   path);
-		goto out;
-	}
+		return -1;
+	path = pipar_json_name(path);
 	mode = field(root, "mode");
 	if (!cJSON_IsString(mode) ||
 	    (strcmp(mode->valuestring, "pipar") && strcmp(mode->valuestring, "sfl") &&

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "util.h"
 #include <math.h>
 
@@ -119,7 +120,8 @@ int pipar_trace_write(struct pipar_trace *t, const char *path, char *err)
 		return -1;
 	f = o.f;
 	pthread_mutex_lock(&t->mu);
-	fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+	fprintf(f, "{\"format\":\"" PIPAR_TRACE_FORMAT "\",\"displayTimeUnit\":\"ms\","
+		"\"traceEvents\":[\n");
 	fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":", t->pid);
 	pipar_json_put_string(f, t->name);
 	fprintf(f, "}}");
@@ -154,8 +156,6 @@ void pipar_trace_free(struct pipar_trace *t)
 }
 
 /* ---------------------------------------------------------------- reading */
-
-#include <cJSON.h>
 
 struct span {
 	int pid, tid, file;
@@ -201,16 +201,19 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 	*out = NULL;
 	for (int f = 0; f < n; f++) {
 		char *text = pipar_read_file(paths[f], 1u << 30, NULL, err);
-		const char *end = NULL;
 		cJSON *root, *evs;
 
 		if (!text)
 			goto done;
-		root = cJSON_ParseWithOpts(text, &end, 1);
+		root = pipar_json_parse(text, paths[f], NULL, PIPAR_TRACE_FORMAT,
+					PIPAR_JSON_FORMAT_OPTIONAL, err);
 		free(text);
+		if (!root)
+			goto done;
 		evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
 		if (!cJSON_IsArray(evs)) {
-			pipar_errf(err, "'%s': not a trace (no traceEvents array)", paths[f]);
+			pipar_errf(err, "'%s': not a trace (no traceEvents array)",
+				   pipar_json_name(paths[f]));
 			cJSON_Delete(root);
 			goto done;
 		}
@@ -221,7 +224,8 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
 
 			if (!cJSON_IsString(ph) || !cJSON_IsNumber(pid) || !cJSON_IsString(nm)) {
-				pipar_errf(err, "'%s': an event without ph, pid or name", paths[f]);
+				pipar_errf(err, "'%s': an event without ph, pid or name",
+					   pipar_json_name(paths[f]));
 				cJSON_Delete(root);
 				goto done;
 			}
@@ -245,7 +249,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			if (!cJSON_IsNumber(tid) || !cJSON_IsNumber(ts) || !cJSON_IsNumber(du) ||
 			    !(du->valuedouble >= 0) || !isfinite(ts->valuedouble)) {
 				pipar_errf(err, "'%s': an event '%.40s' without a valid tid, ts or dur",
-					   paths[f], nm->valuestring);
+					   pipar_json_name(paths[f]), nm->valuestring);
 				cJSON_Delete(root);
 				goto done;
 			}
@@ -270,7 +274,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			if (by && !(cJSON_IsNumber(by) && by->valuedouble >= 0 &&
 				    by->valuedouble <= 9.007199254740992e15)) {
 				pipar_errf(err, "'%s': an event '%.40s' whose bytes are not a "
-					   "count", paths[f], nm->valuestring);
+					   "count", pipar_json_name(paths[f]), nm->valuestring);
 				cJSON_Delete(root);
 				goto done;
 			}
@@ -313,7 +317,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			int b = sp[i].file ^ sp[i - 1].file ^ a;
 
 			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
-				   paths[b], sp[i].pid, paths[a]);
+				   pipar_json_name(paths[b]), sp[i].pid, pipar_json_name(paths[a]));
 			goto done;
 		}
 	lanes = calloc(nsp, sizeof(*lanes));

@@ -6,9 +6,16 @@
  * taken from pipar_now() and written in microseconds after adding the
  * party's offset to the server's clock, so that the traces of one run
  * line up.  Recording is thread-safe.
+ *
+ * A trace file carries "format": "pipar-trace/1" beside the trace-event
+ * keys (viewers keep unknown top-level keys as metadata); the readers
+ * (here and in timeline.h) also take trace-event JSON without it, but
+ * refuse a pipar file of another kind by name.
  */
 #ifndef PIPAR_TRACE_H
 #define PIPAR_TRACE_H
+
+#define PIPAR_TRACE_FORMAT "pipar-trace/1"
 
 enum pipar_resource {
 	PIPAR_RES_COMPUTE = 1,

@@ -155,7 +155,7 @@ refused() {
 }
 refused "a missing file" "$T/missing.trace" "No such file"
 printf '{"traceEvents":[\n{"name":"x",\n' >"$T/trunc.trace"
-refused "a file that is not JSON" "$T/trunc.trace" "not JSON"
+refused "a file that is not JSON" "$T/trunc.trace" "not valid JSON (near byte"
 printf '{"traceEvents": 3}\n' >"$T/noarray.trace"
 refused "a file without a traceEvents array" "$T/noarray.trace" "traceEvents"
 sed '4s/"ts":[0-9]*,//' "$T/dev1.trace" >"$T/nots.trace"
@@ -180,7 +180,7 @@ refused "a second file of the same party (another run)" "$T/samepid.trace" \
 refused "iterations with no events" "$T/dev1.trace" "no events of iterations 7 to 9" \
 	--iterations 7:9
 printf 'garbage\n' >"$T/g.trace"
-refused "bytes that are not JSON at all" "$T/g.trace" "not JSON (line 1)"
+refused "bytes that are not JSON at all" "$T/g.trace" "not valid JSON (near byte 0)"
 # More events than are drawn: one line suggesting --iterations.
 # 200001 events of device 5, 1000 per iteration; with the server's 7.
 awk 'BEGIN { printf "{\"traceEvents\":[";
