@@ -1,5 +1,6 @@
 #include "json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,4 +94,39 @@ const char *pipar_json_unknown_field(const cJSON *o, const char *const *known)
 			return f->string ? f->string : "";
 	}
 	return NULL;
+}
+
+cJSON *pipar_json_fixed(double v, int decimals)
+{
+	char buf[400];
+	size_t n;
+
+	if (!isfinite(v))
+		return cJSON_CreateNull();
+	if (decimals < 0)
+		decimals = 0;
+	if (decimals > 9)
+		decimals = 9;
+	/* %f of a finite double needs at most 309 digits before the point. */
+	n = (size_t)snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+	if (decimals > 0) {
+		while (buf[n - 1] == '0')
+			buf[--n] = 0;
+		if (buf[n - 1] == '.')
+			buf[--n] = 0;
+	}
+	if (strcmp(buf, "-0") == 0)
+		strcpy(buf, "0");
+	return cJSON_CreateRaw(buf);
+}
+
+cJSON *pipar_json_add_fixed(cJSON *o, const char *name, double v, int decimals)
+{
+	cJSON *x = pipar_json_fixed(v, decimals);
+
+	if (x && !cJSON_AddItemToObject(o, name, x)) {
+		cJSON_Delete(x);
+		return NULL;
+	}
+	return x;
 }

@@ -15,6 +15,12 @@
  *   'x.json' is not a pipar-profile/1 file (no "format" field)
  *   'x.json' is not a pipar-profile/1 file ("format" is not a pipar format)
  *   'x.json' is not a pipar-profile/1 file (not a JSON object)
+ *
+ * Writers add their numbers with pipar_json_add_fixed(), in fixed notation
+ * to the precision the quantity has: seconds to the microsecond (6
+ * decimals), byte counts and rates whole (0), losses and accuracies to 6
+ * decimals; so that outputs say 0.000002 or 0, not 2e-06, 1.887e-15 or
+ * 7.605530407000515.
  */
 #ifndef PIPAR_JSON_H
 #define PIPAR_JSON_H
@@ -62,5 +68,15 @@ int pipar_json_kind_error(char *err, const char *name, const char *found,
  * NULL-terminated list known, or NULL when all are known (each reader
  * words its own refusal, naming the field). */
 const char *pipar_json_unknown_field(const cJSON *o, const char *const *known);
+
+/* A number item for v with at most decimals (0..9) decimals, in fixed
+ * notation with trailing zeros dropped (0.5, 12, 0.000002; -0 as 0), or
+ * null for a non-finite v.  The caller owns the item (until it is added
+ * to an object or array); NULL when out of memory. */
+cJSON *pipar_json_fixed(double v, int decimals);
+
+/* Adds pipar_json_fixed(v, decimals) to object o as name (o owns it);
+ * returns the item, NULL when out of memory. */
+cJSON *pipar_json_add_fixed(cJSON *o, const char *name, double v, int decimals);
 
 #endif

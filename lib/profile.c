@@ -297,13 +297,18 @@ out:
 
 /* ---------------------------------------------------------------- JSON */
 
+/* Times are written to the nanosecond, not the microsecond of the other
+ * outputs: a small unit at one sample takes well under a microsecond, and
+ * the planner adds up many of them. */
+#define TIME_DECIMALS 9
+
 static cJSON *time_obj(const struct pipar_time *t)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(o, "median", t->median);
-	cJSON_AddNumberToObject(o, "min", t->min);
-	cJSON_AddNumberToObject(o, "max", t->max);
+	pipar_json_add_fixed(o, "median", t->median, TIME_DECIMALS);
+	pipar_json_add_fixed(o, "min", t->min, TIME_DECIMALS);
+	pipar_json_add_fixed(o, "max", t->max, TIME_DECIMALS);
 	return o;
 }
 
@@ -346,13 +351,14 @@ int pipar_profile_write(FILE *f, const struct pipar_profile *p)
 			cJSON_AddItemToArray(fw, time_obj(&up->fwd[s]));
 			cJSON_AddItemToArray(bw, time_obj(&up->bwd[s]));
 		}
-		cJSON_AddNumberToObject(uo, "step_seconds", up->step);
-		cJSON_AddNumberToObject(uo, "output_bytes_per_sample", up->out_bytes);
-		cJSON_AddNumberToObject(uo, "parameter_bytes", up->param_bytes);
-		cJSON_AddNumberToObject(uo, "memory_fixed_bytes", up->mem_fixed);
-		cJSON_AddNumberToObject(uo, "memory_bytes_per_sample", up->mem_per_sample);
-		cJSON_AddNumberToObject(uo, "flops_forward_per_sample", up->flops_fwd);
-		cJSON_AddNumberToObject(uo, "flops_backward_per_sample", up->flops_bwd);
+		pipar_json_add_fixed(uo, "step_seconds", up->step, TIME_DECIMALS);
+		pipar_json_add_fixed(uo, "output_bytes_per_sample", up->out_bytes, 0);
+		pipar_json_add_fixed(uo, "parameter_bytes", up->param_bytes, 0);
+		/* Whole bytes, rounded up: memory is a limit the plan must keep. */
+		pipar_json_add_fixed(uo, "memory_fixed_bytes", ceil(up->mem_fixed), 0);
+		pipar_json_add_fixed(uo, "memory_bytes_per_sample", ceil(up->mem_per_sample), 0);
+		pipar_json_add_fixed(uo, "flops_forward_per_sample", up->flops_fwd, 0);
+		pipar_json_add_fixed(uo, "flops_backward_per_sample", up->flops_bwd, 0);
 		cJSON_AddItemToArray(units, uo);
 	}
 	text = cJSON_Print(root);

@@ -356,8 +356,10 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			 l->tid == PIPAR_RES_DOWNLINK ? "downlink" : "other");
 	}
 	double spanv = t1 - t0;
+	/* Seconds to the microsecond, bytes whole, shares to 6 decimals. */
 	o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "span_seconds", spanv);
+	cJSON_AddStringToObject(o, "format", PIPAR_TRACE_SUMMARY_FORMAT);
+	pipar_json_add_fixed(o, "span_seconds", spanv, 6);
 	cJSON *parties = cJSON_AddArrayToObject(o, "resources");
 	int best = 0;
 	double moved[4] = {0, 0, 0, 0};
@@ -369,11 +371,11 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		cJSON_AddStringToObject(x, "party", lanes[i].party);
 		cJSON_AddNumberToObject(x, "pid", lanes[i].pid);
 		cJSON_AddStringToObject(x, "resource", lanes[i].resource);
-		cJSON_AddNumberToObject(x, "busy_seconds", lanes[i].busy);
-		cJSON_AddNumberToObject(x, "idle_seconds", spanv - lanes[i].busy);
-		cJSON_AddNumberToObject(x, "utilisation", spanv > 0 ? lanes[i].busy / spanv : 0);
+		pipar_json_add_fixed(x, "busy_seconds", lanes[i].busy, 6);
+		pipar_json_add_fixed(x, "idle_seconds", spanv - lanes[i].busy, 6);
+		pipar_json_add_fixed(x, "utilisation", spanv > 0 ? lanes[i].busy / spanv : 0, 6);
 		if (lanes[i].has_bytes) {
-			cJSON_AddNumberToObject(x, "bytes", lanes[i].bytes);
+			pipar_json_add_fixed(x, "bytes", lanes[i].bytes, 0);
 			if (lanes[i].tid >= 1 && lanes[i].tid <= 3)
 				moved[lanes[i].tid] += lanes[i].bytes;
 			any_bytes = 1;
@@ -403,24 +405,25 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			sum += it[i];
 		cJSON_AddNumberToObject(iters, "count", (double)ni);
 		if (ni) {
-			cJSON_AddNumberToObject(iters, "mean_seconds", sum / (double)ni);
-			cJSON_AddNumberToObject(iters, "median_seconds",
-						ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]));
-			cJSON_AddNumberToObject(iters, "p95_seconds", it[(size_t)(0.95 * (double)(ni - 1) + 0.5)]);
+			pipar_json_add_fixed(iters, "mean_seconds", sum / (double)ni, 6);
+			pipar_json_add_fixed(iters, "median_seconds",
+					     ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]), 6);
+			pipar_json_add_fixed(iters, "p95_seconds",
+					     it[(size_t)(0.95 * (double)(ni - 1) + 0.5)], 6);
 		}
 		free(it);
 	}
 	if (any_bytes) {
 		cJSON *m = cJSON_AddObjectToObject(o, "bytes_moved");
 
-		cJSON_AddNumberToObject(m, "uplink", moved[PIPAR_RES_UPLINK]);
-		cJSON_AddNumberToObject(m, "downlink", moved[PIPAR_RES_DOWNLINK]);
+		pipar_json_add_fixed(m, "uplink", moved[PIPAR_RES_UPLINK], 0);
+		pipar_json_add_fixed(m, "downlink", moved[PIPAR_RES_DOWNLINK], 0);
 	}
 	cJSON *b = cJSON_AddObjectToObject(o, "bottleneck");
 
 	cJSON_AddStringToObject(b, "party", lanes[best].party);
 	cJSON_AddStringToObject(b, "resource", lanes[best].resource);
-	cJSON_AddNumberToObject(b, "share", spanv > 0 ? lanes[best].busy / spanv : 0);
+	pipar_json_add_fixed(b, "share", spanv > 0 ? lanes[best].busy / spanv : 0, 6);
 	*out = cJSON_Print(o);
 	r = *out ? 0 : pipar_errf(err, "out of memory");
 done:

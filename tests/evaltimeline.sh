@@ -259,4 +259,24 @@ nx1=$(cat "$T/run.srv.trace" "$T/run.dev0.trace" "$T/run.dev1.trace" | grep '"ph
 check "the run's iteration 1 alone: $nx1 boxes of iteration 1" \
 	"[ \$? -eq 0 ] && [ \"\$(xpath '$T/run1.svg' 'count(//*[@class=\"ev\" and @data-iteration=\"1\"])')\" = $nx1 ] && [ \"\$(xpath '$T/run1.svg' 'count(//*[@class=\"ev\" and @data-iteration!=\"1\" and @data-iteration!=\"-1\"])')\" = 0 ]"
 
+# What the run wrote is read back (its traces summarised, its summary
+# compared), and none of the numbers written is noisy: at most 6 decimals
+# (seconds to the microsecond), 9 in the profiles (to the nanosecond), and
+# no exponent.
+"$BIN/pipar-eval" trace "$T/run.srv.trace" "$T/run.dev0.trace" "$T/run.dev1.trace" >"$T/run.ts"
+check "the run's traces are summarised, as a pipar-trace-summary/1 document" \
+	"[ \$? -eq 0 ] && grep -q '\"format\":[[:space:]]*\"pipar-trace-summary/1\"' '$T/run.ts'"
+"$BIN/pipar-eval" compare --json "$T/run.sum" >"$T/run.cmp"
+check "the run's summary is read back" "[ \$? -eq 0 ] && grep -q 'pipar-compare/1' '$T/run.cmp'"
+# noisy DECIMALS FILE...: the first few numbers with more decimals or an exponent.
+noisy() {
+	d=$1
+	shift
+	grep -Eho '[-0-9.eE+]*[0-9][-0-9.eE+]*' "$@" | grep -E "\\.[0-9]{$((d + 1))}|[0-9][eE]" | head -n 3 | tr '\n' ' '
+}
+check "the summary, trace summary and comparison hold no noisy number: $(noisy 6 "$T/run.sum" "$T/run.ts" "$T/run.cmp")" \
+	"[ -z \"\$(noisy 6 '$T/run.sum' '$T/run.ts' '$T/run.cmp')\" ]"
+check "nor do the profiles: $(noisy 9 "$T/psrv.json" "$T/pdev.json")" \
+	"[ -z \"\$(noisy 9 '$T/psrv.json' '$T/pdev.json')\" ]"
+
 tap_done

@@ -1,9 +1,12 @@
 /*
  * The shared preamble of the JSON readers (lib/json.h), and every reader
  * given a file of another kind: each names both kinds, and the file as
- * it was given, before it looks at any other field.
+ * it was given, before it looks at any other field.  Then a trace written
+ * and summarised: the reader takes what the writer writes, and the
+ * summary carries its format and numbers of sensible precision.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +228,100 @@ static void helper(void)
 	   "pipar_json_kind_error: %s", err);
 }
 
+/* Numbers written in fixed notation. */
+static void fixed(void)
+{
+	static const struct {
+		double v;
+		int decimals;
+		const char *want;
+	} cases[] = {
+		{1.887e-15, 6, "0"},  {-1e-9, 6, "0"},         {7.605530407000515, 6, "7.60553"},
+		{0.000002, 6, "0.000002"}, {7.21e-7, 9, "0.000000721"}, {747439.157894737, 0, "747439"},
+		{125000, 0, "125000"}, {0.1 + 0.2, 6, "0.3"}, {-2.5e-3, 6, "-0.0025"}, {1e300, 0, NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *o = cJSON_CreateObject();
+		char *text, want[400];
+
+		pipar_json_add_fixed(o, "x", cases[i].v, cases[i].decimals);
+		text = cJSON_PrintUnformatted(o);
+		snprintf(want, sizeof(want), "{\"x\":%s}", cases[i].want ? cases[i].want : "");
+		if (cases[i].want)
+			ok(text && strcmp(text, want) == 0, "%.17g to %d decimals: %s", cases[i].v,
+			   cases[i].decimals, text ? text : "(none)");
+		else
+			ok(text && strlen(text) == 6 + 301 && !strchr(text, 'e'),
+			   "1e300 is written out in full (301 digits)");
+		free(text);
+		cJSON_Delete(o);
+	}
+	{
+		cJSON *o = cJSON_CreateObject();
+		char *text;
+
+		pipar_json_add_fixed(o, "x", NAN, 6);
+		text = cJSON_PrintUnformatted(o);
+		ok(text && strcmp(text, "{\"x\":null}") == 0, "NaN is written as null");
+		free(text);
+		cJSON_Delete(o);
+	}
+}
+
+/* A trace written, then summarised. */
+static void trace_round_trip(void)
+{
+	struct pipar_trace *t = pipar_trace_new(1, "device 1");
+	char path[256], err[PIPAR_ERRLEN], *out = NULL;
+	const char *paths[1] = {path};
+	cJSON *j;
+
+	snprintf(path, sizeof(path), "%s/rt.trace", dir);
+	/* Times that are not exact in binary, to show the rounding. */
+	pipar_trace_event(t, "forward", PIPAR_RES_COMPUTE, 0.1, 0.2, 0, 0);
+	pipar_trace_event(t, "step", PIPAR_RES_COMPUTE, 0.3, 0.0000004, 0, -1);
+	pipar_trace_event(t, "forward", PIPAR_RES_COMPUTE, 0.7, 0.2, 1, 0);
+	pipar_trace_event(t, "step", PIPAR_RES_COMPUTE, 0.9, 0.1, 1, -1);
+	pipar_trace_event_bytes(t, "upload", PIPAR_RES_UPLINK, 0.3, 0.3, 0, 0, 1000);
+	pipar_trace_event_bytes(t, "download", PIPAR_RES_DOWNLINK, 0.5, 0.000012, 0, 0, 10);
+	ok(pipar_trace_write(t, path, err) == 0, "a trace is written");
+	pipar_trace_free(t);
+	ok(pipar_trace_summarise(paths, 1, &out, err) == 0, "and summarised%s%s",
+	   out ? "" : ": ", out ? "" : err);
+	j = out ? cJSON_Parse(out) : NULL;
+	ok(j && pipar_json_format(j) &&
+		   strcmp(pipar_json_format(j), PIPAR_TRACE_SUMMARY_FORMAT) == 0,
+	   "its summary is a " PIPAR_TRACE_SUMMARY_FORMAT " document");
+	{
+		int noisy = 0;
+
+		/* At most 6 decimals (times to the microsecond), no exponent. */
+		for (const char *p = out; p && *p; p++)
+			if (*p >= '0' && *p <= '9' && (p == out || !strchr("0123456789.", p[-1]))) {
+				size_t n = strspn(p, "0123456789");
+
+				if (p[n] == '.')
+					noisy |= strspn(p + n + 1, "0123456789") > 6;
+				n += p[n] == '.' ? 1 + strspn(p + n + 1, "0123456789") : 0;
+				noisy |= p[n] == 'e' || p[n] == 'E';
+			}
+		ok(out && !noisy, "its numbers have at most 6 decimals and no exponent");
+	}
+	/* (busy 0.5000004 s and an iteration of 0.6999996 s, to the
+	 * microsecond) */
+	ok(out && strstr(out, "\"span_seconds\":\t0.9,") &&
+		   strstr(out, "\"busy_seconds\":\t0.5,\n\t\t\t\"idle_seconds\":\t0.4,") &&
+		   strstr(out, "\"mean_seconds\":\t0.7,"),
+	   "span 0.9 s, compute busy 0.5 s and idle 0.4 s, one iteration of 0.7 s");
+	ok(out && strstr(out, "\"busy_seconds\":\t0.000012,"),
+	   "12 us of downlink are 0.000012 s (fixed notation, not 1.2e-05)");
+	if (out && !strstr(out, "\"mean_seconds\":\t0.7,"))
+		diag("%s", out);
+	cJSON_Delete(j);
+	free(out);
+}
+
 int main(void)
 {
 	char err[PIPAR_ERRLEN], cwd[4096];
@@ -232,6 +329,7 @@ int main(void)
 	PIPAR_ASSERT(mkdtemp(dir));
 	PIPAR_ASSERT(getcwd(cwd, sizeof(cwd)));
 	helper();
+	fixed();
 	for (size_t i = 0; i < NDOCS; i++)
 		put(docs[i].file, docs[i].text);
 	for (size_t r = 0; r < sizeof(readers) / sizeof(readers[0]); r++)
@@ -252,6 +350,7 @@ int main(void)
 	ok(read_spec(&docs[1], err) < 0 &&
 		   strcmp(err, "model spec is a pipar-plan/1 file, expected pipar-model/1") == 0,
 	   "a model spec given a plan's text: %s", err);
+	trace_round_trip();
 	PIPAR_ASSERT(chdir(cwd) == 0);
 	{
 		char cmd[512];
