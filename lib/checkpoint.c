@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
+
 #define MANIFEST "pipar.json"
 #define MANIFEST_MAX (16u << 20)
 /* Zip has no dates before 1980: a fixed time keeps files reproducible. */
@@ -611,30 +613,18 @@ static int manifest_read(const char *text, const char *name,
 		"format", "model", "input", "classes", "units", "normalisation",
 		"epoch", "training", "rng", "arrays", NULL,
 	};
-	const char *endp = NULL;
-	cJSON *root = cJSON_ParseWithOpts(text, &endp, 1);
+	cJSON *root = pipar_json_parse(text, name, MANIFEST, "pipar-checkpoint/1", 0, err);
 	const cJSON *f, *in, *units, *norm, *rng;
+	const char *unknown;
 	char lerr[PIPAR_ERRLEN], *spec = NULL;
 	long c, h, w, classes, u0, u1, epoch;
 	int r = -1;
 
 	if (!root)
-		return pipar_errf(err, "'%s': " MANIFEST " is not valid JSON (near byte %ld)",
-				  name, endp ? (long)(endp - text) : 0L);
-	/* An array's items have no names to check. */
-	if (!cJSON_IsObject(root)) {
-		pipar_errf(err, "'%s': " MANIFEST " is not a JSON object", name);
+		return -1;
+	if ((unknown = pipar_json_unknown_field(root, known))) {
+		pipar_errf(err, "'%s': " MANIFEST ": unknown field '%s'", name, unknown);
 		goto out;
-	}
-	for (f = root->child; f; f = f->next) {
-		const char *const *k = known;
-
-		while (*k && strcmp(*k, f->string))
-			k++;
-		if (!*k) {
-			pipar_errf(err, "'%s': " MANIFEST ": unknown field '%s'", name, f->string);
-			goto out;
-		}
 	}
 #define FIELD_ERR(field)                                                        \
 	do {                                                                    \
@@ -642,14 +632,6 @@ static int manifest_read(const char *text, const char *name,
 			   name, field);                                        \
 		goto out;                                                       \
 	} while (0)
-	f = cJSON_GetObjectItemCaseSensitive(root, "format");
-	if (!cJSON_IsString(f))
-		FIELD_ERR("format");
-	if (strcmp(f->valuestring, "pipar-checkpoint/1") != 0) {
-		pipar_errf(err, "'%s': format '%.40s', expected 'pipar-checkpoint/1'", name,
-			   f->valuestring);
-		goto out;
-	}
 	in = cJSON_GetObjectItemCaseSensitive(root, "input");
 	if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) != 3 ||
 	    json_int(cJSON_GetArrayItem(in, 0), 1, 65536, &c) ||
@@ -901,23 +883,70 @@ static struct archive *reader(void)
 	return a;
 }
 
-/* A failure to open: a system error (no such file, no permission) or a
- * file that is not a whole zip archive, which the format error says. */
-static void open_error(struct archive *a, const char *name, char *err)
+/* The pipar format of a JSON document in data[0..size), or NULL. */
+static const char *json_kind(const void *data, size_t size, char *buf, size_t len)
+{
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(data, size, &end, 0);
+	const char *k = pipar_json_format(root);
+
+	if (k)
+		snprintf(buf, len, "%s", k);
+	cJSON_Delete(root);
+	return k ? buf : NULL;
+}
+
+/* A failure to open: a system error (no such file, no permission); a zip
+ * archive cut short or damaged, which the format error says; a pipar file
+ * of another kind, named; or anything else.  data is the checkpoint in
+ * memory, or NULL to look at the file name. */
+static void open_error(struct archive *a, const void *data, size_t size, const char *name,
+		       char *err)
 {
 	int e = archive_errno(a);
 	const char *msg = archive_error_string(a);
+	unsigned char head[4] = {0};
+	char *text = NULL, kind[48];
+	size_t n = 0;
 
 	if (e == ENOENT || e == EACCES || e == EISDIR || e == ENOTDIR || e == EIO ||
-	    e == ENOMEM || e == ELOOP || e == ENAMETOOLONG)
+	    e == ENOMEM || e == ELOOP || e == ENAMETOOLONG) {
 		pipar_errf(err, "cannot open '%s': %s", name, strerror(e));
-	else {
+		return;
+	}
+	if (data) {
+		n = size < sizeof(head) ? size : sizeof(head);
+		memcpy(head, data, n);
+	} else {
+		FILE *f = fopen(name, "rb");
+
+		if (f) {
+			n = fread(head, 1, sizeof(head), f);
+			fclose(f);
+		}
+	}
+	/* Every zip archive starts with a local file header or, empty, with
+	 * the end of the central directory. */
+	if (n == 4 && head[0] == 'P' && head[1] == 'K' &&
+	    ((head[2] == 3 && head[3] == 4) || (head[2] == 5 && head[3] == 6))) {
 		char low[160];
 
 		snprintf(low, sizeof(low), "%s", msg ? msg : "unrecognised format");
 		low[0] = (char)tolower((unsigned char)low[0]);
 		pipar_errf(err, "'%s': not a whole checkpoint (zip archive): %s", name, low);
+		return;
 	}
+	if (!data) {
+		char lerr[PIPAR_ERRLEN];
+
+		text = pipar_read_file(name, 64u << 20, &size, lerr);
+		data = text;
+	}
+	if (data && json_kind(data, size, kind, sizeof(kind)))
+		pipar_json_kind_error(err, name, kind, "a pipar checkpoint (.npz)");
+	else
+		pipar_errf(err, "'%s' is not a pipar checkpoint (.npz)", name);
+	free(text);
 }
 
 int pipar_checkpoint_load(const char *path, struct pipar_model **out,
@@ -943,7 +972,7 @@ int pipar_checkpoint_load(const char *path, struct pipar_model **out,
 	if (!a)
 		return pipar_errf(err, "out of memory");
 	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-		open_error(a, path, err);
+		open_error(a, NULL, 0, path, err);
 		archive_read_free(a);
 		return -1;
 	}
@@ -963,7 +992,7 @@ int pipar_checkpoint_load_mem(const void *data, size_t size, const char *name,
 	if (!a)
 		return pipar_errf(err, "out of memory");
 	if (archive_read_open_memory(a, data, size) != ARCHIVE_OK) {
-		open_error(a, name, err);
+		open_error(a, data, size, name, err);
 		archive_read_free(a);
 		return -1;
 	}

@@ -50,8 +50,9 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
  * the whole model its manifest names and
  * loads every array into it (and the momentum, when present).  On success
  * *out owns the model and *info is filled (release with
- * pipar_ckpt_info_free).  -1 with err on any fault; nothing is allocated
- * then. */
+ * pipar_ckpt_info_free).  -1 with err on any fault (a file that is not a
+ * zip archive is "not a pipar checkpoint (.npz)", or, when it is a pipar
+ * JSON document, named by its kind); nothing is allocated then. */
 int pipar_checkpoint_load(const char *path, struct pipar_model **out,
 			  struct pipar_ckpt_info *info, char *err);
 

@@ -4,6 +4,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "model.h"
+#include "json.h"
 #include "pool.h"
 
 #include <cJSON.h>
@@ -193,7 +194,19 @@ int pipar_model_load_spec(const char *name_or_file, char **json, char *err)
 	if (strcmp(name_or_file, "-") != 0 && (!dot || strcmp(dot, ".json") != 0))
 		return pipar_model_zoo_spec(name_or_file, json, err);
 	*json = pipar_read_file(name_or_file, 16u << 20, NULL, err);
-	return *json ? 0 : -1;
+	if (!*json)
+		return -1;
+	/* The kind of file is checked here, where its name is known; the
+	 * rest of the spec when it is built. */
+	cJSON *root = pipar_json_parse(*json, pipar_json_name(name_or_file), NULL, "pipar-model/1", 0, err);
+
+	if (!root) {
+		free(*json);
+		*json = NULL;
+		return -1;
+	}
+	cJSON_Delete(root);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- spec */
@@ -277,17 +290,9 @@ static int get_float(const cJSON *o, const char *name, double def, double lo,
 static int check_fields(const cJSON *o, const char *const *allowed,
 			const struct where *w, char *err)
 {
-	for (const cJSON *f = o->child; f; f = f->next) {
-		int ok = 0;
+	const char *unknown = pipar_json_unknown_field(o, allowed);
 
-		for (const char *const *a = allowed; *a; a++)
-			if (f->string && strcmp(f->string, *a) == 0)
-				ok = 1;
-		if (!ok)
-			return spec_errf(err, w, "unknown field '%s'",
-					 f->string ? f->string : "?");
-	}
-	return 0;
+	return unknown ? spec_errf(err, w, "unknown field '%s'", unknown) : 0;
 }
 
 #define FIELDS(...) ((const char *const[]){"type", __VA_ARGS__, NULL})
@@ -466,9 +471,10 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 		    int first, int last, uint64_t seed,
 		    struct pipar_model **out, char *err)
 {
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithOpts(spec_json, &end, 1);
-	const cJSON *units, *fmt, *name;
+	static const char *const known[] = {"format", "name", "units", NULL};
+	cJSON *root = pipar_json_parse(spec_json, NULL, "model spec", "pipar-model/1", 0, err);
+	const cJSON *units, *name;
+	const char *unknown;
 	struct pipar_model *m = NULL;
 	struct pipar_shape shape = in;
 	struct pipar_layer **all = NULL;
@@ -479,8 +485,7 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 
 	*out = NULL;
 	if (!root)
-		return pipar_errf(err, "model spec: invalid JSON near byte %ld",
-				  end ? (long)(end - spec_json) : 0L);
+		return -1;
 	if (in.c <= 0 || in.h <= 0 || in.w <= 0 || classes < 1) {
 		pipar_errf(err, "model spec: bad input shape or class count");
 		goto fail;
@@ -490,19 +495,12 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 			   pipar_shape_size(in), MODEL_MAX_ACTIVATION);
 		goto fail;
 	}
-	fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
 	name = cJSON_GetObjectItemCaseSensitive(root, "name");
 	units = cJSON_GetObjectItemCaseSensitive(root, "units");
-	if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "pipar-model/1") != 0) {
-		pipar_errf(err, "model spec: field 'format' must be \"pipar-model/1\"");
+	if ((unknown = pipar_json_unknown_field(root, known))) {
+		pipar_errf(err, "model spec: unknown field '%s'", unknown);
 		goto fail;
 	}
-	for (const cJSON *f = root->child; f; f = f->next)
-		if (strcmp(f->string, "format") && strcmp(f->string, "name") &&
-		    strcmp(f->string, "units")) {
-			pipar_errf(err, "model spec: unknown field '%s'", f->string);
-			goto fail;
-		}
 	if (name && (!cJSON_IsString(name) || strlen(name->valuestring) >= 64)) {
 		pipar_errf(err, "model spec: field 'name' must be a string of under 64 bytes");
 		goto fail;
@@ -539,12 +537,10 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 				   u + 1);
 			goto fail;
 		}
-		for (const cJSON *f = uo->child; f; f = f->next)
-			if (strcmp(f->string, "layers")) {
-				pipar_errf(err, "model spec: unit %d: unknown field '%s'",
-					   u + 1, f->string);
-				goto fail;
-			}
+		if ((unknown = pipar_json_unknown_field(uo, (const char *const[]){"layers", NULL}))) {
+			pipar_errf(err, "model spec: unit %d: unknown field '%s'", u + 1, unknown);
+			goto fail;
+		}
 		unit_start[u] = nall;
 		for (int i = 0; i < cJSON_GetArraySize(layers); i++) {
 			struct pipar_layer *l;

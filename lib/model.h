@@ -71,7 +71,9 @@ struct pipar_model {
 int pipar_model_zoo_spec(const char *name, char **json, char *err);
 
 /* Reads "NAME" (a zoo model), "FILE.json" (a spec file) or "-" (a spec on
- * standard input) into *json. */
+ * standard input) into *json (malloc'd, caller frees).  -1 with err for an
+ * unknown name, a file that cannot be read, or one that is not a
+ * pipar-model/1 document (naming its kind when it is another pipar file). */
 int pipar_model_load_spec(const char *name_or_file, char **json, char *err);
 
 /* Builds units first..last (inclusive; last -1 means the final unit) of the

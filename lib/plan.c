@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json.h"
+
 static const char *const mode_names[] = {"pipar", "sfl", "sl", "fl"};
 
 const char *pipar_mode_name(enum pipar_mode m)
@@ -643,40 +645,24 @@ int pipar_plan_parse(const char *text, const char *name,
 		"memory_bytes", "min_micro_batch", "split_point", "parallel_batches", "per_device",
 		"predicted", "alternatives", "baselines", "search_seconds", NULL,
 	};
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-plan/1", 0, err);
 	struct pipar_plan_file *p = NULL;
 	struct pipar_model *m = NULL;
 	const cJSON *v, *arr;
+	const char *unknown;
 	long x;
 	char lerr[PIPAR_ERRLEN];
 
 	*out = NULL;
 	if (!root)
-		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
-				  end ? (long)(end - text) : 0L);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return pipar_errf(err, "'%s': not a JSON object", name);
-	}
+		return -1;
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		pipar_errf(err, "out of memory");
 		goto fail;
 	}
-	for (v = root->child; v; v = v->next) {
-		const char *const *k = known;
-
-		while (*k && strcmp(*k, v->string))
-			k++;
-		if (!*k) {
-			pipar_errf(err, "'%s': field '%s': unknown field", name, v->string);
-			goto fail;
-		}
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "format");
-	if (!cJSON_IsString(v) || strcmp(v->valuestring, "pipar-plan/1")) {
-		pipar_errf(err, "'%s': field 'format': not \"pipar-plan/1\"", name);
+	if ((unknown = pipar_json_unknown_field(root, known))) {
+		pipar_errf(err, "'%s': field '%s': unknown field", name, unknown);
 		goto fail;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "mode");

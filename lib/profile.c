@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "pool.h"
 
 void pipar_profile_default_sizes(struct pipar_profile_cfg *cfg)
@@ -296,13 +297,18 @@ out:
 
 /* ---------------------------------------------------------------- JSON */
 
+/* Times are written to the nanosecond, not the microsecond of the other
+ * outputs: a small unit at one sample takes well under a microsecond, and
+ * the planner adds up many of them. */
+#define TIME_DECIMALS 9
+
 static cJSON *time_obj(const struct pipar_time *t)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(o, "median", t->median);
-	cJSON_AddNumberToObject(o, "min", t->min);
-	cJSON_AddNumberToObject(o, "max", t->max);
+	pipar_json_add_fixed(o, "median", t->median, TIME_DECIMALS);
+	pipar_json_add_fixed(o, "min", t->min, TIME_DECIMALS);
+	pipar_json_add_fixed(o, "max", t->max, TIME_DECIMALS);
 	return o;
 }
 
@@ -345,13 +351,14 @@ int pipar_profile_write(FILE *f, const struct pipar_profile *p)
 			cJSON_AddItemToArray(fw, time_obj(&up->fwd[s]));
 			cJSON_AddItemToArray(bw, time_obj(&up->bwd[s]));
 		}
-		cJSON_AddNumberToObject(uo, "step_seconds", up->step);
-		cJSON_AddNumberToObject(uo, "output_bytes_per_sample", up->out_bytes);
-		cJSON_AddNumberToObject(uo, "parameter_bytes", up->param_bytes);
-		cJSON_AddNumberToObject(uo, "memory_fixed_bytes", up->mem_fixed);
-		cJSON_AddNumberToObject(uo, "memory_bytes_per_sample", up->mem_per_sample);
-		cJSON_AddNumberToObject(uo, "flops_forward_per_sample", up->flops_fwd);
-		cJSON_AddNumberToObject(uo, "flops_backward_per_sample", up->flops_bwd);
+		pipar_json_add_fixed(uo, "step_seconds", up->step, TIME_DECIMALS);
+		pipar_json_add_fixed(uo, "output_bytes_per_sample", up->out_bytes, 0);
+		pipar_json_add_fixed(uo, "parameter_bytes", up->param_bytes, 0);
+		/* Whole bytes, rounded up: memory is a limit the plan must keep. */
+		pipar_json_add_fixed(uo, "memory_fixed_bytes", ceil(up->mem_fixed), 0);
+		pipar_json_add_fixed(uo, "memory_bytes_per_sample", ceil(up->mem_per_sample), 0);
+		pipar_json_add_fixed(uo, "flops_forward_per_sample", up->flops_fwd, 0);
+		pipar_json_add_fixed(uo, "flops_backward_per_sample", up->flops_bwd, 0);
 		cJSON_AddItemToArray(units, uo);
 	}
 	text = cJSON_Print(root);
@@ -438,38 +445,20 @@ int pipar_profile_parse(const char *text, const char *name,
 		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
 	};
 	struct ctx c = {name, err};
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-profile/1", 0, err);
 	struct pipar_profile *p = NULL;
 	const cJSON *v, *arr;
+	const char *unknown;
 	double d;
-	char fmt[32];
 
 	*out = NULL;
 	if (!root)
-		return pipar_errf(err, "'%s': not valid JSON (near byte %ld)", name,
-				  end ? (long)(end - text) : 0L);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return pipar_errf(err, "'%s': not a JSON object", name);
-	}
+		return -1;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		goto oom;
-	for (v = root->child; v; v = v->next) {
-		const char *const *k = known;
-
-		while (*k && strcmp(*k, v->string))
-			k++;
-		if (!*k) {
-			bad(&c, v->string, "unknown field");
-			goto fail;
-		}
-	}
-	if (get_str(root, "format", fmt, sizeof(fmt), &c))
-		goto fail;
-	if (strcmp(fmt, "pipar-profile/1")) {
-		bad(&c, "format", "not \"pipar-profile/1\"");
+	if ((unknown = pipar_json_unknown_field(root, known))) {
+		bad(&c, unknown, "unknown field");
 		goto fail;
 	}
 	if (get_str(root, "role", p->role, sizeof(p->role), &c))

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "json.h"
 #include "link.h"
 #include "trace.h"
 #include "train.h"
@@ -278,13 +279,15 @@ static void aggregate(struct server *s)
 	s->prog_seen = 0;
 	double t_agg = pipar_now();
 
+	/* Seconds to the microsecond, bytes whole, loss and accuracy to 6
+	 * decimals. */
 	cJSON_AddNumberToObject(e, "epoch", s->epoch_done);
-	cJSON_AddNumberToObject(e, "seconds", pipar_now() - s->t_epoch);
-	cJSON_AddNumberToObject(e, "loss", seen ? loss / (double)seen : 0);
-	cJSON_AddNumberToObject(e, "train_accuracy", seen ? (double)correct / (double)seen : 0);
+	pipar_json_add_fixed(e, "seconds", pipar_now() - s->t_epoch, 6);
+	pipar_json_add_fixed(e, "loss", seen ? loss / (double)seen : 0, 6);
+	pipar_json_add_fixed(e, "train_accuracy", seen ? (double)correct / (double)seen : 0, 6);
 	cJSON_AddNumberToObject(e, "devices", s->live);
-	cJSON_AddNumberToObject(e, "bytes_up", up);
-	cJSON_AddNumberToObject(e, "bytes_down", down);
+	pipar_json_add_fixed(e, "bytes_up", up, 0);
+	pipar_json_add_fixed(e, "bytes_down", down, 0);
 	{
 		double wall = pipar_now() - s->t_epoch;
 		cJSON *res = cJSON_AddArrayToObject(e, "device_resources");
@@ -302,16 +305,16 @@ static void aggregate(struct server *s)
 			d = cJSON_CreateObject();
 			cJSON_AddNumberToObject(d, "device", k + 1);
 			for (int r = 0; r < 3; r++) {
-				cJSON_AddNumberToObject(d, names[r][0], s->c[k].busy[r]);
-				cJSON_AddNumberToObject(d, names[r][1],
-							wall > s->c[k].busy[r] ? wall - s->c[k].busy[r] : 0);
+				pipar_json_add_fixed(d, names[r][0], s->c[k].busy[r], 6);
+				pipar_json_add_fixed(d, names[r][1],
+						     wall > s->c[k].busy[r] ? wall - s->c[k].busy[r] : 0, 6);
 				s->c[k].busy[r] = 0;
 			}
 			cJSON_AddItemToArray(res, d);
 		}
 		pthread_mutex_lock(&s->compute);
-		cJSON_AddNumberToObject(e, "server_busy_seconds", s->busy);
-		cJSON_AddNumberToObject(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0);
+		pipar_json_add_fixed(e, "server_busy_seconds", s->busy, 6);
+		pipar_json_add_fixed(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0, 6);
 		s->busy = 0;
 		pthread_mutex_unlock(&s->compute);
 	}
@@ -325,8 +328,8 @@ static void aggregate(struct server *s)
 				first = k;
 		if (ex && first >= 0 &&
 		    pipar_evaluate(s->whole, ex, s->cfg->test, &s->c[first].norm, 0, &st, NULL, err) == 0) {
-			cJSON_AddNumberToObject(e, "test_accuracy", st.accuracy);
-			cJSON_AddNumberToObject(e, "test_loss", st.loss);
+			pipar_json_add_fixed(e, "test_accuracy", st.accuracy, 6);
+			pipar_json_add_fixed(e, "test_loss", st.loss, 6);
 		} else {
 			logf_(s->cfg->log, s->cfg->meter, "pipar-serve: evaluation failed: %s", err);
 		}

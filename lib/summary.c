@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "svg.h"
 #include "util.h"
 
@@ -102,9 +103,8 @@ static int read_epoch(const cJSON *e, int i, const char *path, struct pipar_summ
 int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 {
 	char *text;
-	const char *end = NULL;
 	cJSON *root;
-	const cJSON *fmt, *mode, *eps, *failed;
+	const cJSON *mode, *eps, *failed;
 	int r = -1;
 
 	memset(s, 0, sizeof(*s));
@@ -112,16 +112,11 @@ int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 	text = pipar_read_file(path, SUMMARY_MAX, NULL, err);
 	if (!text)
 		return -1;
-	root = cJSON_ParseWithOpts(text, &end, 1);
+	root = pipar_json_parse(text, path, NULL, "pipar-summary/1", 0, err);
 	free(text);
 	if (!root)
-		return pipar_errf(err, "'%s': not JSON", path);
-	fmt = field(root, "format");
-	if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "pipar-summary/1") != 0) {
-		pipar_errf(err, "'%s': not a run summary (\"format\" is not \"pipar-summary/1\")",
-			   path);
-		goto out;
-	}
+		return -1;
+	path = pipar_json_name(path);
 	mode = field(root, "mode");
 	if (!cJSON_IsString(mode) ||
 	    (strcmp(mode->valuestring, "pipar") && strcmp(mode->valuestring, "sfl") &&
@@ -260,10 +255,12 @@ static void put_ratio(FILE *out, double v)
 		fputs(" - |", out);
 }
 
+/* v to 6 decimals (seconds to the microsecond, accuracies, ratios), or
+ * null when there is none (v < 0 or not finite). */
 static void json_num_or_null(cJSON *o, const char *name, double v)
 {
 	if (isfinite(v) && v >= 0)
-		cJSON_AddNumberToObject(o, name, v);
+		pipar_json_add_fixed(o, name, v, 6);
 	else
 		cJSON_AddNullToObject(o, name);
 }
@@ -305,15 +302,15 @@ int pipar_summary_compare(struct pipar_summary *s, int n,
 			cJSON_AddNumberToObject(r, "split_point", s[i].split_point);
 			cJSON_AddNumberToObject(r, "parallel_batches", s[i].parallel_batches);
 			cJSON_AddNumberToObject(r, "epochs", s[i].nepochs);
-			cJSON_AddNumberToObject(r, "seconds", t[i].seconds);
-			cJSON_AddNumberToObject(r, "epoch_seconds", t[i].epoch_mean);
+			pipar_json_add_fixed(r, "seconds", t[i].seconds, 6);
+			pipar_json_add_fixed(r, "epoch_seconds", t[i].epoch_mean, 6);
 			json_num_or_null(r, "time_to_target_seconds", t[i].to_target);
 			json_num_or_null(r, "final_test_accuracy", t[i].final_acc);
-			cJSON_AddNumberToObject(r, "server_busy_seconds", t[i].server_busy);
-			cJSON_AddNumberToObject(r, "server_idle_seconds", t[i].server_idle);
-			cJSON_AddNumberToObject(r, "device_idle_seconds", t[i].device_idle);
-			cJSON_AddNumberToObject(r, "bytes_up", t[i].bytes_up);
-			cJSON_AddNumberToObject(r, "bytes_down", t[i].bytes_down);
+			pipar_json_add_fixed(r, "server_busy_seconds", t[i].server_busy, 6);
+			pipar_json_add_fixed(r, "server_idle_seconds", t[i].server_idle, 6);
+			pipar_json_add_fixed(r, "device_idle_seconds", t[i].device_idle, 6);
+			pipar_json_add_fixed(r, "bytes_up", t[i].bytes_up, 0);
+			pipar_json_add_fixed(r, "bytes_down", t[i].bytes_down, 0);
 			cJSON *vs = cJSON_AddObjectToObject(r, "versus");
 
 			for (int b = 0; b < o->nbaselines; b++) {

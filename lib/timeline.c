@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "svg.h"
 #include "trace.h"
 #include "util.h"
@@ -152,7 +153,7 @@ static int style_of(const char *stage)
 static int load_event(struct tl_run *r, int f, size_t k, const cJSON *e, int pid, const char *name,
 		      char *err)
 {
-	const char *path = r->paths[f];
+	const char *path = pipar_json_name(r->paths[f]);
 	const cJSON *tid = cJSON_GetObjectItemCaseSensitive(e, "tid");
 	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(e, "ts");
 	const cJSON *du = cJSON_GetObjectItemCaseSensitive(e, "dur");
@@ -225,27 +226,20 @@ static int load_event(struct tl_run *r, int f, size_t k, const cJSON *e, int pid
 /* Reads trace file f: its complete events and the parties it names. */
 static int load_file(struct tl_run *r, int f, char *err)
 {
-	const char *path = r->paths[f];
-	size_t len = 0, k = 0;
+	const char *path = pipar_json_name(r->paths[f]);
+	size_t k = 0;
 	int rc = 0;
-	char *text = pipar_read_file(path, 1u << 30, &len, err);
-	const char *end = NULL;
+	char *text = pipar_read_file(r->paths[f], 1u << 30, NULL, err);
 	const cJSON *evs;
 	cJSON *root;
 
 	if (!text)
 		return -1;
-	root = cJSON_ParseWithOpts(text, &end, 1);
-	if (!root) {
-		long line = 1;
-
-		if (end && end >= text && end <= text + len)
-			for (const char *p = text; p < end; p++)
-				line += *p == '\n';
-		free(text);
-		return pipar_errf(err, "'%s': not JSON (line %ld)", path, line);
-	}
+	root = pipar_json_parse(text, r->paths[f], NULL, PIPAR_TRACE_FORMAT,
+				PIPAR_JSON_FORMAT_OPTIONAL, err);
 	free(text);
+	if (!root)
+		return -1;
 	evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
 	if (!cJSON_IsArray(evs)) {
 		cJSON_Delete(root);
@@ -316,7 +310,7 @@ static const char *files_str(const struct tl_run *r, char *buf, size_t size)
 	for (; i < r->n && len < size / 2; i++) {
 		len += (size_t)snprintf(buf + len, size - len, "%s'%.*s'",
 					i == 0 ? "" : i == r->n - 1 ? " and " : ", ",
-					r->n == 1 ? 200 : 60, r->paths[i]);
+					r->n == 1 ? 200 : 60, pipar_json_name(r->paths[i]));
 		if (len >= size)
 			return buf;
 	}
@@ -560,7 +554,8 @@ int pipar_timeline_svg(const char *const *paths, int n, int it_from, int it_to,
 	for (size_t i = 1; i < r.ncl; i++)
 		if (r.cl[i].pid == r.cl[i - 1].pid && r.cl[i].file != r.cl[i - 1].file) {
 			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
-				   paths[r.cl[i].file], r.cl[i].pid, paths[r.cl[i - 1].file]);
+				   pipar_json_name(paths[r.cl[i].file]), r.cl[i].pid,
+				   pipar_json_name(paths[r.cl[i - 1].file]));
 			goto done;
 		}
 	rc = select_events(&r, it_from, it_to, err);

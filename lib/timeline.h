@@ -31,7 +31,8 @@
  * selected ones span, and the axis starts at the first drawn event.
  *
  * Returns 0 on success; -1 with err naming the file and what is wrong in it
- * (not JSON, no traceEvents array, an event without ph, pid, name, tid, ts
+ * (not JSON, a pipar file of another kind, no traceEvents array, an
+ * event without ph, pid, name, tid, ts
  * or dur, a negative dur, a non-finite ts, two files of the same party, no
  * events to draw) or the output that could not be written; -2 with err
  * saying how many events there are when more than

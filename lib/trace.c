@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "util.h"
 #include <math.h>
 
@@ -119,7 +120,8 @@ int pipar_trace_write(struct pipar_trace *t, const char *path, char *err)
 		return -1;
 	f = o.f;
 	pthread_mutex_lock(&t->mu);
-	fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+	fprintf(f, "{\"format\":\"" PIPAR_TRACE_FORMAT "\",\"displayTimeUnit\":\"ms\","
+		"\"traceEvents\":[\n");
 	fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":", t->pid);
 	pipar_json_put_string(f, t->name);
 	fprintf(f, "}}");
@@ -154,8 +156,6 @@ void pipar_trace_free(struct pipar_trace *t)
 }
 
 /* ---------------------------------------------------------------- reading */
-
-#include <cJSON.h>
 
 struct span {
 	int pid, tid, file;
@@ -201,16 +201,19 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 	*out = NULL;
 	for (int f = 0; f < n; f++) {
 		char *text = pipar_read_file(paths[f], 1u << 30, NULL, err);
-		const char *end = NULL;
 		cJSON *root, *evs;
 
 		if (!text)
 			goto done;
-		root = cJSON_ParseWithOpts(text, &end, 1);
+		root = pipar_json_parse(text, paths[f], NULL, PIPAR_TRACE_FORMAT,
+					PIPAR_JSON_FORMAT_OPTIONAL, err);
 		free(text);
+		if (!root)
+			goto done;
 		evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
 		if (!cJSON_IsArray(evs)) {
-			pipar_errf(err, "'%s': not a trace (no traceEvents array)", paths[f]);
+			pipar_errf(err, "'%s': not a trace (no traceEvents array)",
+				   pipar_json_name(paths[f]));
 			cJSON_Delete(root);
 			goto done;
 		}
@@ -221,7 +224,8 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
 
 			if (!cJSON_IsString(ph) || !cJSON_IsNumber(pid) || !cJSON_IsString(nm)) {
-				pipar_errf(err, "'%s': an event without ph, pid or name", paths[f]);
+				pipar_errf(err, "'%s': an event without ph, pid or name",
+					   pipar_json_name(paths[f]));
 				cJSON_Delete(root);
 				goto done;
 			}
@@ -245,7 +249,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			if (!cJSON_IsNumber(tid) || !cJSON_IsNumber(ts) || !cJSON_IsNumber(du) ||
 			    !(du->valuedouble >= 0) || !isfinite(ts->valuedouble)) {
 				pipar_errf(err, "'%s': an event '%.40s' without a valid tid, ts or dur",
-					   paths[f], nm->valuestring);
+					   pipar_json_name(paths[f]), nm->valuestring);
 				cJSON_Delete(root);
 				goto done;
 			}
@@ -270,7 +274,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			if (by && !(cJSON_IsNumber(by) && by->valuedouble >= 0 &&
 				    by->valuedouble <= 9.007199254740992e15)) {
 				pipar_errf(err, "'%s': an event '%.40s' whose bytes are not a "
-					   "count", paths[f], nm->valuestring);
+					   "count", pipar_json_name(paths[f]), nm->valuestring);
 				cJSON_Delete(root);
 				goto done;
 			}
@@ -313,7 +317,7 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			int b = sp[i].file ^ sp[i - 1].file ^ a;
 
 			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
-				   paths[b], sp[i].pid, paths[a]);
+				   pipar_json_name(paths[b]), sp[i].pid, pipar_json_name(paths[a]));
 			goto done;
 		}
 	lanes = calloc(nsp, sizeof(*lanes));
@@ -352,8 +356,10 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			 l->tid == PIPAR_RES_DOWNLINK ? "downlink" : "other");
 	}
 	double spanv = t1 - t0;
+	/* Seconds to the microsecond, bytes whole, shares to 6 decimals. */
 	o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "span_seconds", spanv);
+	cJSON_AddStringToObject(o, "format", PIPAR_TRACE_SUMMARY_FORMAT);
+	pipar_json_add_fixed(o, "span_seconds", spanv, 6);
 	cJSON *parties = cJSON_AddArrayToObject(o, "resources");
 	int best = 0;
 	double moved[4] = {0, 0, 0, 0};
@@ -365,11 +371,11 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		cJSON_AddStringToObject(x, "party", lanes[i].party);
 		cJSON_AddNumberToObject(x, "pid", lanes[i].pid);
 		cJSON_AddStringToObject(x, "resource", lanes[i].resource);
-		cJSON_AddNumberToObject(x, "busy_seconds", lanes[i].busy);
-		cJSON_AddNumberToObject(x, "idle_seconds", spanv - lanes[i].busy);
-		cJSON_AddNumberToObject(x, "utilisation", spanv > 0 ? lanes[i].busy / spanv : 0);
+		pipar_json_add_fixed(x, "busy_seconds", lanes[i].busy, 6);
+		pipar_json_add_fixed(x, "idle_seconds", spanv - lanes[i].busy, 6);
+		pipar_json_add_fixed(x, "utilisation", spanv > 0 ? lanes[i].busy / spanv : 0, 6);
 		if (lanes[i].has_bytes) {
-			cJSON_AddNumberToObject(x, "bytes", lanes[i].bytes);
+			pipar_json_add_fixed(x, "bytes", lanes[i].bytes, 0);
 			if (lanes[i].tid >= 1 && lanes[i].tid <= 3)
 				moved[lanes[i].tid] += lanes[i].bytes;
 			any_bytes = 1;
@@ -399,24 +405,25 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 			sum += it[i];
 		cJSON_AddNumberToObject(iters, "count", (double)ni);
 		if (ni) {
-			cJSON_AddNumberToObject(iters, "mean_seconds", sum / (double)ni);
-			cJSON_AddNumberToObject(iters, "median_seconds",
-						ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]));
-			cJSON_AddNumberToObject(iters, "p95_seconds", it[(size_t)(0.95 * (double)(ni - 1) + 0.5)]);
+			pipar_json_add_fixed(iters, "mean_seconds", sum / (double)ni, 6);
+			pipar_json_add_fixed(iters, "median_seconds",
+					     ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]), 6);
+			pipar_json_add_fixed(iters, "p95_seconds",
+					     it[(size_t)(0.95 * (double)(ni - 1) + 0.5)], 6);
 		}
 		free(it);
 	}
 	if (any_bytes) {
 		cJSON *m = cJSON_AddObjectToObject(o, "bytes_moved");
 
-		cJSON_AddNumberToObject(m, "uplink", moved[PIPAR_RES_UPLINK]);
-		cJSON_AddNumberToObject(m, "downlink", moved[PIPAR_RES_DOWNLINK]);
+		pipar_json_add_fixed(m, "uplink", moved[PIPAR_RES_UPLINK], 0);
+		pipar_json_add_fixed(m, "downlink", moved[PIPAR_RES_DOWNLINK], 0);
 	}
 	cJSON *b = cJSON_AddObjectToObject(o, "bottleneck");
 
 	cJSON_AddStringToObject(b, "party", lanes[best].party);
 	cJSON_AddStringToObject(b, "resource", lanes[best].resource);
-	cJSON_AddNumberToObject(b, "share", spanv > 0 ? lanes[best].busy / spanv : 0);
+	pipar_json_add_fixed(b, "share", spanv > 0 ? lanes[best].busy / spanv : 0, 6);
 	*out = cJSON_Print(o);
 	r = *out ? 0 : pipar_errf(err, "out of memory");
 done:

@@ -6,9 +6,18 @@
  * taken from pipar_now() and written in microseconds after adding the
  * party's offset to the server's clock, so that the traces of one run
  * line up.  Recording is thread-safe.
+ *
+ * A trace file carries "format": "pipar-trace/1" beside the trace-event
+ * keys (viewers keep unknown top-level keys as metadata); the readers
+ * (here and in timeline.h) also take trace-event JSON without it, but
+ * refuse a pipar file of another kind by name.  The summary of a run's
+ * traces is a "pipar-trace-summary/1" document.
  */
 #ifndef PIPAR_TRACE_H
 #define PIPAR_TRACE_H
+
+#define PIPAR_TRACE_FORMAT "pipar-trace/1"
+#define PIPAR_TRACE_SUMMARY_FORMAT "pipar-trace-summary/1"
 
 enum pipar_resource {
 	PIPAR_RES_COMPUTE = 1,
@@ -50,7 +59,8 @@ int pipar_trace_write(struct pipar_trace *t, const char *path, char *err);
 void pipar_trace_free(struct pipar_trace *t);
 
 /* Reads the traces of one run (one file per party) and summarises them as
- * a JSON object (malloc'd text in *out): the run's span; per party and
+ * a JSON object (malloc'd text in *out; "format" PIPAR_TRACE_SUMMARY_FORMAT;
+ * seconds to the microsecond, bytes whole): the run's span; per party and
  * resource the busy seconds (overlapping events counted once), the idle
  * seconds over the span and the utilisation; the iteration times (between
  * consecutive "step" or "train" events of each device: count, mean,

@@ -6,8 +6,11 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -153,6 +156,24 @@ int pipar_wire_header_decode(const uint8_t in[PIPAR_WIRE_HEADER],
 
 /* ---------------------------------------------------------------- I/O */
 
+/* Why a read or write on fd failed with error e: for EAGAIN, the socket's
+ * timeout opt (SO_RCVTIMEO or SO_SNDTIMEO) that ran out, as "timed out
+ * after N s" (a blocking socket returns EAGAIN for nothing else);
+ * otherwise strerror(e).  The text is in buf. */
+static const char *sock_error(int fd, int opt, int e, char *buf, size_t len)
+{
+	struct timeval tv = {0, 0};
+	socklen_t tl = sizeof(tv);
+
+	if ((e == EAGAIN || e == EWOULDBLOCK) &&
+	    getsockopt(fd, SOL_SOCKET, opt, &tv, &tl) == 0 && (tv.tv_sec > 0 || tv.tv_usec > 0))
+		snprintf(buf, len, "timed out after %g s",
+			 (double)tv.tv_sec + (double)(tv.tv_usec / 1000) / 1e3);
+	else
+		snprintf(buf, len, "%s", strerror(e));
+	return buf;
+}
+
 int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
 		    size_t len, char *err)
 {
@@ -172,10 +193,12 @@ int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
 		ssize_t w = writev(fd, v, n);
 
 		if (w < 0) {
+			char why[64];
+
 			if (errno == EINTR)
 				continue;
-			return pipar_errf(err, "cannot send %s frame: %s",
-					  pipar_frame_type_name(type), strerror(errno));
+			return pipar_errf(err, "cannot send %s frame: %s", pipar_frame_type_name(type),
+					  sock_error(fd, SO_SNDTIMEO, errno, why, sizeof(why)));
 		}
 		while (n > 0 && (size_t)w >= v->iov_len) {
 			w -= (ssize_t)v->iov_len;
@@ -226,9 +249,17 @@ int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
 	uint8_t head[PIPAR_WIRE_HEADER];
 	size_t got;
 	ssize_t r = read_full(fd, head, sizeof(head), &got);
+	char why[64];
 
 	if (r == 0)
 		return 0;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && got == 0)
+		return pipar_errf(err, "%s waiting for a frame",
+				  sock_error(fd, SO_RCVTIMEO, errno, why, sizeof(why)));
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return pipar_errf(err, "%s inside a frame header (%zu of %d bytes)",
+				  sock_error(fd, SO_RCVTIMEO, errno, why, sizeof(why)), got,
+				  PIPAR_WIRE_HEADER);
 	if (r < 0)
 		return errno ? pipar_errf(err, "receive failed: %s", strerror(errno)) :
 			       pipar_errf(err, "connection closed inside a frame header (%zu of %d bytes)",
@@ -245,6 +276,10 @@ int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
 	}
 	if (h->length) {
 		r = read_full(fd, *buf, h->length, &got);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return pipar_errf(err, "%s inside a %s frame (%zu of %u bytes)",
+					  sock_error(fd, SO_RCVTIMEO, errno, why, sizeof(why)),
+					  pipar_frame_type_name(h->type), got, h->length);
 		if (r <= 0)
 			return r < 0 && errno ?
 				       pipar_errf(err, "receive failed: %s", strerror(errno)) :

@@ -68,7 +68,9 @@ int pipar_wire_header_decode(const uint8_t in[PIPAR_WIRE_HEADER],
 			     struct pipar_frame_header *h, char *err);
 
 /* Sends one frame on fd (header and payload in one writev, retried on
- * short writes and EINTR).  -1 with err on a socket error. */
+ * short writes and EINTR).  -1 with err on a socket error; when the
+ * socket's send timeout (SO_SNDTIMEO) runs out, err says "timed out after
+ * N s" with N that timeout. */
 int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
 		    size_t len, char *err);
 
@@ -76,7 +78,9 @@ int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
  * does, then the payload is read into *buf (grown with realloc as
  * needed; *cap is its size) and its CRC checked.  Returns 1 for a frame,
  * 0 for a clean end of stream before a header, -1 with err otherwise (a
- * stream that ends inside a frame is an error). */
+ * stream that ends inside a frame is an error).  When the socket's
+ * receive timeout (SO_RCVTIMEO) runs out, err says "timed out after N s
+ * waiting for a frame" (or inside which frame), N that timeout. */
 int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
 		    struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
 		    char *err);

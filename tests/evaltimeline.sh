@@ -155,7 +155,7 @@ refused() {
 }
 refused "a missing file" "$T/missing.trace" "No such file"
 printf '{"traceEvents":[\n{"name":"x",\n' >"$T/trunc.trace"
-refused "a file that is not JSON" "$T/trunc.trace" "not JSON"
+refused "a file that is not JSON" "$T/trunc.trace" "not valid JSON (near byte"
 printf '{"traceEvents": 3}\n' >"$T/noarray.trace"
 refused "a file without a traceEvents array" "$T/noarray.trace" "traceEvents"
 sed '4s/"ts":[0-9]*,//' "$T/dev1.trace" >"$T/nots.trace"
@@ -180,7 +180,7 @@ refused "a second file of the same party (another run)" "$T/samepid.trace" \
 refused "iterations with no events" "$T/dev1.trace" "no events of iterations 7 to 9" \
 	--iterations 7:9
 printf 'garbage\n' >"$T/g.trace"
-refused "bytes that are not JSON at all" "$T/g.trace" "not JSON (line 1)"
+refused "bytes that are not JSON at all" "$T/g.trace" "not valid JSON (near byte 0)"
 # More events than are drawn: one line suggesting --iterations.
 # 200001 events of device 5, 1000 per iteration; with the server's 7.
 awk 'BEGIN { printf "{\"traceEvents\":[";
@@ -258,5 +258,25 @@ nx1=$(cat "$T/run.srv.trace" "$T/run.dev0.trace" "$T/run.dev1.trace" | grep '"ph
 	--iterations 1:1 --svg "$T/run1.svg"
 check "the run's iteration 1 alone: $nx1 boxes of iteration 1" \
 	"[ \$? -eq 0 ] && [ \"\$(xpath '$T/run1.svg' 'count(//*[@class=\"ev\" and @data-iteration=\"1\"])')\" = $nx1 ] && [ \"\$(xpath '$T/run1.svg' 'count(//*[@class=\"ev\" and @data-iteration!=\"1\" and @data-iteration!=\"-1\"])')\" = 0 ]"
+
+# What the run wrote is read back (its traces summarised, its summary
+# compared), and none of the numbers written is noisy: at most 6 decimals
+# (seconds to the microsecond), 9 in the profiles (to the nanosecond), and
+# no exponent.
+"$BIN/pipar-eval" trace "$T/run.srv.trace" "$T/run.dev0.trace" "$T/run.dev1.trace" >"$T/run.ts"
+check "the run's traces are summarised, as a pipar-trace-summary/1 document" \
+	"[ \$? -eq 0 ] && grep -q '\"format\":[[:space:]]*\"pipar-trace-summary/1\"' '$T/run.ts'"
+"$BIN/pipar-eval" compare --json "$T/run.sum" >"$T/run.cmp"
+check "the run's summary is read back" "[ \$? -eq 0 ] && grep -q 'pipar-compare/1' '$T/run.cmp'"
+# noisy DECIMALS FILE...: the first few numbers with more decimals or an exponent.
+noisy() {
+	d=$1
+	shift
+	grep -Eho '[-0-9.eE+]*[0-9][-0-9.eE+]*' "$@" | grep -E "\\.[0-9]{$((d + 1))}|[0-9][eE]" | head -n 3 | tr '\n' ' '
+}
+check "the summary, trace summary and comparison hold no noisy number: $(noisy 6 "$T/run.sum" "$T/run.ts" "$T/run.cmp")" \
+	"[ -z \"\$(noisy 6 '$T/run.sum' '$T/run.ts' '$T/run.cmp')\" ]"
+check "nor do the profiles: $(noisy 9 "$T/psrv.json" "$T/pdev.json")" \
+	"[ -z \"\$(noisy 9 '$T/psrv.json' '$T/pdev.json')\" ]"
 
 tap_done

@@ -324,7 +324,8 @@ int main(void)
 	refused(path, "a NaN", "non-finite", nan_value);
 	man_from = "\"pipar-checkpoint/1\"";
 	man_to = "\"pipar-checkpoint/9\"";
-	refused(path, "another format version", "pipar-checkpoint/9", manifest_edit);
+	refused(path, "another format version",
+		"pipar.json is a pipar-checkpoint/9 file, expected pipar-checkpoint/1", manifest_edit);
 	man_from = "\"epoch\":";
 	man_to = "\"colour\":1,\"epoch\":";
 	refused(path, "an unknown manifest field", "unknown field 'colour'", manifest_edit);

@@ -3,7 +3,10 @@
  * and a frame header claiming 1 GiB; after it, a peer that sends a tensor
  * of the wrong shape and one that disconnects in the middle of a frame.
  * The server refuses or drops each, naming the fault, and the two honest
- * devices finish the run.
+ * devices finish the run.  Then silent peers against a short --timeout: a
+ * server's peer that says nothing before or after the handshake, and a
+ * device's server that says nothing, are given up with "timed out after
+ * 1 s", not the text of EAGAIN.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -59,6 +62,94 @@ static void drain_handshake(int fd)
 		if (pipar_wire_recv(fd, 64u << 20, seq, &h, &buf, &cap, err) != 1)
 			break;
 	free(buf);
+}
+
+/* Silent peers, each side given --timeout 1. */
+static void silent(const char *bin, const char *dir)
+{
+	char cmd[4096], log[512];
+	pid_t server, device;
+	int st;
+
+	port++;
+	snprintf(cmd, sizeof(cmd),
+		 "%s/pipar-plan --device %s/d.json --server %s/s.json --devices 1 --uplink 1gbit "
+		 "--downlink 1gbit --batch 20 > %s/one.json",
+		 bin, dir, dir, dir);
+	ok(system(cmd) == 0, "a plan for 1 device");
+	snprintf(log, sizeof(log), "%s/silent.log", dir);
+	server = fork();
+	if (server == 0) {
+		char plan[512], listen[64];
+
+		snprintf(plan, sizeof(plan), "%s/one.json", dir);
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+		PIPAR_ASSERT(freopen(log, "w", stderr));
+		PIPAR_ASSERT(freopen("/dev/null", "w", stdout));
+		snprintf(cmd, sizeof(cmd), "%s/pipar-serve", bin);
+		execl(cmd, cmd, "--plan", plan, "--listen", listen, "--epochs", "1", "--timeout", "1",
+		      (char *)NULL);
+		_exit(127);
+	}
+	{
+		/* One that never says HELLO, then one that goes silent after
+		 * the handshake (it waits in the queue meanwhile). */
+		int a = dial(), b = dial();
+
+		PIPAR_ASSERT(a >= 0 && b >= 0);
+		hello(b);
+		drain_handshake(b);
+		waitpid(server, &st, 0);
+		close(a);
+		close(b);
+	}
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 1,
+	   "a server whose only device goes silent fails (status %d)",
+	   WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q 'refused a connection: timed out after 1 s waiting for a frame' %s", log);
+	ok(system(cmd) == 0, "a peer that says nothing before HELLO is refused after the timeout");
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q 'device 1 (hostile): timed out after 1 s waiting for a frame' %s", log);
+	ok(system(cmd) == 0, "a device that goes silent is dropped after the timeout, named");
+	snprintf(cmd, sizeof(cmd), "! grep -q 'temporarily unavailable' %s", log);
+	ok(system(cmd) == 0, "and no message is the text of EAGAIN");
+	snprintf(cmd, sizeof(cmd), "sed 's/^/# /' %s", log);
+	if (system(cmd) != 0)
+		diag("cannot show the log");
+
+	/* A server that accepts and says nothing. */
+	{
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)++port)};
+		int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1, fd;
+
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		PIPAR_ASSERT(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(ls, 4) == 0);
+		snprintf(log, sizeof(log), "%s/device.log", dir);
+		device = fork();
+		if (device == 0) {
+			char conn[64];
+
+			snprintf(conn, sizeof(conn), "127.0.0.1:%d", port);
+			PIPAR_ASSERT(freopen(log, "w", stderr));
+			snprintf(cmd, sizeof(cmd), "%s/pipar-device", bin);
+			execl(cmd, cmd, "--connect", conn, "--data", "synthetic:400", "--shard", "0/2",
+			      "--timeout", "1", (char *)NULL);
+			_exit(127);
+		}
+		fd = accept(ls, NULL, NULL);
+		waitpid(device, &st, 0);
+		close(fd);
+		close(ls);
+	}
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 1, "a device whose server says nothing fails (status %d)",
+	   WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	snprintf(cmd, sizeof(cmd), "grep -q '^pipar-device: .*timed out after 1 s' %s", log);
+	ok(system(cmd) == 0, "naming the timeout");
+	snprintf(cmd, sizeof(cmd), "sed 's/^/# /' %s", log);
+	if (system(cmd) != 0)
+		diag("cannot show the log");
 }
 
 int main(void)
@@ -163,7 +254,11 @@ int main(void)
 	ok(system(cmd) == 0, "a disconnect in the middle of a frame drops that device, named");
 	snprintf(cmd, sizeof(cmd), "grep -q 'epoch 1/1: .*, 2 device(s)' %s", log);
 	ok(system(cmd) == 0, "the two honest devices finish the epoch");
-	snprintf(cmd, sizeof(cmd), "cat %s | sed 's/^/# /'; rm -rf %s", log, dir);
+	snprintf(cmd, sizeof(cmd), "cat %s | sed 's/^/# /'", log);
+	if (system(cmd) != 0)
+		diag("cannot show the log");
+	silent(bin, dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		diag("cleanup failed");
 	return tap_done();

@@ -308,8 +308,9 @@ int main(void)
 		     "unknown type");
 	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"conv\",\"kernel\":3}]}]}",
 		     "'out'");
-	spec_refused("{\"format\":\"pipar-model/2\",\"units\":[]}", "format");
-	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[", "invalid JSON");
+	spec_refused("{\"format\":\"pipar-model/2\",\"units\":[]}",
+		     "model spec is a pipar-model/2 file, expected pipar-model/1");
+	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[", "not valid JSON (near byte");
 	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"flatten\"},"
 		     "{\"type\":\"dense\",\"out\":7}]}]}", "not 10 classes");
 	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"conv\",\"out\":4,"

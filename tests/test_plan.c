@@ -321,7 +321,8 @@ int main(void)
 		   "a negative time is refused naming it: %s", err);
 		snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
 		memcpy(strstr(text, "profile/1"), "profile/2", 9);
-		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 && strstr(err, "'format'"),
+		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 &&
+			   strstr(err, "'p.json' is a pipar-profile/2 file, expected pipar-profile/1"),
 		   "another format is refused: %s", err);
 		snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
 		memcpy(strstr(text, "\"repeat\""), "\"repaet\"", 8);

@@ -1,0 +1,132 @@
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+const char *pipar_json_name(const char *path)
+{
+	return path && strcmp(path, "-") == 0 ? "<stdin>" : path;
+}
+
+const char *pipar_json_format(const cJSON *root)
+{
+	const cJSON *f = cJSON_IsObject(root) ?
+			 cJSON_GetObjectItemCaseSensitive(root, "format") : NULL;
+	const char *s;
+	size_t n;
+
+	if (!cJSON_IsString(f) || strncmp(f->valuestring, "pipar-", 6) != 0)
+		return NULL;
+	s = f->valuestring;
+	n = strlen(s);
+	/* Only a name fit to be quoted in a one-line message. */
+	if (n > 40 || strspn(s + 6, "abcdefghijklmnopqrstuvwxyz0123456789-/") != n - 6 ||
+	    n == 6)
+		return NULL;
+	return s;
+}
+
+int pipar_json_kind_error(char *err, const char *name, const char *found,
+			  const char *expected)
+{
+	return pipar_errf(err, "'%s' is a %s file, expected %s", pipar_json_name(name),
+			  found, expected);
+}
+
+/* The subject of a message: 'name', 'name': part, or part. */
+static void subject(char *buf, size_t size, const char *name, const char *part)
+{
+	if (name && part)
+		snprintf(buf, size, "'%s': %s", pipar_json_name(name), part);
+	else if (name)
+		snprintf(buf, size, "'%s'", pipar_json_name(name));
+	else
+		snprintf(buf, size, "%s", part ? part : "document");
+}
+
+cJSON *pipar_json_parse(const char *text, const char *name, const char *part,
+			const char *kind, unsigned flags, char *err)
+{
+	const char *end = NULL, *found;
+	cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+	const cJSON *f;
+	char who[PIPAR_ERRLEN / 2];
+
+	subject(who, sizeof(who), name, part);
+	if (!root) {
+		pipar_errf(err, "%s: not valid JSON (near byte %ld)", who,
+			   end ? (long)(end - text) : 0L);
+		return NULL;
+	}
+	if (!cJSON_IsObject(root)) {
+		pipar_errf(err, "%s is not a %s file (not a JSON object)", who, kind);
+		goto fail;
+	}
+	f = cJSON_GetObjectItemCaseSensitive(root, "format");
+	found = pipar_json_format(root);
+	if (found && strcmp(found, kind) == 0)
+		return root;
+	if (found)
+		pipar_errf(err, "%s is a %s file, expected %s", who, found, kind);
+	else if (!f && (flags & PIPAR_JSON_FORMAT_OPTIONAL))
+		return root;
+	else if (!f)
+		pipar_errf(err, "%s is not a %s file (no \"format\" field)", who, kind);
+	else
+		pipar_errf(err, "%s is not a %s file (\"format\" is not a pipar format)", who,
+			   kind);
+fail:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+const char *pipar_json_unknown_field(const cJSON *o, const char *const *known)
+{
+	for (const cJSON *f = o ? o->child : NULL; f; f = f->next) {
+		const char *const *k = known;
+
+		while (*k && (!f->string || strcmp(*k, f->string)))
+			k++;
+		if (!*k)
+			return f->string ? f->string : "";
+	}
+	return NULL;
+}
+
+cJSON *pipar_json_fixed(double v, int decimals)
+{
+	char buf[400];
+	size_t n;
+
+	if (!isfinite(v))
+		return cJSON_CreateNull();
+	if (decimals < 0)
+		decimals = 0;
+	if (decimals > 9)
+		decimals = 9;
+	/* %f of a finite double needs at most 309 digits before the point. */
+	n = (size_t)snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+	if (decimals > 0) {
+		while (buf[n - 1] == '0')
+			buf[--n] = 0;
+		if (buf[n - 1] == '.')
+			buf[--n] = 0;
+	}
+	if (strcmp(buf, "-0") == 0)
+		strcpy(buf, "0");
+	return cJSON_CreateRaw(buf);
+}
+
+cJSON *pipar_json_add_fixed(cJSON *o, const char *name, double v, int decimals)
+{
+	cJSON *x = pipar_json_fixed(v, decimals);
+
+	if (x && !cJSON_AddItemToObject(o, name, x)) {
+		cJSON_Delete(x);
+		return NULL;
+	}
+	return x;
+}

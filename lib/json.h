@@ -1,0 +1,82 @@
+/*
+ * json: the first steps of reading a pipar JSON document, shared by every
+ * reader (profile, plan, model spec, run summary, trace, checkpoint
+ * manifest) so that each says the same thing about the same fault.
+ *
+ * Every pipar document is one JSON object whose "format" names its kind
+ * and version ("pipar-profile/1").  pipar_json_parse() parses the text and
+ * checks that format before any other field is looked at, so that a file
+ * of the wrong kind is named as such instead of being refused for its
+ * first unfamiliar field.  Its messages, one line each, name the file as
+ * the user gave it:
+ *
+ *   'dev.json': not valid JSON (near byte 29)
+ *   'plan.json' is a pipar-plan/1 file, expected pipar-profile/1
+ *   'x.json' is not a pipar-profile/1 file (no "format" field)
+ *   'x.json' is not a pipar-profile/1 file ("format" is not a pipar format)
+ *   'x.json' is not a pipar-profile/1 file (not a JSON object)
+ *
+ * Writers add their numbers with pipar_json_add_fixed(), in fixed notation
+ * to the precision the quantity has: seconds to the microsecond (6
+ * decimals), byte counts and rates whole (0), losses and accuracies to 6
+ * decimals; so that outputs say 0.000002 or 0, not 2e-06, 1.887e-15 or
+ * 7.605530407000515.
+ */
+#ifndef PIPAR_JSON_H
+#define PIPAR_JSON_H
+
+#include <cJSON.h>
+
+/* The name messages give the file at path: "<stdin>" for "-", else path
+ * itself (not copied). */
+const char *pipar_json_name(const char *path);
+
+/* Flags of pipar_json_parse. */
+enum {
+	/* A document without "format" is accepted (traces: trace-event JSON
+	 * written by other programs has none); one that names another
+	 * format is still refused. */
+	PIPAR_JSON_FORMAT_OPTIONAL = 1,
+};
+
+/* Parses text (NUL-terminated) as one JSON value with nothing but white
+ * space after it, and checks that it is an object whose "format" is kind
+ * (e.g. "pipar-profile/1").  name is the file as the user gave it ("-"
+ * is shown as '<stdin>'); part, when not NULL, is what is read inside that
+ * file ("pipar.json" in a checkpoint: "'m.npz': pipar.json ..."); with
+ * name NULL, part alone is the subject, unquoted ("model spec ...").
+ * Returns the document, which the caller frees with cJSON_Delete, or NULL
+ * with err (one of the messages above; running out of memory while
+ * parsing is reported as text that is not valid JSON). */
+cJSON *pipar_json_parse(const char *text, const char *name, const char *part,
+			const char *kind, unsigned flags, char *err);
+
+/* The pipar format a parsed document declares ("pipar-plan/1": a string
+ * "pipar-" then lower-case letters, digits, '-' and '/'), pointing into
+ * root; NULL when root is not an object or its "format" is missing or of
+ * no pipar kind. */
+const char *pipar_json_format(const cJSON *root);
+
+/* Fills err with "'NAME' is a FOUND file, expected EXPECTED" (name as
+ * pipar_json_name shows it) and returns -1: the one wording for a file of
+ * one kind given where another is expected, for readers of formats that
+ * are not JSON (a checkpoint given a plan). */
+int pipar_json_kind_error(char *err, const char *name, const char *found,
+			  const char *expected);
+
+/* The name of the first member of object o that is not in the
+ * NULL-terminated list known, or NULL when all are known (each reader
+ * words its own refusal, naming the field). */
+const char *pipar_json_unknown_field(const cJSON *o, const char *const *known);
+
+/* A number item for v with at most decimals (0..9) decimals, in fixed
+ * notation with trailing zeros dropped (0.5, 12, 0.000002; -0 as 0), or
+ * null for a non-finite v.  The caller owns the item (until it is added
+ * to an object or array); NULL when out of memory. */
+cJSON *pipar_json_fixed(double v, int decimals);
+
+/* Adds pipar_json_fixed(v, decimals) to object o as name (o owns it);
+ * returns the item, NULL when out of memory. */
+cJSON *pipar_json_add_fixed(cJSON *o, const char *name, double v, int decimals);
+
+#endif
