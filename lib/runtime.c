@@ -175,9 +175,22 @@ static int next_alive(const struct server *s, int k)
 /* The epoch's record e: one JSON line on cfg->records (the summary's
  * epoch entry with its format first), and a line a person reads in the
  * log. */
+/* The number under key in o, written as a number or as fixed text
+ * (pipar_json_add_fixed); NAN when absent. */
+static double field(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (cJSON_IsNumber(v))
+		return v->valuedouble;
+	if (cJSON_IsRaw(v) && v->valuestring)
+		return strtod(v->valuestring, NULL);
+	return NAN;
+}
+
 static void epoch_record(struct server *s, const cJSON *e)
 {
-	const cJSON *acc = cJSON_GetObjectItemCaseSensitive(e, "test_accuracy");
+	double acc = field(e, "test_accuracy");
 	char tail[64] = "";
 
 	if (s->cfg->records) {
@@ -196,12 +209,11 @@ static void epoch_record(struct server *s, const cJSON *e)
 			      line ? strerror(errno) : "out of memory");
 		free(line);
 	}
-	if (cJSON_IsNumber(acc))
-		snprintf(tail, sizeof(tail), ", test accuracy %.4f", acc->valuedouble);
+	if (!isnan(acc))
+		snprintf(tail, sizeof(tail), ", test accuracy %.4f", acc);
 	logf_(s->cfg->log, s->cfg->meter,
 	      "pipar-serve: epoch %d/%d: loss %.4f%s, %d device(s), %.1f s", s->epoch_done,
-	      s->cfg->epochs, cJSON_GetObjectItemCaseSensitive(e, "loss")->valuedouble, tail,
-	      s->live, cJSON_GetObjectItemCaseSensitive(e, "seconds")->valuedouble);
+	      s->cfg->epochs, field(e, "loss"), tail, s->live, field(e, "seconds"));
 	progress_show(s, 1);
 }
 

@@ -196,7 +196,10 @@ fi
 "$BIN/pipar-eval" compare - <"$T/sum.json" >"$T/cmp" 2>"$T/err"
 check "pipar-eval compare reads the summary line from standard input" \
 	"[ \$? -eq 0 ] && grep -q 'sfl' '$T/cmp'"
-check "the log says each epoch in words" "grep -q '^pipar-serve: epoch 2/2: loss [0-9.]*, 2 device(s), ' '$T/serve.log'"
+loss=$(sed -n 2p "$T/serve.out" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+loss=$(printf '%.4f' "$loss")
+check "the log says each epoch in words, with the record's loss ($loss)" \
+	"grep -q '^pipar-serve: epoch 2/2: loss $loss, 2 device(s), ' '$T/serve.log'"
 check "no progress line when standard error is not a terminal" \
 	"! grep -q 'mini-batch' '$T/serve.log' && ! grep -q 'mini-batch' '$T/dev0.log'"
 wait
