@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli.h"
+#include "json.h"
 #include "plan.h"
 #include "profile.h"
 
@@ -22,29 +24,32 @@
 #define MAXFILES 256
 
 static const char usage_text[] =
-	"usage: pipar-plan --device FILE [--device FILE ...] --server FILE --devices K\n"
+	"usage: pipar-plan --device FILE|- [--device FILE ...] --server FILE|- --devices K\n"
 	"                  --uplink RATE --downlink RATE --batch B [--mode pipar|fl|sl|sfl]\n"
-	"                  [--memory BYTES] [--samples N] [--min-micro M] [--top T]\n"
-	"                  [--explain]\n"
-	"       pipar-plan --check FILE\n";
+	"                  [--split P[,P...]] [--parallel N[,N...]] [--memory BYTES]\n"
+	"                  [--samples N] [--min-micro M] [--top T] [--explain]\n"
+	"       pipar-plan --check FILE|-\n";
 
-static int usage(const char *fmt, const char *arg)
+/* Micro-batches of fewer samples than this are not searched unless
+ * --min-micro says otherwise: each micro-batch is normalised by its own
+ * statistics on the device, and batch-norm over 1 or 2 samples trains
+ * badly (see pipar-plan(1)). */
+#define DEFAULT_MIN_MICRO 10
+
+static int usage_error(const char *msg)
 {
-	fprintf(stderr, PROG ": ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage_text);
+	fprintf(stderr, PROG ": %s\n%s", msg, usage_text);
 	return 2;
 }
 
-
-static int parse_bytes(const char *s, double *out)
+static int parse_bytes(const char *s, double *out, char *err)
 {
 	char *end;
 	double v = strtod(s, &end);
 	double mul = 1;
 
-	if (end == s || !(v > 0))
-		return -1;
+	if (end == s || !(v > 0) || !isfinite(v))
+		goto bad;
 	if (*end) {
 		if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)
 			mul = 1024.0;
@@ -53,9 +58,33 @@ static int parse_bytes(const char *s, double *out)
 		else if (strcasecmp(end, "g") == 0 || strcasecmp(end, "gib") == 0)
 			mul = 1024.0 * 1024 * 1024;
 		else
-			return -1;
+			goto bad;
 	}
 	*out = v * mul;
+	return 0;
+bad:
+	return pipar_cli_bad(err, "--memory", s, "a number of bytes, optionally with K, M or G");
+}
+
+/* "V" or "V,V,..." with each V in [1, 4096]: n values into out[]. */
+static int parse_list(const char *opt, const char *s, int *out, int max, int *n, char *err)
+{
+	const char *q = s;
+	char *end;
+
+	*n = 0;
+	while (*q) {
+		long v;
+
+		errno = 0;
+		v = strtol(q, &end, 10);
+		if (errno || end == q || v < 1 || v > 4096 || *n == max || (*end && *end != ','))
+			return pipar_cli_bad(err, opt, s, "an integer in [1, 4096], or one per device, comma-separated");
+		out[(*n)++] = (int)v;
+		q = *end ? end + 1 : end;
+	}
+	if (!*n)
+		return pipar_cli_bad(err, opt, s, "an integer in [1, 4096], or one per device, comma-separated");
 	return 0;
 }
 
@@ -64,20 +93,20 @@ static cJSON *busy_json(const struct pipar_plan_env *env, const struct pipar_sim
 	cJSON *o = cJSON_CreateObject(), *devs, *srv;
 
 	srv = cJSON_AddObjectToObject(o, "server");
-	cJSON_AddNumberToObject(srv, "busy_seconds", s->srv_busy);
-	cJSON_AddNumberToObject(srv, "idle_seconds", fmax(0, s->iteration - s->srv_busy));
+	pipar_json_add_fixed(srv, "busy_seconds", s->srv_busy, 6);
+	pipar_json_add_fixed(srv, "idle_seconds", fmax(0, s->iteration - s->srv_busy), 6);
 	devs = cJSON_AddArrayToObject(o, "devices");
 	for (int k = 0; k < env->K; k++) {
 		cJSON *d = cJSON_CreateObject();
 
 		cJSON_AddNumberToObject(d, "device", k + 1);
-		cJSON_AddNumberToObject(d, "compute_busy_seconds", s->dev_busy[k]);
-		cJSON_AddNumberToObject(d, "compute_idle_seconds", fmax(0, s->iteration - s->dev_busy[k]));
-		cJSON_AddNumberToObject(d, "uplink_busy_seconds", s->up_busy[k]);
-		cJSON_AddNumberToObject(d, "uplink_idle_seconds", fmax(0, s->iteration - s->up_busy[k]));
-		cJSON_AddNumberToObject(d, "downlink_busy_seconds", s->down_busy[k]);
-		cJSON_AddNumberToObject(d, "downlink_idle_seconds", fmax(0, s->iteration - s->down_busy[k]));
-		cJSON_AddNumberToObject(d, "memory_bytes", s->dev_memory[k]);
+		pipar_json_add_fixed(d, "compute_busy_seconds", s->dev_busy[k], 6);
+		pipar_json_add_fixed(d, "compute_idle_seconds", fmax(0, s->iteration - s->dev_busy[k]), 6);
+		pipar_json_add_fixed(d, "uplink_busy_seconds", s->up_busy[k], 6);
+		pipar_json_add_fixed(d, "uplink_idle_seconds", fmax(0, s->iteration - s->up_busy[k]), 6);
+		pipar_json_add_fixed(d, "downlink_busy_seconds", s->down_busy[k], 6);
+		pipar_json_add_fixed(d, "downlink_idle_seconds", fmax(0, s->iteration - s->down_busy[k]), 6);
+		pipar_json_add_fixed(d, "memory_bytes", ceil(s->dev_memory[k]), 0);
 		cJSON_AddItemToArray(devs, d);
 	}
 	return o;
@@ -85,10 +114,132 @@ static cJSON *busy_json(const struct pipar_plan_env *env, const struct pipar_sim
 
 static void predicted(cJSON *o, const struct pipar_sim *s)
 {
-	cJSON_AddNumberToObject(o, "iteration_seconds", s->iteration);
+	pipar_json_add_fixed(o, "iteration_seconds", s->iteration, 6);
 	cJSON_AddNumberToObject(o, "iterations_per_epoch", (double)s->iterations);
-	cJSON_AddNumberToObject(o, "aggregation_seconds", s->aggregation);
-	cJSON_AddNumberToObject(o, "epoch_seconds", s->epoch);
+	pipar_json_add_fixed(o, "aggregation_seconds", s->aggregation, 6);
+	pipar_json_add_fixed(o, "epoch_seconds", s->epoch, 6);
+}
+
+/* Writes text and a newline to standard output; -1 with the reason
+ * printed when that fails (a full disk, a closed pipe). */
+static int put_out(const char *text)
+{
+	if (!text || fputs(text, stdout) < 0 || putchar('\n') < 0 || fflush(stdout) != 0 ||
+	    ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write to standard output: %s\n",
+			text ? strerror(errno) : "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* The --check of a plan file. */
+static int check_plan(const char *path)
+{
+	char err[PIPAR_ERRLEN], line[512];
+	char *text = pipar_read_file(path, 64u << 20, NULL, err);
+	struct pipar_plan_file *pf = NULL;
+	const char *name = strcmp(path, "-") ? path : "<stdin>";
+	int r;
+
+	if (!text || pipar_plan_parse(text, name, &pf, err) < 0) {
+		free(text);
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
+	snprintf(line, sizeof(line),
+		 "%s: valid pipar-plan/1: mode %s, %d device(s), P %d, N %d, predicted %.6g s per iteration",
+		 name, pipar_mode_name(pf->mode), pf->K, pf->dev[0].P, pf->dev[0].N, pf->iteration);
+	r = put_out(line) < 0 ? 1 : 0;
+	free(text);
+	pipar_plan_file_free(pf);
+	return r;
+}
+
+/* One row of --explain's table: candidates i..j (of the same P, within 1%
+ * of each other) shown as one. */
+static void explain_row(const struct pipar_plan_env *env, enum pipar_mode mode,
+			const struct pipar_candidate *top, int i, int j)
+{
+	struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
+	struct pipar_sim s;
+	char rank[16], nn[16];
+	int lo = top[i].choice.N, hi = lo;
+
+	for (int r = i; r <= j; r++) {
+		lo = top[r].choice.N < lo ? top[r].choice.N : lo;
+		hi = top[r].choice.N > hi ? top[r].choice.N : hi;
+	}
+	for (int k = 0; k < env->K; k++)
+		ch[k] = top[i].choice;
+	pipar_plan_simulate(env, mode, ch, &s);
+	snprintf(rank, sizeof(rank), i == j ? "%d" : "%d-%d", i + 1, j + 1);
+	snprintf(nn, sizeof(nn), lo == hi ? "%d" : "%d-%d", lo, hi);
+	fprintf(stderr, "%7s %4d %7s %11.4f %9.2f %13.4f %14.4f\n", rank, top[i].choice.P, nn,
+		s.iteration, s.epoch, fmax(0, s.iteration - s.srv_busy),
+		fmax(0, s.iteration - s.dev_busy[0]));
+}
+
+static void explain(const struct pipar_plan_env *env, enum pipar_mode mode, int L,
+		    const struct pipar_choice *best, const struct pipar_sim *sim,
+		    const struct pipar_candidate *top, int ntop, const struct pipar_sim *base,
+		    const struct pipar_choice *base_ch, const int *base_ok, double seconds)
+{
+	int same = 1;
+
+	fprintf(stderr, "%s for %d device(s): batch %d, uplink %.3g Mbit/s, downlink %.3g Mbit/s, "
+		"%ld samples per device\n", pipar_mode_name(mode), env->K, env->batch,
+		env->up_bps / 1e6, env->down_bps / 1e6, env->samples);
+	fprintf(stderr, "P: units 1..P of the model's %d run on each device, the rest on the server\n", L);
+	fprintf(stderr, "N: the micro-batches each mini-batch of %d is cut into (of at least %d sample%s)\n",
+		env->batch, env->min_micro > 1 ? env->min_micro : 1, env->min_micro > 1 ? "s" : "");
+	for (int k = 1; k < env->K; k++)
+		same &= best[k].P == best[0].P && best[k].N == best[0].N;
+	if (same)
+		fprintf(stderr, "chosen: P %d, N %d on every device: %.4f s per iteration, %.2f s per epoch\n",
+			best[0].P, best[0].N, sim->iteration, sim->epoch);
+	else {
+		fprintf(stderr, "chosen: %.4f s per iteration, %.2f s per epoch\n", sim->iteration,
+			sim->epoch);
+		for (int k = 0; k < env->K; k++)
+			fprintf(stderr, "  device %d: P %d, N %d\n", k + 1, best[k].P, best[k].N);
+	}
+	if (ntop > 0) {
+		fprintf(stderr, "%7s %4s %7s %11s %9s %13s %14s\n", "rank", "P", "N", "iteration s",
+			"epoch s", "server idle s", "device 1 idle s");
+		for (int i = 0; i < ntop;) {
+			int j = i;
+
+			int lo = top[i].choice.N, hi = lo;
+
+			/* Near-equal rows of one P and a run of N are one row. */
+			while (j + 1 < ntop && top[j + 1].choice.P == top[i].choice.P &&
+			       top[j + 1].iteration <= top[i].iteration * 1.01 &&
+			       (top[j + 1].choice.N == lo - 1 || top[j + 1].choice.N == hi + 1)) {
+				j++;
+				lo = top[j].choice.N < lo ? top[j].choice.N : lo;
+				hi = top[j].choice.N > hi ? top[j].choice.N : hi;
+			}
+			explain_row(env, mode, top, i, j);
+			i = j + 1;
+		}
+	}
+	fprintf(stderr, "the other modes, each at its best P:\n");
+	for (int m = 0; m < 4; m++) {
+		if ((enum pipar_mode)m == mode)
+			continue;
+		if (!base_ok[m]) {
+			fprintf(stderr, "  %-5s does not fit the memory limit\n",
+				pipar_mode_name((enum pipar_mode)m));
+			continue;
+		}
+		fprintf(stderr, "  %-5s P %d, N %d: %.4f s per iteration, %.2f s per epoch, "
+			"server idle %.4f s (%.2fx the chosen epoch)\n",
+			pipar_mode_name((enum pipar_mode)m), base_ch[m].P, base_ch[m].N,
+			base[m].iteration, base[m].epoch, fmax(0, base[m].iteration - base[m].srv_busy),
+			sim->epoch > 0 ? base[m].epoch / sim->epoch : 0);
+	}
+	fprintf(stderr, "searched in %.4f s\n", seconds);
 }
 
 int main(int argc, char **argv)
@@ -101,126 +252,111 @@ int main(int argc, char **argv)
 		{"downlink", required_argument, NULL, 'w'},
 		{"batch", required_argument, NULL, 'b'},
 		{"mode", required_argument, NULL, 'm'},
+		{"split", required_argument, NULL, 'P'},
+		{"parallel", required_argument, NULL, 'N'},
 		{"memory", required_argument, NULL, 'M'},
 		{"samples", required_argument, NULL, 'n'},
 		{"top", required_argument, NULL, 't'},
 		{"explain", no_argument, NULL, 'x'},
 		{"check", required_argument, NULL, 'c'},
-		{"min-micro", required_argument, NULL, 'u' + 256},
+		{"min-micro", required_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
+	static const char *const modes[] = {"pipar", "sfl", "sl", "fl", NULL};
 	const char *dev_files[MAXFILES], *srv_file = NULL;
 	const char *dev_names[PIPAR_PLAN_MAXDEV];
 	struct pipar_profile *dev[MAXFILES] = {0}, *srv = NULL;
 	const struct pipar_profile *per[PIPAR_PLAN_MAXDEV];
-	int ndev = 0, K = 0, top_n = 5, explain = 0, c, status = 1, stdin_used = 0;
+	int ndev = 0, K = 0, top_n = 5, explain_on = 0, c, status = 1, stdin_used = 0, mi = 0;
+	int splits[PIPAR_PLAN_MAXDEV], nsplit = 0, pars[PIPAR_PLAN_MAXDEV], npar = 0;
 	long samples = 0;
 	enum pipar_mode mode = PIPAR_MODE_PIPAR;
 	struct pipar_plan_env env = {0};
-	char err[PIPAR_ERRLEN], *end;
-	static struct pipar_choice best[PIPAR_PLAN_MAXDEV], bch[PIPAR_PLAN_MAXDEV];
-	static struct pipar_sim sim, bsim;
+	char err[PIPAR_ERRLEN];
+	static struct pipar_choice best[PIPAR_PLAN_MAXDEV], bch[4][PIPAR_PLAN_MAXDEV],
+		fixed[PIPAR_PLAN_MAXDEV];
+	static struct pipar_sim sim, bsim[4];
 	struct pipar_candidate top[64];
-	int ntop;
+	int ntop, bok[4] = {0}, min_micro_given = 0;
 	double t0;
 	const char *check_file = NULL;
 
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		int bad = 0;
+
 		switch (c) {
 		case 'd':
 			if (ndev == MAXFILES)
-				return usage("%s", "too many --device profiles");
+				return usage_error("too many --device profiles");
 			dev_files[ndev++] = optarg;
 			break;
 		case 's': srv_file = optarg; break;
-		case 'K':
-			K = (int)strtol(optarg, &end, 10);
-			if (end == optarg || *end || K < 1 || K > PIPAR_PLAN_MAXDEV)
-				return usage("bad --devices '%s': expected an integer in [1, 256]", optarg);
-			break;
-		case 'u':
-			if (pipar_rate_parse(optarg, &env.up_bps) < 0)
-				return usage("bad --uplink '%s': expected a rate such as 10mbit, 1gbit, 500kbit, 2MB/s", optarg);
-			break;
-		case 'w':
-			if (pipar_rate_parse(optarg, &env.down_bps) < 0)
-				return usage("bad --downlink '%s': expected a rate such as 25mbit, 1gbit, 500kbit, 2MB/s", optarg);
-			break;
-		case 'b':
-			env.batch = (int)strtol(optarg, &end, 10);
-			if (end == optarg || *end || env.batch < 1 || env.batch > 4096)
-				return usage("bad --batch '%s': expected an integer in [1, 4096]", optarg);
-			break;
+		case 'K': bad = pipar_cli_int("--devices", optarg, 1, PIPAR_PLAN_MAXDEV, &K, err); break;
+		case 'u': bad = pipar_cli_rate("--uplink", optarg, &env.up_bps, err); break;
+		case 'w': bad = pipar_cli_rate("--downlink", optarg, &env.down_bps, err); break;
+		case 'b': bad = pipar_cli_int("--batch", optarg, 1, 4096, &env.batch, err); break;
 		case 'm':
-			if (pipar_mode_parse(optarg, &mode) < 0)
-				return usage("bad --mode '%s': expected pipar, fl, sl or sfl", optarg);
+			bad = pipar_cli_choice("--mode", optarg, modes, &mi, err);
+			if (!bad)
+				pipar_mode_parse(optarg, &mode);
 			break;
-		case 'M':
-			if (parse_bytes(optarg, &env.memory) < 0)
-				return usage("bad --memory '%s': expected bytes, optionally with K, M or G", optarg);
-			break;
-		case 'n':
-			samples = strtol(optarg, &end, 10);
-			if (end == optarg || *end || samples < 1)
-				return usage("bad --samples '%s': expected a positive integer", optarg);
-			break;
-		case 't':
-			top_n = (int)strtol(optarg, &end, 10);
-			if (end == optarg || *end || top_n < 0 || top_n > 64)
-				return usage("bad --top '%s': expected an integer in [0, 64]", optarg);
-			break;
-		case 'x': explain = 1; break;
-		case 'u' + 256:
-			env.min_micro = (int)strtol(optarg, &end, 10);
-			if (end == optarg || *end || env.min_micro < 1 || env.min_micro > 4096)
-				return usage("bad --min-micro '%s': expected an integer in [1, 4096]", optarg);
+		case 'P': bad = parse_list("--split", optarg, splits, PIPAR_PLAN_MAXDEV, &nsplit, err); break;
+		case 'N': bad = parse_list("--parallel", optarg, pars, PIPAR_PLAN_MAXDEV, &npar, err); break;
+		case 'M': bad = parse_bytes(optarg, &env.memory, err); break;
+		case 'n': bad = pipar_cli_long("--samples", optarg, 1, 1L << 40, &samples, err); break;
+		case 't': bad = pipar_cli_int("--top", optarg, 0, 64, &top_n, err); break;
+		case 'x': explain_on = 1; break;
+		case 'f':
+			bad = pipar_cli_int("--min-micro", optarg, 1, 4096, &env.min_micro, err);
+			min_micro_given = 1;
 			break;
 		case 'c': check_file = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': puts(PROG " " VERSION); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
+		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
+		default:
+			pipar_cli_getopt_error(c, argv, err);
+			bad = -1;
 		}
+		if (bad)
+			return usage_error(err);
 	}
-	if (optind < argc)
-		return usage("unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
+		return usage_error(err);
+	}
 	if (check_file) {
-		/* Validate a plan as the programs that follow it will read it. */
-		char *text = pipar_read_file(check_file, 64u << 20, NULL, err);
-		struct pipar_plan_file *pf = NULL;
-		const char *name = strcmp(check_file, "-") ? check_file : "<stdin>";
-
-		if (argc != optind || ndev || srv_file || K || env.up_bps || env.down_bps ||
-		    env.batch || env.memory || samples || explain || top_n != 5 || env.min_micro)
-			return usage("%s", "--check takes no other options");
-		if (!text || pipar_plan_parse(text, name, &pf, err) < 0) {
-			free(text);
-			fprintf(stderr, PROG ": %s\n", err);
-			return 1;
-		}
-		printf("%s: valid pipar-plan/1: mode %s, %d device(s), P %d, N %d, predicted %.6g s per iteration\n",
-		       name, pipar_mode_name(pf->mode), pf->K, pf->dev[0].P, pf->dev[0].N, pf->iteration);
-		free(text);
-		pipar_plan_file_free(pf);
-		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+		if (ndev || srv_file || K || env.up_bps || env.down_bps || env.batch || env.memory ||
+		    samples || explain_on || top_n != 5 || min_micro_given || nsplit || npar)
+			return usage_error("--check takes no other options");
+		return check_plan(check_file);
 	}
 	if (!ndev)
-		return usage("%s", "missing --device");
+		return usage_error("missing --device");
 	if (!srv_file)
-		return usage("%s", "missing --server");
+		return usage_error("missing --server");
 	if (!K)
-		return usage("%s", "missing --devices");
+		return usage_error("missing --devices");
 	if (!env.up_bps || !env.down_bps)
-		return usage("%s", "missing --uplink or --downlink");
+		return usage_error("missing --uplink or --downlink");
 	if (!env.batch)
-		return usage("%s", "missing --batch");
+		return usage_error("missing --batch");
 	if (ndev != 1 && ndev != K)
-		return usage("%s", "give one --device profile for all devices, or one per device (--devices of them)");
+		return usage_error("give one --device profile for all devices, or one per device (--devices of them)");
+	if ((nsplit > 1 && nsplit != K) || (npar > 1 && npar != K)) {
+		snprintf(err, sizeof(err), "--%s has %d values for %d device(s): give one for all, or one per device",
+			 nsplit > 1 && nsplit != K ? "split" : "parallel",
+			 nsplit > 1 && nsplit != K ? nsplit : npar, K);
+		return usage_error(err);
+	}
 	for (int i = 0; i < ndev; i++)
 		stdin_used += strcmp(dev_files[i], "-") == 0;
 	if (stdin_used + (strcmp(srv_file, "-") == 0) > 1)
-		return usage("%s", "standard input ('-') can be read once only");
+		return usage_error("standard input ('-') can be read once only");
+	if (!min_micro_given)
+		env.min_micro = DEFAULT_MIN_MICRO < env.batch ? DEFAULT_MIN_MICRO : env.batch;
 
 	for (int i = 0; i <= ndev; i++) {
 		const char *path = i < ndev ? dev_files[i] : srv_file;
@@ -248,16 +384,47 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	if (nsplit || npar) {
+		for (int k = 0; k < K; k++) {
+			fixed[k].P = nsplit ? splits[nsplit == 1 ? 0 : k] : 0;
+			fixed[k].N = npar ? pars[npar == 1 ? 0 : k] : 0;
+		}
+		env.fixed = fixed;
+		if (pipar_plan_fixed_check(&env, mode, err) < 0)
+			return usage_error(err);
+	}
 
 	t0 = pipar_now();
 	pipar_plan_tables_build(&env);
 	ntop = pipar_plan_search(&env, mode, best, &sim, top, top_n > 0 ? top_n : 1);
 	if (ntop < 0) {
-		fprintf(stderr, PROG ": no split point and batch count fits --memory %.0f bytes\n",
-			env.memory);
+		if (env.fixed)
+			fprintf(stderr, PROG ": the given --split/--parallel does not fit --memory %.0f bytes\n",
+				env.memory);
+		else
+			fprintf(stderr, PROG ": no split point and batch count fits --memory %.0f bytes\n",
+				env.memory);
 		goto out;
 	}
 	double search_seconds = pipar_now() - t0;
+
+	/* The other modes, each searched freely, for comparison. */
+	{
+		const struct pipar_choice *keep = env.fixed;
+		struct pipar_candidate bt[1];
+
+		env.fixed = NULL;
+		for (int m = 0; m < 4; m++) {
+			if ((enum pipar_mode)m == mode) {
+				memcpy(bch[m], best, sizeof(best));
+				bsim[m] = sim;
+				bok[m] = 1;
+			} else {
+				bok[m] = pipar_plan_search(&env, (enum pipar_mode)m, bch[m], &bsim[m], bt, 1) >= 0;
+			}
+		}
+		env.fixed = keep;
+	}
 
 	cJSON *root = cJSON_CreateObject(), *o, *arr;
 	int L = srv->nunits;
@@ -275,14 +442,14 @@ int main(int argc, char **argv)
 	cJSON_AddNumberToObject(root, "devices", K);
 	cJSON_AddNumberToObject(root, "batch", env.batch);
 	cJSON_AddNumberToObject(root, "samples_per_device", (double)env.samples);
-	cJSON_AddNumberToObject(root, "uplink_bps", env.up_bps);
-	cJSON_AddNumberToObject(root, "downlink_bps", env.down_bps);
-	if (env.min_micro > 1)
-		cJSON_AddNumberToObject(root, "min_micro_batch", env.min_micro);
+	pipar_json_add_fixed(root, "uplink_bps", env.up_bps, 0);
+	pipar_json_add_fixed(root, "downlink_bps", env.down_bps, 0);
+	cJSON_AddNumberToObject(root, "min_micro_batch", env.min_micro > 1 ? env.min_micro : 1);
 	if (env.memory > 0)
-		cJSON_AddNumberToObject(root, "memory_bytes", env.memory);
+		pipar_json_add_fixed(root, "memory_bytes", env.memory, 0);
 	else
 		cJSON_AddNullToObject(root, "memory_bytes");
+	cJSON_AddStringToObject(root, "chosen_by", env.fixed ? "given" : "search");
 	cJSON_AddNumberToObject(root, "split_point", best[0].P);
 	cJSON_AddNumberToObject(root, "parallel_batches", best[0].N);
 	arr = cJSON_AddArrayToObject(root, "per_device");
@@ -308,57 +475,41 @@ int main(int argc, char **argv)
 
 		cJSON_AddNumberToObject(a, "split_point", top[i].choice.P);
 		cJSON_AddNumberToObject(a, "parallel_batches", top[i].choice.N);
-		cJSON_AddNumberToObject(a, "iteration_seconds", top[i].iteration);
-		cJSON_AddNumberToObject(a, "epoch_seconds", top[i].epoch);
+		pipar_json_add_fixed(a, "iteration_seconds", top[i].iteration, 6);
+		pipar_json_add_fixed(a, "epoch_seconds", top[i].epoch, 6);
 		cJSON_AddItemToArray(arr, a);
 	}
 	o = cJSON_AddObjectToObject(root, "baselines");
 	for (int m = 0; m < 4; m++) {
 		cJSON *b = cJSON_AddObjectToObject(o, pipar_mode_name((enum pipar_mode)m));
-		struct pipar_candidate bt[1];
 
-		if ((enum pipar_mode)m == mode) {
-			memcpy(bch, best, sizeof(best));
-			bsim = sim;
-		} else if (pipar_plan_search(&env, (enum pipar_mode)m, bch, &bsim, bt, 1) < 0) {
+		if (!bok[m]) {
 			cJSON_AddBoolToObject(b, "feasible", 0);
 			continue;
 		}
-		cJSON_AddNumberToObject(b, "split_point", bch[0].P);
-		cJSON_AddNumberToObject(b, "parallel_batches", bch[0].N);
-		predicted(b, &bsim);
-		cJSON_AddNumberToObject(b, "server_idle_seconds", fmax(0, bsim.iteration - bsim.srv_busy));
+		cJSON_AddNumberToObject(b, "split_point", bch[m][0].P);
+		cJSON_AddNumberToObject(b, "parallel_batches", bch[m][0].N);
+		predicted(b, &bsim[m]);
+		pipar_json_add_fixed(b, "server_idle_seconds", fmax(0, bsim[m].iteration - bsim[m].srv_busy), 6);
 	}
-	cJSON_AddNumberToObject(root, "search_seconds", search_seconds);
+	pipar_json_add_fixed(root, "search_seconds", search_seconds, 6);
 	{
 		char *text = cJSON_Print(root);
+		int bad;
 
 		cJSON_Delete(root);
-		if (!text || puts(text) < 0 || fflush(stdout) != 0 || ferror(stdout)) {
-			free(text);
-			fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));
-			goto out;
-		}
+		bad = put_out(text) < 0;
 		free(text);
+		if (bad)
+			goto out;
 	}
-	if (explain) {
-		fprintf(stderr, "%s for %d device(s), batch %d, up %.3g Mbit/s, down %.3g Mbit/s, %ld samples/device\n",
-			pipar_mode_name(mode), K, env.batch, env.up_bps / 1e6, env.down_bps / 1e6,
-			env.samples);
-		fprintf(stderr, "%4s %4s %4s %12s %12s %12s %12s\n", "rank", "P", "N", "iteration s",
-			"epoch s", "server idle", "dev0 idle");
-		for (int i = 0; i < ntop && i < top_n; i++) {
-			struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
-			struct pipar_sim s;
+	if (explain_on) {
+		struct pipar_choice b0[4];
 
-			for (int k = 0; k < K; k++)
-				ch[k] = top[i].choice;
-			pipar_plan_simulate(&env, mode, ch, &s);
-			fprintf(stderr, "%4d %4d %4d %12.4f %12.2f %12.4f %12.4f\n", i + 1,
-				top[i].choice.P, top[i].choice.N, s.iteration, s.epoch,
-				fmax(0, s.iteration - s.srv_busy), fmax(0, s.iteration - s.dev_busy[0]));
-		}
-		fprintf(stderr, "searched in %.4f s\n", search_seconds);
+		for (int m = 0; m < 4; m++)
+			b0[m] = bch[m][0];
+		explain(&env, mode, L, best, &sim, top, ntop < top_n ? ntop : top_n, bsim, b0, bok,
+			search_seconds);
 	}
 	status = 0;
 out:

@@ -453,19 +453,73 @@ int pipar_plan_search(const struct pipar_plan_env *env, enum pipar_mode mode,
 	return r;
 }
 
+int pipar_plan_max_n(const struct pipar_plan_env *env, enum pipar_mode mode)
+{
+	int n = env->batch < MAXN ? env->batch : MAXN;
+
+	if (mode != PIPAR_MODE_PIPAR)
+		return 1;
+	/* The smallest micro-batch of N is B / N (rounded down). */
+	if (env->min_micro > 1)
+		n = env->batch / env->min_micro;
+	return n < 1 ? 1 : n > MAXN ? MAXN : n;
+}
+
+int pipar_plan_fixed_check(const struct pipar_plan_env *env, enum pipar_mode mode,
+			   char *err)
+{
+	int L = env->srv->nunits, maxN = pipar_plan_max_n(env, mode);
+
+	for (int k = 0; env->fixed && k < env->K; k++) {
+		const struct pipar_choice *c = &env->fixed[k];
+
+		if (mode == PIPAR_MODE_FL && c->P && c->P != L)
+			return pipar_errf(err, "--split %d for device %d: fl trains the whole model "
+					  "(%d units) on the device", c->P, k + 1, L);
+		if (mode != PIPAR_MODE_FL && c->P && (c->P < 1 || c->P >= L))
+			return pipar_errf(err, "--split %d for device %d: expected a split point in "
+					  "[1, %d] (the model has %d units)", c->P, k + 1, L - 1, L);
+		if (c->N && c->N > maxN) {
+			if (mode != PIPAR_MODE_PIPAR)
+				return pipar_errf(err, "--parallel %d for device %d: %s runs one "
+						  "batch at a time (N 1)", c->N, k + 1,
+						  pipar_mode_name(mode));
+			return pipar_errf(err, "--parallel %d for device %d: expected N in [1, %d] "
+					  "(batch %d, micro-batches of at least %d)", c->N, k + 1,
+					  maxN, env->batch, env->min_micro > 1 ? env->min_micro : 1);
+		}
+	}
+	return 0;
+}
+
+/* Device k's choice: c, with what env->fixed gives in place. */
+static struct pipar_choice fixed(const struct pipar_plan_env *env, int k, struct pipar_choice c)
+{
+	if (env->fixed && env->fixed[k].P)
+		c.P = env->fixed[k].P;
+	if (env->fixed && env->fixed[k].N)
+		c.N = env->fixed[k].N;
+	return c;
+}
+
 static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
 		  struct pipar_choice *best, struct pipar_sim *sim,
 		  struct pipar_candidate *top, int ntop)
 {
-	int L = env->srv->nunits, B = env->batch, K = env->K, ntopn = 0;
-	int maxN = mode == PIPAR_MODE_PIPAR ? (B < MAXN ? B : MAXN) : 1;
+	int L = env->srv->nunits, K = env->K, ntopn = 0;
+	int maxN = pipar_plan_max_n(env, mode), P0 = 1, P1 = L - 1, N1 = maxN;
+	const struct pipar_choice *fx = env->fixed;
+	int allP = fx != NULL, allN = fx != NULL;
 
-	/* The smallest micro-batch of N is B / N (rounded down). */
-	if (env->min_micro > 1 && mode == PIPAR_MODE_PIPAR) {
-		maxN = B / env->min_micro;
-		if (maxN < 1)
-			maxN = 1;
+	/* A dimension every device fixes is not searched. */
+	for (int k = 0; fx && k < K; k++) {
+		allP &= fx[k].P > 0;
+		allN &= fx[k].N > 0;
 	}
+	if (allP)
+		P0 = P1 = 1;
+	if (allN)
+		N1 = 1;
 	static struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
 	static struct pipar_sim s;
 	/* A longer internal list seeds the per-device refinement. */
@@ -483,16 +537,16 @@ static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
 			top[0] = (struct pipar_candidate){best[0], sim->iteration, sim->epoch};
 		return ntop > 0 ? 1 : 0;
 	}
-	for (int P = 1; P < L; P++)
-		for (int N = 1; N <= maxN; N++) {
+	for (int P = P0; P <= P1; P++)
+		for (int N = 1; N <= N1; N++) {
 			struct pipar_candidate c;
 
 			for (int k = 0; k < K; k++)
-				ch[k] = (struct pipar_choice){P, N};
+				ch[k] = fixed(env, k, (struct pipar_choice){P, N});
 			pipar_plan_simulate(env, mode, ch, &s);
 			if (!s.feasible)
 				continue;
-			c = (struct pipar_candidate){{P, N}, s.iteration, s.epoch};
+			c = (struct pipar_candidate){ch[0], s.iteration, s.epoch};
 			top_insert(top, &ntopn, ntop, c);
 			top_insert(pool, &npool, 32, c);
 			if (s.epoch < best_epoch) {
@@ -518,7 +572,7 @@ static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
 				for (int k2 = 0; k2 < K; k2++)
 					ch[k2] = best[k2];
 				for (int c = 0; c < npool; c++) {
-					ch[k] = pool[c].choice;
+					ch[k] = fixed(env, k, pool[c].choice);
 					if (ch[k].P == keep.P && ch[k].N == keep.N)
 						continue;
 					pipar_plan_simulate(env, mode, ch, &s);
@@ -642,7 +696,7 @@ int pipar_plan_parse(const char *text, const char *name,
 	static const char *const known[] = {
 		"format", "mode", "model_name", "model", "input", "classes", "units",
 		"devices", "batch", "samples_per_device", "uplink_bps", "downlink_bps",
-		"memory_bytes", "min_micro_batch", "split_point", "parallel_batches", "per_device",
+		"memory_bytes", "min_micro_batch", "chosen_by", "split_point", "parallel_batches", "per_device",
 		"predicted", "alternatives", "baselines", "search_seconds", NULL,
 	};
 	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-plan/1", 0, err);

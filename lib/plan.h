@@ -38,6 +38,12 @@ int pipar_mode_parse(const char *s, enum pipar_mode *m);
  * second; -1 if malformed or not positive. */
 int pipar_rate_parse(const char *s, double *bps);
 
+/* What one device does: split point P (units 1..P on the device, 1 <= P <
+ * L; L for fl) and N micro-batches. */
+struct pipar_choice {
+	int P, N;
+};
+
 struct pipar_plan_env {
 	int K;                                  /* devices */
 	const struct pipar_profile *const *dev; /* K profiles, one per device */
@@ -51,13 +57,11 @@ struct pipar_plan_env {
 						 * any */
 	struct pipar_plan_tables *tables;       /* stage-time tables, built by
 						 * pipar_plan_search; NULL: none */
+	const struct pipar_choice *fixed;       /* K choices given instead of
+						 * searched (a P or N of 0 is
+						 * searched); NULL: search all */
 };
 
-/* What one device does: split point P (units 1..P on the device, 1 <= P <
- * L; L for fl) and N micro-batches. */
-struct pipar_choice {
-	int P, N;
-};
 
 struct pipar_sim {
 	double iteration;                       /* seconds */
@@ -92,8 +96,19 @@ struct pipar_candidate {
 	double iteration, epoch;
 };
 
-/* Searches every P and every N in 1..B for mode (N is 1 for sfl and sl;
- * fl has one candidate) and writes the best choice per device into best
+/* The largest N the search tries for mode: B / min_micro (at least 1)
+ * for pipar, capped at 4096; 1 for the other modes. */
+int pipar_plan_max_n(const struct pipar_plan_env *env, enum pipar_mode mode);
+
+/* Checks env->fixed against the model, the batch and mode: P in 1..L-1
+ * for split modes (L, or not given, for fl), N in 1..pipar_plan_max_n (1
+ * for sfl and sl).  -1 with err naming the device, the option and the
+ * value. */
+int pipar_plan_fixed_check(const struct pipar_plan_env *env, enum pipar_mode mode,
+			   char *err);
+
+/* Searches every P and every N in 1..pipar_plan_max_n for mode (only the
+ * values env->fixed gives, where it gives them; fl has one candidate) and writes the best choice per device into best
  * (heterogeneous devices are refined one at a time from the best common
  * choice) and its simulation into sim; the top candidates common to all
  * devices, best first, into top[0..ntop).  Returns the number written to

@@ -25,7 +25,7 @@ usage_error() {
 		sed 's/^/# /' "$T/err"
 }
 
-for p in train profile serve device eval; do   # pipar-plan: joins with its own convention work
+for p in train profile plan serve device eval; do
 	for h in -h --help; do
 		"$BIN/pipar-$p" $h >"$T/out" 2>"$T/err"
 		check "pipar-$p $h: usage on standard output, exit 0" \

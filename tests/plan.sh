@@ -57,7 +57,7 @@ head -c 300 "$T/fast.json" >"$T/cut.json"
 check "a truncated profile is refused naming the file" "[ \$? -eq 1 ] && grep -q 'cut.json' '$T/e4' && [ \$(wc -l <'$T/e4') -eq 1 ]"
 "$BIN/pipar-plan" --device "$T/fast.json" --server "$T/srv.json" --devices 1 --uplink fast \
 	--downlink 1mbit --batch 40 >/dev/null 2>"$T/e5"
-check "a rate without a unit is a usage error" "[ \$? -eq 2 ] && grep -q \"bad --uplink 'fast'\" '$T/e5'"
+check "a rate without a unit is a usage error" "[ \$? -eq 2 ] && head -n 1 '$T/e5' | grep -q \"^pipar-plan: bad value 'fast' for --uplink: expected a rate\" && sed -n 2p '$T/e5' | grep -q '^usage: pipar-plan'"
 "$BIN/pipar-plan" --device "$T/fast.json" --device "$T/fast.json" --server "$T/srv.json" --devices 3 \
 	--uplink 1mbit --downlink 1mbit --batch 40 >/dev/null 2>"$T/e6"
 check "two profiles for three devices is a usage error" "[ \$? -eq 2 ]"
@@ -67,5 +67,64 @@ check "a memory limit nothing fits is reported" "[ \$? -eq 1 ] && grep -q 'fits 
 sed 's/"devices":[[:space:]]*4/"devices": 3/' "$T/plan.json" >"$T/badplan.json"
 "$BIN/pipar-plan" --check "$T/badplan.json" >/dev/null 2>"$T/e8"
 check "a plan whose device list does not match is refused" "[ \$? -eq 1 ] && grep -q \"field 'per_device'\" '$T/e8'"
+
+# The default micro-batch floor: 10 samples (batch-norm's statistics).
+check "by default no micro-batch of fewer than 10 samples is searched" \
+	"grep -q '\"min_micro_batch\":[[:space:]]*10,' '$T/plan.json' && ! grep -q '\"parallel_batches\":[[:space:]]*\([5-9]\|[1-9][0-9]\),' '$T/plan.json'"
+"$BIN/pipar-plan" --device "$T/fast.json" --server "$T/srv.json" --devices 1 --uplink 50mbit \
+	--downlink 50mbit --batch 40 --min-micro 1 >"$T/any.json"
+check "--min-micro 1 searches them all" "grep -q '\"min_micro_batch\":[[:space:]]*1,' '$T/any.json'"
+
+# A choice given instead of searched; a sweep is a shell loop.
+plan() { "$BIN/pipar-plan" --device "$T/fast.json" --server "$T/srv.json" --devices 2 \
+	--uplink 50mbit --downlink 50mbit --batch 40 "$@"; }
+it() { sed -n 's/.*"iteration_seconds":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" | head -n 1; }
+plan >"$T/best.json"
+P=$(sed -n 's/^[[:space:]]*"split_point":[[:space:]]*\([0-9]*\),/\1/p' "$T/best.json" | head -n 1)
+N=$(sed -n 's/^[[:space:]]*"parallel_batches":[[:space:]]*\([0-9]*\),/\1/p' "$T/best.json" | head -n 1)
+plan --split "$P" --parallel "$N" >"$T/given.json"
+check "given the searched P $P and N $N, the prediction is the searched one" \
+	"[ \$? -eq 0 ] && [ '$(it "$T/best.json")' = \"\$(it '$T/given.json')\" ] && grep -q '\"chosen_by\":[[:space:]]*\"given\"' '$T/given.json' && '$BIN/pipar-plan' --check '$T/given.json' >/dev/null"
+ep() { sed -n 's/.*"epoch_seconds":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" | head -n 1; }
+worse=1
+for sp in 1 2 3 4; do
+	for sn in 1 2 4; do
+		plan --split $sp --parallel $sn >"$T/s$sp-$sn.json" || worse=0
+		awk "BEGIN{exit !($(ep "$T/s$sp-$sn.json") >= $(ep "$T/best.json") - 1e-6)}" || worse=0
+	done
+done
+check "a sweep over P and N: no choice given is predicted faster than the searched best" "[ $worse -eq 1 ]"
+check "and a worse P is predicted slower" "awk 'BEGIN{exit !($(ep "$T/s4-1.json") > $(ep "$T/best.json"))}'"
+check "and P and N are as given" \
+	"grep -q '\"split_point\":[[:space:]]*3,' '$T/s3-2.json' && grep -q '\"parallel_batches\":[[:space:]]*2,' '$T/s3-2.json'"
+plan --split 2 >"$T/p2.json"
+check "--split alone searches N" "[ \$? -eq 0 ] && grep -q '\"split_point\":[[:space:]]*2,' '$T/p2.json'"
+plan --split 1,3 --parallel 2 >"$T/per.json"
+check "--split with a value per device" \
+	"[ \$? -eq 0 ] && [ \$(grep -c '\"split_point\":[[:space:]]*3,' '$T/per.json') -ge 1 ] && '$BIN/pipar-plan' --check '$T/per.json' >/dev/null"
+refused() { what=$1 want=$2; shift 2; plan "$@" >"$T/out" 2>"$T/err"; rc=$?
+	check "$what (exit 2, named, usage after)" \
+		"[ $rc -eq 2 ] && [ ! -s '$T/out' ] && head -n 1 '$T/err' | grep -qF -- \"pipar-plan: $want\" && sed -n 2p '$T/err' | grep -q '^usage: pipar-plan'"; }
+refused "--split beyond the model" "--split 5 for device 1: expected a split point in [1, 4] (the model has 5 units)" --split 5
+refused "--split with the wrong number of values" "--split has 3 values for 2 device(s)" --split 1,2,3
+refused "--parallel beyond the floor" "--parallel 5 for device 1: expected N in [1, 4] (batch 40, micro-batches of at least 10)" --parallel 5
+refused "--parallel for sfl" "--parallel 2 for device 1: sfl runs one batch at a time" --mode sfl --parallel 2
+refused "--split 0" "bad value '0' for --split: expected an integer in [1, 4096]" --split 0
+refused "--mode x" "bad value 'x' for --mode: expected one of pipar, sfl, sl or fl" --mode x
+
+# --explain: what P and N mean, devices as "device 1", the other modes.
+check "--explain says what P and N mean and shows the other modes" \
+	"grep -q '^P: units 1..P of the model' '$T/explain.txt' && grep -q '^N: the micro-batches' '$T/explain.txt' && grep -q 'device 1 idle' '$T/explain.txt' && grep -q '^  fl ' '$T/explain.txt' && grep -q '^  sfl ' '$T/explain.txt' && grep -q '^  sl ' '$T/explain.txt' && ! grep -q dev0 '$T/explain.txt'"
+
+# Output that cannot be written is reported.
+if [ -w /dev/full ]; then
+	"$BIN/pipar-plan" --check "$T/plan.json" >/dev/full 2>"$T/err"
+	check "--check >/dev/full says why (exit 1)" \
+		"[ \$? -eq 1 ] && grep -q '^pipar-plan: cannot write to standard output: No space left on device' '$T/err'"
+	plan >/dev/full 2>"$T/err"
+	check "a plan >/dev/full says why (exit 1)" \
+		"[ \$? -eq 1 ] && grep -q '^pipar-plan: cannot write to standard output: No space left on device' '$T/err'"
+fi
+check "no number in a plan is written with an exponent" "! grep -q '[0-9]e[-+][0-9]' '$T/plan.json' '$T/het.json'"
 
 tap_done
