@@ -75,7 +75,7 @@ $(O)/tests/bin/%: tests/%.c $(LIBA) $(wildcard lib/*.h) tests/tap.h
 check: all $(TEST_BINS)
 	PIPAR_BIN=$(abspath $(O)/bin) PIPAR_TESTBIN=$(abspath $(O)/tests/bin) \
 	OPENBLAS_NUM_THREADS=1 \
-	prove --exec '' $(TEST_BINS) $(sort $(wildcard tests/*.sh))
+	prove --directives --exec '' $(TEST_BINS) $(sort $(wildcard tests/*.sh))
 
 bench: all $(O)/bench/bin/step $(O)/bench/bin/wire
 	bench/run
