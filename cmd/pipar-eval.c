@@ -35,14 +35,14 @@
 static const char accuracy_usage[] =
 	"pipar-eval accuracy --model FILE.npz|- --data SPEC [--limit N]\n"
 	"                  [--batch B] [--threads T]\n";
-static const char trace_usage[] = "pipar-eval trace FILE...\n";
+static const char trace_usage[] = "pipar-eval trace FILE ...\n";
 static const char timeline_usage[] =
-	"pipar-eval timeline FILE... --svg OUT.svg|- [--iterations A:B]\n";
+	"pipar-eval timeline FILE ... --svg OUT.svg|- [--iterations A:B]\n";
 static const char compare_usage[] =
-	"pipar-eval compare SUMMARY... [--json] [--target ACC]\n"
+	"pipar-eval compare SUMMARY ... [--json] [--target ACC]\n"
 	"                  [--baseline MODE|FILE]...\n";
 static const char plot_usage[] =
-	"pipar-eval plot SUMMARY... --svg OUT.svg|- [--title TEXT] [--target ACC]\n";
+	"pipar-eval plot SUMMARY ... --svg OUT.svg|- [--title TEXT] [--target ACC]\n";
 
 static const char *const usages[] = {accuracy_usage, trace_usage, timeline_usage,
 				      compare_usage, plot_usage};

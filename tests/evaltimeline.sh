@@ -211,7 +211,7 @@ usage "$T/srv.trace" --svg
 usage --svg "$T/x.svg"
 "$BIN/pipar-eval" timeline --help >"$T/help"
 check "--help prints the usage to standard output" \
-	"[ \$? -eq 0 ] && grep -q '^usage: pipar-eval timeline FILE... --svg OUT.svg|- \[--iterations A:B\]' '$T/help'"
+	"[ \$? -eq 0 ] && grep -q '^usage: pipar-eval timeline FILE ... --svg OUT.svg|- \[--iterations A:B\]' '$T/help'"
 
 # A real run, tiny: a server and two devices on loopback, each tracing.
 "$BIN/pipar-profile" --model vgg5 --data synthetic:200 --batch 20 --role server --repeat 1 \

@@ -55,6 +55,8 @@ for src in "$ROOT"/cmd/*.c; do
 	grep -n 'struct option longopts\[\]' "$src" | cut -d: -f1 >"$T/tables"
 	: >"$T/all"
 	while read -r line; do table "$src" "$line" >>"$T/all"; done <"$T/tables"
+	# A --version handled before the tables (pipar-eval's) counts too.
+	grep -q '"--version"' "$src" && echo --version >>"$T/all"
 	sort -u "$T/all" >"$T/accepted"
 	grep -v -x -e --help -e --version "$T/accepted" >"$T/accepted-nohelp"
 	opts <"$T/usage" >"$T/named"
