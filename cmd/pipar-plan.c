@@ -390,8 +390,10 @@ int main(int argc, char **argv)
 			fixed[k].N = npar ? pars[npar == 1 ? 0 : k] : 0;
 		}
 		env.fixed = fixed;
-		if (pipar_plan_fixed_check(&env, mode, err) < 0)
-			return usage_error(err);
+		if (pipar_plan_fixed_check(&env, mode, err) < 0) {
+			status = usage_error(err);
+			goto out;
+		}
 	}
 
 	t0 = pipar_now();
