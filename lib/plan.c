@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include "json.h"
+#include "model.h"
+#include "util.h"
 
 static const char *const mode_names[] = {"pipar", "sfl", "sl", "fl"};
 
@@ -245,12 +247,26 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 			 struct pipar_sim *o)
 {
 	int K = env->K, B = env->batch, L = env->srv->nunits;
-	static double uend[PIPAR_PLAN_MAXDEV][MAXN], send[PIPAR_PLAN_MAXDEV][MAXN];
-	static double fend[PIPAR_PLAN_MAXDEV];
+	/* Per device k, its micro-batches' upload and server ends from
+	 * uend[k] and send[k]: Sum N_k of each, owned by this call. */
+	double *uend[PIPAR_PLAN_MAXDEV], *send[PIPAR_PLAN_MAXDEV], fend[PIPAR_PLAN_MAXDEV];
 	int next[PIPAR_PLAN_MAXDEV], step_pending[PIPAR_PLAN_MAXDEV];
 	double step_ready[PIPAR_PLAN_MAXDEV];
-	double server = 0, end = 0;
+	double server = 0, end = 0, *scratch;
+	size_t total = 0;
 
+	for (int k = 0; k < K; k++)
+		total += (size_t)ch[k].N;
+	scratch = malloc(sizeof(double) * 2 * (total ? total : 1));
+	if (!scratch) {
+		/* Out of memory: a choice never taken. */
+		o->iteration = o->aggregation = INFINITY;
+		return;
+	}
+	for (int k = 0, off = 0; k < K; off += ch[k].N, k++) {
+		uend[k] = scratch + off;
+		send[k] = scratch + total + off;
+	}
 	o->srv_busy = 0;
 	for (int k = 0; k < K; k++) {
 		int P = ch[k].P, N = ch[k].N;
@@ -326,6 +342,7 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 		if (b > end)
 			end = b;
 	}
+	free(scratch);
 	o->iteration = end;
 	o->aggregation = 0;
 	for (int k = 0; k < K; k++) {
@@ -520,8 +537,8 @@ static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
 		P0 = P1 = 1;
 	if (allN)
 		N1 = 1;
-	static struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
-	static struct pipar_sim s;
+	struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
+	struct pipar_sim s;
 	/* A longer internal list seeds the per-device refinement. */
 	struct pipar_candidate pool[32];
 	int npool = 0, found = 0;
@@ -633,24 +650,30 @@ static double ref_end(struct ref *r, int stage, int i)
 double pipar_plan_reference(const struct pipar_plan_env *env, int k,
 			    struct pipar_choice ch)
 {
-	static struct ref r;
+	struct ref *r = malloc(sizeof(*r));
 	int L = env->srv->nunits;
+	double t;
 
-	r.N = ch.N;
+	if (!r)
+		return NAN;
+
+	r->N = ch.N;
 	for (int i = 0; i < ch.N; i++) {
-		struct stage_times t = stages(env, k, ch.P, micro(env->batch, ch.N, i));
+		struct stage_times st = stages(env, k, ch.P, micro(env->batch, ch.N, i));
 
-		r.f[i] = t.f;
-		r.u[i] = t.up;
-		r.s[i] = t.s;
-		r.w[i] = t.down;
-		r.b[i] = t.b;
-		for (int st = 0; st < 5; st++)
-			r.memo[st][i] = -1;
+		r->f[i] = st.f;
+		r->u[i] = st.up;
+		r->s[i] = st.s;
+		r->w[i] = st.down;
+		r->b[i] = st.b;
+		for (int j = 0; j < 5; j++)
+			r->memo[j][i] = -1;
 	}
 	/* Each micro-batch's server work ends before the replica's step. */
-	return fmax(ref_end(&r, 4, ch.N - 1) + steps(env->dev[k], 0, ch.P),
-		    ref_end(&r, 2, ch.N - 1) + steps(env->srv, ch.P, L));
+	t = fmax(ref_end(r, 4, ch.N - 1) + steps(env->dev[k], 0, ch.P),
+		 ref_end(r, 2, ch.N - 1) + steps(env->srv, ch.P, L));
+	free(r);
+	return t;
 }
 
 /* ---------------------------------------------------------------- plan files */

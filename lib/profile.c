@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "model.h"
 #include "pool.h"
 
 void pipar_profile_default_sizes(struct pipar_profile_cfg *cfg)

@@ -19,7 +19,7 @@
 
 #include <stdio.h>
 
-#include "model.h"
+#include "tensor.h"
 
 #define PIPAR_PROFILE_MAXSIZES 32
 

@@ -1164,7 +1164,6 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		goto out;
 	}
 	for (int epoch = 1; epoch <= epochs; epoch++) {
-		struct pipar_rng rng;
 		uint32_t it = 0, seen = 0, correct = 0;
 		double lsum = 0, ploss = 0;
 		long pseen = 0;
@@ -1175,11 +1174,7 @@ int pipar_device(const struct pipar_device_cfg *cfg, char *err)
 		if (pl->mode == PIPAR_MODE_SL && recv_down(link, m, dn, &buf, &cap, err) < 0)
 			goto out_dy;
 
-		memcpy(order, cfg->idx, sizeof(int) * (size_t)cfg->nidx);
-		/* Device 0 draws the order pipar-train draws, so that one device
-		 * reproduces centralised training; the others their own. */
-		pipar_rng_seed(&rng, seed, 0x6f72646572ULL + (uint64_t)epoch + (uint64_t)k * 1000003u);
-		pipar_rng_shuffle(&rng, order, (size_t)cfg->nidx);
+		pipar_train_order(cfg->idx, cfg->nidx, seed, epoch, k, order);
 		for (int s0 = 0; s0 < cfg->nidx; s0 += B, it++) {
 			int b = s0 + B <= cfg->nidx ? B : cfg->nidx - s0, nm = b < N ? b : N, off = 0;
 

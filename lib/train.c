@@ -4,6 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+void pipar_train_order(const int *idx, int n, uint64_t seed, int epoch, int device,
+		       int *order)
+{
+	struct pipar_rng rng;
+
+	memcpy(order, idx, sizeof(int) * (size_t)n);
+	pipar_rng_seed(&rng, seed, 0x6f72646572ULL + (uint64_t)epoch + (uint64_t)device * 1000003u);
+	pipar_rng_shuffle(&rng, order, (size_t)n);
+}
+
 int pipar_train_epoch(struct pipar_model *m, struct pipar_exec *e,
 		      const struct pipar_data *d, const struct pipar_norm *norm,
 		      const int *idx, int n, int epoch,
@@ -15,7 +25,6 @@ int pipar_train_epoch(struct pipar_model *m, struct pipar_exec *e,
 	size_t xs = pipar_shape_size(d->shape);
 	float *x = NULL, *dl = NULL;
 	int *y = NULL, *order = NULL;
-	struct pipar_rng rng;
 	double loss = 0, t0 = pipar_now();
 
 	PIPAR_ASSERT(B >= 1 && B <= e->max_n && e->m == m);
@@ -33,9 +42,7 @@ int pipar_train_epoch(struct pipar_model *m, struct pipar_exec *e,
 		free(order);
 		return pipar_errf(err, "out of memory");
 	}
-	memcpy(order, idx, sizeof(int) * (size_t)n);
-	pipar_rng_seed(&rng, cfg->seed, 0x6f72646572ULL + (uint64_t)epoch);
-	pipar_rng_shuffle(&rng, order, (size_t)n);
+	pipar_train_order(idx, n, cfg->seed, epoch, 0, order);
 	for (int b = 0; b < nb; b++) {
 		int cnt = (b + 1) * B <= n ? B : n - b * B;
 		const float *logits;

@@ -27,6 +27,13 @@ struct pipar_epoch_stats {
 /* Called after each mini-batch with the number done and the total. */
 typedef void (*pipar_progress_fn)(void *arg, int done, int total);
 
+/* The sample order of an epoch: idx[0..n) copied to order and shuffled
+ * by a stream drawn from (seed, epoch, device).  Device 0's order is
+ * pipar-train's, so that one device reproduces centralised training; the
+ * others draw their own. */
+void pipar_train_order(const int *idx, int n, uint64_t seed, int epoch, int device,
+		       int *order);
+
 /* One epoch of mini-batch SGD over samples idx[0..n) of d, in an order
  * drawn from (cfg->seed, epoch).  e must have been made for m with
  * max_n >= cfg->batch.  The last mini-batch may be smaller.  Fills *st;

@@ -6,6 +6,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +33,10 @@ const char *pipar_frame_type_name(int type)
 
 /* ---------------------------------------------------------------- CRC-32C */
 
-#if !defined(__SSE4_2__)
+/* The table-driven form (slicing by 8), for machines without the CRC
+ * instruction; built once, before any caller can read it. */
 static uint32_t crc_table[8][256];
-static int crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
 {
@@ -49,33 +51,14 @@ static void crc_init(void)
 		for (int i = 0; i < 256; i++)
 			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
 					  crc_table[0][crc_table[t - 1][i] & 0xff];
-	crc_ready = 1;
 }
-#endif
 
-uint32_t pipar_crc32c(uint32_t crc, const void *data, size_t n)
+uint32_t pipar_crc32c_table(uint32_t crc, const void *data, size_t n)
 {
 	const uint8_t *p = data;
 
+	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
-#if defined(__SSE4_2__)
-	/* The instruction computes exactly this polynomial, 8 bytes a step. */
-	uint64_t c = crc;
-
-	while (n >= 8) {
-		uint64_t v;
-
-		memcpy(&v, p, 8);
-		c = _mm_crc32_u64(c, v);
-		p += 8;
-		n -= 8;
-	}
-	crc = (uint32_t)c;
-	while (n--)
-		crc = _mm_crc32_u8(crc, *p++);
-#else
-	if (!crc_ready)
-		crc_init();
 	while (n >= 8) {
 		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
 				     (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
@@ -89,8 +72,31 @@ uint32_t pipar_crc32c(uint32_t crc, const void *data, size_t n)
 	}
 	while (n--)
 		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
-#endif
 	return ~crc;
+}
+
+uint32_t pipar_crc32c(uint32_t crc, const void *data, size_t n)
+{
+#if defined(__SSE4_2__)
+	/* The instruction computes exactly this polynomial, 8 bytes a step. */
+	const uint8_t *p = data;
+	uint64_t c = (uint32_t)~crc;
+
+	while (n >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+		p += 8;
+		n -= 8;
+	}
+	crc = (uint32_t)c;
+	while (n--)
+		crc = _mm_crc32_u8(crc, *p++);
+	return ~crc;
+#else
+	return pipar_crc32c_table(crc, data, n);
+#endif
 }
 
 /* ---------------------------------------------------------------- header */

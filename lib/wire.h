@@ -55,6 +55,9 @@ struct pipar_frame_header {
 
 /* CRC-32C (Castagnoli), continuing from crc (0 to start). */
 uint32_t pipar_crc32c(uint32_t crc, const void *data, size_t n);
+/* The same by table, whatever the machine has (pipar_crc32c uses it where
+ * the CRC instruction is missing); safe to call from any thread. */
+uint32_t pipar_crc32c_table(uint32_t crc, const void *data, size_t n);
 
 /* Writes the 24 header bytes for h (its crc field is the payload's). */
 void pipar_wire_header_encode(const struct pipar_frame_header *h,

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model.h"
 #include "plan.h"
+#include "util.h"
 #include "tap.h"
 
 /* A profile of L units whose fitted times are set directly: forward of
