@@ -19,7 +19,7 @@
 #include "pool.h"
 #include "cli.h"
 #include "progress.h"
-#include "runtime.h"
+#include "device.h"
 
 #define PROG "pipar-device"
 #define VERSION "0.1.0"
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 	};
 	const char *server = NULL, *data = NULL, *shard_arg = NULL, *part = NULL;
 	char idbuf[64], err[PIPAR_ERRLEN], host[256];
-	struct pipar_device_cfg cfg = {.timeout = 120, .log = stderr, .slowdown = 1};
+	struct pipar_device_cfg cfg = {.prog = PROG, .timeout = 120, .log = stderr, .slowdown = 1};
 	struct pipar_shard_spec shard = {0, 1, PIPAR_PARTITION_IID, 0, 1};
 	struct pipar_data *d = NULL;
 	struct pipar_norm norm;
@@ -178,7 +178,7 @@ int main(int argc, char **argv)
 	cfg.norm = &norm;
 	cfg.idx = idx;
 	cfg.nidx = nidx;
-	if (pipar_device(&cfg, err) < 0) {
+	if (pipar_device_run(&cfg, err) < 0) {
 		pipar_meter_end(&meter);
 		fprintf(stderr, PROG ": %s: %s\n", cfg.id, err);
 		close(cfg.fd);

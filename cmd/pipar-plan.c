@@ -428,47 +428,52 @@ int main(int argc, char **argv)
 		env.fixed = keep;
 	}
 
-	cJSON *root = cJSON_CreateObject(), *o, *arr;
+	/* The plan's own fields, written by its module; then what only the
+	 * planner knows, each where a reader expects it. */
+	struct pipar_plan_file *pf = calloc(1, sizeof(*pf));
+	cJSON *root = NULL, *o, *arr;
 	int L = srv->nunits;
 
-	cJSON_AddStringToObject(root, "format", "pipar-plan/1");
-	cJSON_AddStringToObject(root, "mode", pipar_mode_name(mode));
-	cJSON_AddStringToObject(root, "model_name", srv->model_name);
-	cJSON_AddItemToObject(root, "model", cJSON_Parse(srv->spec));
-	o = cJSON_AddArrayToObject(root, "input");
-	cJSON_AddItemToArray(o, cJSON_CreateNumber(srv->in.c));
-	cJSON_AddItemToArray(o, cJSON_CreateNumber(srv->in.h));
-	cJSON_AddItemToArray(o, cJSON_CreateNumber(srv->in.w));
-	cJSON_AddNumberToObject(root, "classes", srv->classes);
-	cJSON_AddNumberToObject(root, "units", L);
-	cJSON_AddNumberToObject(root, "devices", K);
-	cJSON_AddNumberToObject(root, "batch", env.batch);
-	cJSON_AddNumberToObject(root, "samples_per_device", (double)env.samples);
-	pipar_json_add_fixed(root, "uplink_bps", env.up_bps, 0);
-	pipar_json_add_fixed(root, "downlink_bps", env.down_bps, 0);
-	cJSON_AddNumberToObject(root, "min_micro_batch", env.min_micro > 1 ? env.min_micro : 1);
-	if (env.memory > 0)
-		pipar_json_add_fixed(root, "memory_bytes", env.memory, 0);
-	else
-		cJSON_AddNullToObject(root, "memory_bytes");
-	cJSON_AddStringToObject(root, "chosen_by", env.fixed ? "given" : "search");
-	cJSON_AddNumberToObject(root, "split_point", best[0].P);
-	cJSON_AddNumberToObject(root, "parallel_batches", best[0].N);
-	arr = cJSON_AddArrayToObject(root, "per_device");
+	if (!pf)
+		goto oom;
+	pf->mode = mode;
+	snprintf(pf->model_name, sizeof(pf->model_name), "%s", srv->model_name);
+	pf->spec = srv->spec;   /* borrowed for the writer */
+	pf->in = srv->in;
+	pf->classes = srv->classes;
+	pf->units = L;
+	pf->K = K;
+	pf->batch = env.batch;
+	pf->samples = env.samples;
+	pf->up_bps = env.up_bps;
+	pf->down_bps = env.down_bps;
+	pf->iteration = sim.iteration;
+	pf->epoch = sim.epoch;
 	for (int k = 0; k < K; k++) {
-		cJSON *d = cJSON_CreateObject(), *mb;
-
-		cJSON_AddNumberToObject(d, "device", k + 1);
-		cJSON_AddStringToObject(d, "profile", dev_names[k]);
-		cJSON_AddNumberToObject(d, "split_point", best[k].P);
-		cJSON_AddNumberToObject(d, "parallel_batches", best[k].N);
-		mb = cJSON_AddArrayToObject(d, "micro_batches");
+		pf->dev[k] = best[k];
+		if (!(pf->micro[k] = malloc(sizeof(int) * (size_t)best[k].N)))
+			break;
 		for (int i = 0; i < best[k].N; i++)
-			cJSON_AddItemToArray(mb, cJSON_CreateNumber(env.batch / best[k].N +
-								   (i < env.batch % best[k].N)));
-		cJSON_AddItemToArray(arr, d);
+			pf->micro[k][i] = pipar_plan_micro_size(env.batch, best[k].N, i);
 	}
-	o = cJSON_AddObjectToObject(root, "predicted");
+	root = pf->micro[K - 1] ? pipar_plan_file_json(pf) : NULL;
+	pf->spec = NULL;
+	pipar_plan_file_free(pf);
+	if (!root)
+		goto oom;
+	pipar_json_insert_after(root, "downlink_bps", "min_micro_batch",
+				cJSON_CreateNumber(env.min_micro > 1 ? env.min_micro : 1));
+	pipar_json_insert_after(root, "min_micro_batch", "memory_bytes",
+				env.memory > 0 ? pipar_json_fixed(env.memory, 0) : cJSON_CreateNull());
+	pipar_json_insert_after(root, "memory_bytes", "chosen_by",
+				cJSON_CreateString(env.fixed ? "given" : "search"));
+	arr = cJSON_GetObjectItemCaseSensitive(root, "per_device");
+	for (int k = 0; k < K; k++)
+		pipar_json_insert_after(cJSON_GetArrayItem(arr, k), "device", "profile",
+					cJSON_CreateString(dev_names[k]));
+	o = cJSON_GetObjectItemCaseSensitive(root, "predicted");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "iteration_seconds");
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "epoch_seconds");
 	predicted(o, &sim);
 	cJSON_AddItemToObject(o, "resources", busy_json(&env, &sim));
 	arr = cJSON_AddArrayToObject(root, "alternatives");
@@ -514,6 +519,9 @@ int main(int argc, char **argv)
 			search_seconds);
 	}
 	status = 0;
+	goto out;
+oom:
+	fprintf(stderr, PROG ": out of memory\n");
 out:
 	pipar_plan_tables_free(&env);
 	for (int i = 0; i < ndev; i++)

@@ -21,7 +21,7 @@
 #include "pool.h"
 #include "cli.h"
 #include "progress.h"
-#include "runtime.h"
+#include "server.h"
 
 #define PROG "pipar-serve"
 #define VERSION "0.1.0"
@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct pipar_serve_cfg cfg = {.epochs = 1, .sgd = {0.01f, 0.9f, 0}, .seed = 1,
+	struct pipar_serve_cfg cfg = {.prog = PROG, .epochs = 1, .sgd = {0.01f, 0.9f, 0}, .seed = 1,
 				      .timeout = 120, .log = stderr};
 	const char *plan_path = NULL, *listen_spec = "127.0.0.1:7070", *data = NULL;
 	const char *records_path = NULL;
@@ -192,6 +192,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	free(text);     /* parsed once: the struct is what runs and is sent */
+	text = NULL;
 	if (records_path && strcmp(records_path, "-") == 0) {
 		cfg.records = stdout;
 	} else if (records_path && !(cfg.records = fopen(records_path, "w"))) {
@@ -206,9 +208,8 @@ int main(int argc, char **argv)
 	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);
 	cfg.meter = &meter;
 	cfg.plan = pl;
-	cfg.plan_text = text;
 	cfg.test = test;
-	if (pipar_serve(&cfg, err) < 0) {
+	if (pipar_server_run(&cfg, err) < 0) {
 		pipar_meter_end(&meter);
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;

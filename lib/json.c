@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -129,4 +130,42 @@ cJSON *pipar_json_add_fixed(cJSON *o, const char *name, double v, int decimals)
 		return NULL;
 	}
 	return x;
+}
+
+int pipar_json_insert_after(cJSON *o, const char *after, const char *name, cJSON *item)
+{
+	if (!item || !cJSON_AddItemToObject(o, name, item)) {
+		cJSON_Delete(item);
+		return -1;
+	}
+	for (cJSON *c = o->child; c; c = c->next)
+		if (c->string && strcmp(c->string, after) == 0) {
+			if (c->next == item)
+				break;  /* already there */
+			/* Relinked by the fields cJSON documents: the child list is
+			 * doubly linked, its head's prev the last member (which
+			 * stays the last). */
+			cJSON_DetachItemViaPointer(o, item);
+			item->prev = c;
+			item->next = c->next;
+			c->next->prev = item;
+			c->next = item;
+			break;
+		}
+	return 0;
+}
+
+int pipar_json_number(const cJSON *v, double *out)
+{
+	char *end;
+
+	if (cJSON_IsNumber(v)) {
+		*out = v->valuedouble;
+		return 1;
+	}
+	if (cJSON_IsRaw(v) && v->valuestring) {
+		*out = strtod(v->valuestring, &end);
+		return end != v->valuestring && *end == '\0';
+	}
+	return 0;
 }

@@ -79,4 +79,14 @@ cJSON *pipar_json_fixed(double v, int decimals);
  * returns the item, NULL when out of memory. */
 cJSON *pipar_json_add_fixed(cJSON *o, const char *name, double v, int decimals);
 
+/* The value of a number item, whether parsed (a number) or made by
+ * pipar_json_fixed (fixed text); 0 when v is neither. */
+int pipar_json_number(const cJSON *v, double *out);
+
+/* Adds item to object o as name, placed right after the member named
+ * after (at the end when o has none); o owns item.  Writers that extend
+ * another module's object keep the order a reader expects.  0, or -1 when
+ * out of memory (item is then freed). */
+int pipar_json_insert_after(cJSON *o, const char *after, const char *name, cJSON *item);
+
 #endif

@@ -16,17 +16,28 @@
 #include "model.h"
 #include "util.h"
 
-static const char *const mode_names[] = {"pipar", "sfl", "sl", "fl"};
+static const struct pipar_mode_ops modes[] = {
+	[PIPAR_MODE_PIPAR] = {"pipar", 1, 1, 0, 1},
+	[PIPAR_MODE_SFL] = {"sfl", 1, 0, 0, 1},
+	[PIPAR_MODE_SL] = {"sl", 1, 0, 1, 0},
+	[PIPAR_MODE_FL] = {"fl", 0, 0, 0, 1},
+};
+
+const struct pipar_mode_ops *pipar_mode_ops(enum pipar_mode m)
+{
+	PIPAR_ASSERT((unsigned)m < sizeof(modes) / sizeof(modes[0]));
+	return &modes[m];
+}
 
 const char *pipar_mode_name(enum pipar_mode m)
 {
-	return mode_names[m];
+	return pipar_mode_ops(m)->name;
 }
 
 int pipar_mode_parse(const char *s, enum pipar_mode *m)
 {
 	for (int i = 0; i < 4; i++)
-		if (strcmp(s, mode_names[i]) == 0) {
+		if (strcmp(s, modes[i].name) == 0) {
 			*m = (enum pipar_mode)i;
 			return 0;
 		}
@@ -682,21 +693,82 @@ void pipar_plan_file_free(struct pipar_plan_file *p)
 {
 	if (!p)
 		return;
+	for (int k = 0; k < PIPAR_PLAN_MAXDEV; k++)
+		free(p->micro[k]);
 	free(p->spec);
 	free(p);
+}
+
+int pipar_plan_micro_size(int b, int N, int i)
+{
+	return micro(b, N, i);
+}
+
+int pipar_plan_max_micro(const struct pipar_plan_file *p, int k)
+{
+	int m = 1;
+
+	for (int i = 0; i < p->dev[k].N; i++)
+		if (p->micro[k][i] > m)
+			m = p->micro[k][i];
+	return m;
+}
+
+cJSON *pipar_plan_file_json(const struct pipar_plan_file *p)
+{
+	cJSON *root = cJSON_CreateObject(), *o, *arr;
+	int ok = root != NULL;
+
+	ok = ok && cJSON_AddStringToObject(root, "format", "pipar-plan/1");
+	ok = ok && cJSON_AddStringToObject(root, "mode", pipar_mode_name(p->mode));
+	ok = ok && cJSON_AddStringToObject(root, "model_name", p->model_name);
+	ok = ok && (o = cJSON_Parse(p->spec)) && cJSON_AddItemToObject(root, "model", o);
+	ok = ok && (o = cJSON_AddArrayToObject(root, "input"));
+	ok = ok && cJSON_AddItemToArray(o, cJSON_CreateNumber(p->in.c)) &&
+	     cJSON_AddItemToArray(o, cJSON_CreateNumber(p->in.h)) &&
+	     cJSON_AddItemToArray(o, cJSON_CreateNumber(p->in.w));
+	ok = ok && cJSON_AddNumberToObject(root, "classes", p->classes);
+	ok = ok && cJSON_AddNumberToObject(root, "units", p->units);
+	ok = ok && cJSON_AddNumberToObject(root, "devices", p->K);
+	ok = ok && cJSON_AddNumberToObject(root, "batch", p->batch);
+	ok = ok && cJSON_AddNumberToObject(root, "samples_per_device", (double)p->samples);
+	ok = ok && pipar_json_add_fixed(root, "uplink_bps", p->up_bps, 0);
+	ok = ok && pipar_json_add_fixed(root, "downlink_bps", p->down_bps, 0);
+	ok = ok && cJSON_AddNumberToObject(root, "split_point", p->dev[0].P);
+	ok = ok && cJSON_AddNumberToObject(root, "parallel_batches", p->dev[0].N);
+	ok = ok && (arr = cJSON_AddArrayToObject(root, "per_device"));
+	for (int k = 0; ok && k < p->K; k++) {
+		cJSON *d = cJSON_CreateObject(), *mb;
+
+		ok = d && cJSON_AddItemToArray(arr, d);
+		ok = ok && cJSON_AddNumberToObject(d, "device", k + 1);
+		ok = ok && cJSON_AddNumberToObject(d, "split_point", p->dev[k].P);
+		ok = ok && cJSON_AddNumberToObject(d, "parallel_batches", p->dev[k].N);
+		ok = ok && (mb = cJSON_AddArrayToObject(d, "micro_batches"));
+		for (int i = 0; ok && i < p->dev[k].N; i++)
+			ok = cJSON_AddItemToArray(mb, cJSON_CreateNumber(p->micro[k][i]));
+	}
+	ok = ok && (o = cJSON_AddObjectToObject(root, "predicted"));
+	ok = ok && pipar_json_add_fixed(o, "iteration_seconds", p->iteration, 6);
+	ok = ok && pipar_json_add_fixed(o, "epoch_seconds", p->epoch, 6);
+	if (!ok) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
 }
 
 static int plan_num(const cJSON *o, const char *key, const char *path, double lo,
 		    double hi, double *out, const char *name, char *err)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	double d;
 
-	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+	if (!pipar_json_number(v, &d) || !isfinite(d))
 		return pipar_errf(err, "'%s': field '%s': missing or not a number", name, path);
-	if (v->valuedouble < lo || v->valuedouble > hi)
-		return pipar_errf(err, "'%s': field '%s': %g outside [%g, %g]", name, path,
-				  v->valuedouble, lo, hi);
-	*out = v->valuedouble;
+	if (d < lo || d > hi)
+		return pipar_errf(err, "'%s': field '%s': %g outside [%g, %g]", name, path, d, lo, hi);
+	*out = d;
 	return 0;
 }
 
@@ -716,23 +788,37 @@ static int plan_int(const cJSON *o, const char *key, const char *path, long lo,
 int pipar_plan_parse(const char *text, const char *name,
 		     struct pipar_plan_file **out, char *err)
 {
+	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-plan/1", 0, err);
+	int r;
+
+	*out = NULL;
+	if (!root)
+		return -1;
+	r = pipar_plan_from_json(root, name, out, err);
+	cJSON_Delete(root);
+	return r;
+}
+
+int pipar_plan_from_json(const cJSON *root, const char *name,
+			 struct pipar_plan_file **out, char *err)
+{
 	static const char *const known[] = {
 		"format", "mode", "model_name", "model", "input", "classes", "units",
 		"devices", "batch", "samples_per_device", "uplink_bps", "downlink_bps",
 		"memory_bytes", "min_micro_batch", "chosen_by", "split_point", "parallel_batches", "per_device",
 		"predicted", "alternatives", "baselines", "search_seconds", NULL,
 	};
-	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-plan/1", 0, err);
 	struct pipar_plan_file *p = NULL;
 	struct pipar_model *m = NULL;
 	const cJSON *v, *arr;
-	const char *unknown;
+	const char *unknown, *fmt = pipar_json_format(root);
 	long x;
 	char lerr[PIPAR_ERRLEN];
 
 	*out = NULL;
-	if (!root)
-		return -1;
+	if (!fmt || strcmp(fmt, "pipar-plan/1") != 0)
+		return fmt ? pipar_json_kind_error(err, name, fmt, "pipar-plan/1")
+			   : pipar_errf(err, "'%s' is not a pipar-plan/1 file", name);
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		pipar_errf(err, "out of memory");
@@ -814,15 +900,16 @@ int pipar_plan_parse(const char *text, const char *name,
 		const cJSON *d = cJSON_GetArrayItem(arr, k), *mb;
 		char path[64];
 		long P, N, sum = 0;
-		int maxP = p->mode == PIPAR_MODE_FL ? p->units : p->units - 1;
-		int minP = p->mode == PIPAR_MODE_FL ? p->units : 1;
+		const struct pipar_mode_ops *ops = pipar_mode_ops(p->mode);
+		int maxP = ops->split ? p->units - 1 : p->units;
+		int minP = ops->split ? 1 : p->units;
 
 		snprintf(path, sizeof(path), "per_device[%d].split_point", k);
 		if (plan_int(d, "split_point", path, minP, maxP, &P, name, err) < 0)
 			goto fail;
 		snprintf(path, sizeof(path), "per_device[%d].parallel_batches", k);
 		if (plan_int(d, "parallel_batches", path, 1,
-			     p->mode == PIPAR_MODE_PIPAR ? p->batch : 1, &N, name, err) < 0)
+			     ops->pipelined ? p->batch : 1, &N, name, err) < 0)
 			goto fail;
 		mb = cJSON_GetObjectItemCaseSensitive(d, "micro_batches");
 		if (!cJSON_IsArray(mb) || cJSON_GetArraySize(mb) != N) {
@@ -830,12 +917,20 @@ int pipar_plan_parse(const char *text, const char *name,
 				   name, k, N);
 			goto fail;
 		}
-		for (const cJSON *s = mb->child; s; s = s->next) {
-			if (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble != floor(s->valuedouble)) {
+		if (!(p->micro[k] = malloc(sizeof(int) * (size_t)N))) {
+			pipar_errf(err, "out of memory");
+			goto fail;
+		}
+		int i = 0;
+
+		for (const cJSON *s = mb->child; s; s = s->next, i++) {
+			if (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble > p->batch ||
+			    s->valuedouble != floor(s->valuedouble)) {
 				pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': not positive integers",
 					   name, k);
 				goto fail;
 			}
+			p->micro[k][i] = (int)s->valuedouble;
 			sum += (long)s->valuedouble;
 		}
 		if (sum != p->batch) {
@@ -867,12 +962,10 @@ int pipar_plan_parse(const char *text, const char *name,
 		goto fail;
 	}
 	pipar_model_free(m);
-	cJSON_Delete(root);
 	*out = p;
 	return 0;
 fail:
 	pipar_model_free(m);
-	cJSON_Delete(root);
 	pipar_plan_file_free(p);
 	return -1;
 }

@@ -22,6 +22,8 @@
 #ifndef PIPAR_PLAN_H
 #define PIPAR_PLAN_H
 
+#include <cJSON.h>
+
 #include "profile.h"
 
 enum pipar_mode {
@@ -33,6 +35,21 @@ enum pipar_mode {
 
 const char *pipar_mode_name(enum pipar_mode m);
 int pipar_mode_parse(const char *s, enum pipar_mode *m);
+
+/* What a mode does, one row each, for the runtime and the planner: a mode
+ * is added by adding its row (and its simulation). */
+struct pipar_mode_ops {
+	const char *name;
+	int split;              /* the model is cut at P < L: ACTIVATIONS go up,
+				 * GRADIENTS come down (else the device trains
+				 * the whole model, P = L) */
+	int pipelined;          /* N micro-batches in flight (else N = 1) */
+	int turns;              /* one server model; the devices train one after
+				 * another, the device part handed on */
+	int mid_aggregation;    /* may also aggregate within an epoch */
+};
+
+const struct pipar_mode_ops *pipar_mode_ops(enum pipar_mode m);
 
 /* Parses "10mbit", "1.5gbit", "500kbit", "12MB/s", "800KB/s" into bits per
  * second; -1 if malformed or not positive. */
@@ -124,7 +141,8 @@ double pipar_plan_reference(const struct pipar_plan_env *env, int k,
 			    struct pipar_choice ch);
 
 /* A plan as pipar-plan writes it (pipar-plan(5)), for the programs that
- * follow its choice. */
+ * follow its choice: parsed once, then carried as this struct (the server
+ * sends it to the devices with pipar_plan_file_json). */
 struct pipar_plan_file {
 	enum pipar_mode mode;
 	char model_name[64];
@@ -135,6 +153,9 @@ struct pipar_plan_file {
 	long samples;
 	double up_bps, down_bps;
 	struct pipar_choice dev[PIPAR_PLAN_MAXDEV];
+	int *micro[PIPAR_PLAN_MAXDEV];          /* device k's dev[k].N micro-batch
+						 * sizes of a full mini-batch,
+						 * summing to batch; owned */
 	double iteration, epoch;                /* predicted seconds */
 };
 
@@ -142,6 +163,19 @@ struct pipar_plan_file {
  * the model the spec builds.  -1 with err naming the field. */
 int pipar_plan_parse(const char *text, const char *name,
 		     struct pipar_plan_file **out, char *err);
+/* The same for a document already parsed (a plan inside a message). */
+int pipar_plan_from_json(const cJSON *root, const char *name,
+			 struct pipar_plan_file **out, char *err);
+/* The plan's own fields as a pipar-plan/1 object that pipar_plan_from_json
+ * reads back to the same struct; the planner adds what it alone knows
+ * (alternatives, baselines, the profiles' names).  NULL when out of
+ * memory. */
+cJSON *pipar_plan_file_json(const struct pipar_plan_file *p);
+/* The near-equal sizes of N micro-batches of b samples, as pipar-plan
+ * writes them: size i is b / N, one more for i < b % N. */
+int pipar_plan_micro_size(int b, int N, int i);
+/* The largest micro-batch of device k. */
+int pipar_plan_max_micro(const struct pipar_plan_file *p, int k);
 void pipar_plan_file_free(struct pipar_plan_file *p);
 
 #endif

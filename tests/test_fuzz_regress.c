@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "model.h"
+#include "proto.h"
 #include "tap.h"
 #include "util.h"
 #include "wire.h"
@@ -223,6 +224,47 @@ static int run_frame(const uint8_t *buf, size_t size, const char *path,
 	return good;
 }
 
+/* fuzz_proto: byte 0 picks the decoder (0 HELLO, 1 PLAN, 2 the PARAMS_UP
+ * head), byte 1 its context (channels, device part floats), then the
+ * payload. */
+static int run_proto(const uint8_t *buf, size_t size, const char *path,
+		     char *err, int *loaded)
+{
+	int rc, good;
+
+	*loaded = 0;
+	if (size < 2)
+		return 1;
+	switch (buf[0] % 3) {
+	case 0: {
+		struct pipar_hello h;
+
+		rc = pipar_hello_decode(buf + 2, size - 2, 1 + buf[1] % 4, &h, err);
+		good = clean(rc, rc == 0 ? &h : NULL, err, path);
+		break;
+	}
+	case 1: {
+		struct pipar_plan_file *pl = NULL;
+		struct pipar_settings st;
+
+		rc = pipar_plan_msg_decode(buf + 2, size - 2, &pl, &st, err);
+		good = clean(rc, pl, err, path) &&
+		       (!pl || (st.device >= 0 && st.device < pl->K));
+		pipar_plan_file_free(pl);
+		break;
+	}
+	default: {
+		struct pipar_up_head h;
+
+		rc = pipar_up_head_decode(buf + 2, size - 2, buf[1], &h, err);
+		good = clean(rc, rc == 0 ? &h : NULL, err, path);
+		break;
+	}
+	}
+	*loaded = rc == 0;
+	return good;
+}
+
 /* The entry point of each target, as the fuzzer frames its input. */
 struct target {
 	const char *name;
@@ -236,6 +278,7 @@ static const struct target targets[] = {
 	{ "spec", run_spec },
 	{ "npz", run_npz },
 	{ "frame", run_frame },
+	{ "proto", run_proto },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

@@ -1,0 +1,278 @@
+/*
+ * The server's aggregation: FedAvg of the device parts and the replicas,
+ * the global model's evaluation, the epoch's record, and the bookkeeping
+ * of devices lost on the way.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "server_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "runtime.h"
+#include "train.h"
+
+void pipar_server_progress_show(struct server *s, int force)
+{
+	struct pipar_progress p = {.unit = "mini-batches"};
+
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].alive) {
+			p.done += s->c[k].it_done;
+			p.total += (s->c[k].samples + s->B - 1) / s->B;
+		}
+	if (!s->ops->split)
+		p.total = 0;            /* the devices train alone until they report */
+	p.epoch = s->epoch_done < s->cfg->epochs ? s->epoch_done + 1 : s->cfg->epochs;
+	p.epochs = s->cfg->epochs;
+	p.loss = s->prog_seen ? s->prog_loss / (double)s->prog_seen : NAN;
+	pipar_meter_update(s->cfg->meter, &p, force);
+}
+
+void pipar_server_progress(struct server *s, struct conn *c, double loss, long seen)
+{
+	if (!s->cfg->meter || !s->cfg->meter->on)
+		return;
+	pthread_mutex_lock(&s->mu);
+	c->it_done++;
+	s->prog_loss += loss;
+	s->prog_seen += seen;
+	pipar_server_progress_show(s, 0);
+	pthread_mutex_unlock(&s->mu);
+}
+
+int pipar_server_next_alive(const struct server *s, int k)
+{
+	for (int j = k + 1; j < s->K; j++)
+		if (s->c[j].alive)
+			return j;
+	return -1;
+}
+
+/* The number under key in o, written as a number or as fixed text
+ * (pipar_json_add_fixed); NAN when absent. */
+static double field(const cJSON *o, const char *key)
+{
+	double v;
+
+	return pipar_json_number(cJSON_GetObjectItemCaseSensitive(o, key), &v) ? v : NAN;
+}
+
+/* The epoch's record e: one JSON line on cfg->records (the summary's
+ * epoch entry with its format first), and a line a person reads in the
+ * log. */
+static void epoch_record(struct server *s, const cJSON *e)
+{
+	double acc = field(e, "test_accuracy");
+	char tail[64] = "";
+
+	if (s->cfg->records) {
+		cJSON *r = cJSON_CreateObject();
+		char *line;
+
+		cJSON_AddStringToObject(r, "format", "pipar-epoch/1");
+		for (const cJSON *it = e->child; it; it = it->next)
+			cJSON_AddItemToObject(r, it->string, cJSON_Duplicate(it, 1));
+		line = cJSON_PrintUnformatted(r);
+		cJSON_Delete(r);
+		if (!line || fprintf(s->cfg->records, "%s\n", line) < 0 ||
+		    fflush(s->cfg->records) != 0)
+			SLOG(s, "cannot write the record of epoch %d: %s", s->epoch_done,
+			     line ? strerror(errno) : "out of memory");
+		free(line);
+	}
+	if (!isnan(acc))
+		snprintf(tail, sizeof(tail), ", test accuracy %.4f", acc);
+	SLOG(s, "epoch %d/%d: loss %.4f%s, %d device(s), %.1f s", s->epoch_done, s->cfg->epochs,
+	     field(e, "loss"), tail, s->live, field(e, "seconds"));
+	pipar_server_progress_show(s, 1);
+}
+
+/* The sample-weighted average of every live device's whole model (its
+ * part sent up, then its replica's units) into G, then G loaded into the
+ * replicas and the global model.  Unit by unit: device k holds the units
+ * before its split point and its replica the rest, so every unit has one
+ * value from every device, whatever the split points. */
+static void fedavg(struct server *s)
+{
+	double total = 0;
+	float *sum = NULL, *one = NULL;
+
+	if (s->ops->turns) {
+		/* One model, passed from device to device: the device part
+		 * handed on last, the server model. */
+		if (s->shared)
+			pipar_runtime_get_state(s->shared, s->G + s->c[0].dn);
+		pipar_runtime_set_state(s->whole, s->G);
+		return;
+	}
+	sum = calloc(s->total_n, sizeof(float));
+	one = malloc(sizeof(float) * s->total_n);
+	if (!sum || !one) {
+		SLOG(s, "out of memory aggregating; the model stays as it was");
+	} else {
+		for (int k = 0; k < s->K; k++)
+			if (s->c[k].alive)
+				total += (double)s->c[k].samples;
+		for (int k = 0; k < s->K; k++) {
+			struct conn *c = &s->c[k];
+			float w = (float)((double)c->samples / total);
+
+			if (!c->alive)
+				continue;
+			memcpy(one, c->up, sizeof(float) * c->dn);
+			if (c->replica && c->dn < s->total_n)
+				pipar_runtime_get_state(c->replica, one + c->dn);
+			for (size_t i = 0; i < s->total_n; i++)
+				sum[i] += w * one[i];
+		}
+		memcpy(s->G, sum, sizeof(float) * s->total_n);
+	}
+	free(sum);
+	free(one);
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].alive && s->c[k].replica)
+			pipar_runtime_set_state(s->c[k].replica, s->G + s->c[k].dn);
+	pipar_runtime_set_state(s->whole, s->G);
+}
+
+/* The busy and idle seconds of every live device's resources and of the
+ * server over wall seconds, into e; the counts start again. */
+static void resources(struct server *s, cJSON *e, double wall)
+{
+	static const char *const names[3][2] = {
+		{"compute_busy_seconds", "compute_idle_seconds"},
+		{"uplink_busy_seconds", "uplink_idle_seconds"},
+		{"downlink_busy_seconds", "downlink_idle_seconds"},
+	};
+	cJSON *res = cJSON_AddArrayToObject(e, "device_resources");
+
+	for (int k = 0; k < s->K; k++) {
+		cJSON *d;
+
+		if (!s->c[k].alive)
+			continue;
+		d = cJSON_CreateObject();
+		cJSON_AddNumberToObject(d, "device", k + 1);
+		for (int r = 0; r < 3; r++) {
+			pipar_json_add_fixed(d, names[r][0], s->c[k].busy[r], 6);
+			pipar_json_add_fixed(d, names[r][1],
+					     wall > s->c[k].busy[r] ? wall - s->c[k].busy[r] : 0, 6);
+			s->c[k].busy[r] = 0;
+		}
+		cJSON_AddItemToArray(res, d);
+	}
+	pthread_mutex_lock(&s->compute);
+	pipar_json_add_fixed(e, "server_busy_seconds", s->busy, 6);
+	pipar_json_add_fixed(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0, 6);
+	s->busy = 0;
+	pthread_mutex_unlock(&s->compute);
+}
+
+/* The global model's test accuracy and loss into e, normalised as the
+ * first live device normalises its input. */
+static void evaluate(struct server *s, cJSON *e)
+{
+	char err[PIPAR_ERRLEN] = "no device left";
+	struct pipar_exec *ex = pipar_exec_new(s->whole, 100, 0, err);
+	struct pipar_epoch_stats st;
+	int first = pipar_server_next_alive(s, -1);
+
+	if (ex && first >= 0 &&
+	    pipar_evaluate(s->whole, ex, s->cfg->test, &s->c[first].norm, 0, &st, NULL, err) == 0) {
+		pipar_json_add_fixed(e, "test_accuracy", st.accuracy, 6);
+		pipar_json_add_fixed(e, "test_loss", st.loss, 6);
+	} else {
+		SLOG(s, "evaluation failed: %s", err);
+	}
+	pipar_exec_free(ex);
+}
+
+void pipar_aggregate(struct server *s)
+{
+	double loss = 0, up = 0, down = 0;
+	long seen = 0, correct = 0;
+	int mid = s->round_mid;
+	cJSON *e;
+
+	fedavg(s);
+	if (mid) {
+		/* Within an epoch: averaged, the epoch's counts go on. */
+		SLOG(s, "aggregated %d device(s) within epoch %d", s->live, s->epoch_done + 1);
+		return;
+	}
+	for (int k = 0; k < s->K; k++) {
+		struct conn *c = &s->c[k];
+
+		if (!c->alive)
+			continue;
+		loss += c->loss;
+		seen += c->seen;
+		correct += c->correct;
+		up += c->bytes_up;
+		down += c->bytes_down;
+		c->loss = 0;
+		c->seen = c->correct = 0;
+		c->bytes_up = c->bytes_down = 0;
+		c->it_done = 0;
+	}
+	e = cJSON_CreateObject();
+	s->epoch_done++;
+	s->prog_loss = 0;
+	s->prog_seen = 0;
+	double t_agg = pipar_now();
+
+	/* Seconds to the microsecond, bytes whole, loss and accuracy to 6
+	 * decimals. */
+	cJSON_AddNumberToObject(e, "epoch", s->epoch_done);
+	pipar_json_add_fixed(e, "seconds", pipar_now() - s->t_epoch, 6);
+	pipar_json_add_fixed(e, "loss", seen ? loss / (double)seen : 0, 6);
+	pipar_json_add_fixed(e, "train_accuracy", seen ? (double)correct / (double)seen : 0, 6);
+	cJSON_AddNumberToObject(e, "devices", s->live);
+	pipar_json_add_fixed(e, "bytes_up", up, 0);
+	pipar_json_add_fixed(e, "bytes_down", down, 0);
+	resources(s, e, pipar_now() - s->t_epoch);
+	if (s->cfg->test)
+		evaluate(s, e);
+	pipar_trace_event(s->trace, "aggregate", PIPAR_RES_COMPUTE, t_agg, pipar_now() - t_agg,
+			  s->epoch_done, -1);
+	cJSON_AddItemToArray(s->epochs, e);
+	epoch_record(s, e);
+	s->t_epoch = pipar_now();
+}
+
+void pipar_server_conn_lost(struct conn *c, const char *why)
+{
+	struct server *s = c->s;
+
+	pthread_mutex_lock(&s->mu);
+	if (c->alive) {
+		c->alive = 0;
+		s->live--;
+		snprintf(c->fault, sizeof(c->fault), "%s", why);
+		SLOG(s, "device %d (%s): %s; continuing with %d device(s)", c->k + 1, c->id, why,
+		     s->live);
+		if (s->ops->turns) {
+			/* Pass the turn on, closing the epoch if it was last. */
+			if (s->turn == c->k) {
+				int nx = pipar_server_next_alive(s, c->k);
+
+				if (nx < 0 && s->live > 0) {
+					pipar_aggregate(s);
+					nx = pipar_server_next_alive(s, -1);
+				}
+				s->turn = nx;
+			}
+			pthread_cond_broadcast(&s->cv);
+		} else if (s->live > 0 && s->arrived == s->live) {
+			pipar_aggregate(s);
+			s->arrived = 0;
+			s->generation++;
+			pthread_cond_broadcast(&s->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,84 @@
+/*
+ * proto: the payloads of the control frames pipar-serve and pipar-device
+ * exchange (pipar-wire(5)), each encoded and decoded here, beside the
+ * frames of wire.h (which also holds the ACTIVATIONS and GRADIENTS
+ * payloads):
+ *
+ *   HELLO      device -> server  JSON: the device's id, shard size and
+ *                                input normalisation
+ *   PLAN       server -> device  JSON: the plan and the run's settings
+ *   PARAMS_UP  device -> server  a 32-byte head, then the device part
+ *
+ * Encoders return malloc'd text (the caller frees it) or fill a caller's
+ * buffer.  Decoders take the payload as received, check every field
+ * against what the receiver expects, and return -1 with err naming the
+ * frame and the field; none keeps a pointer into the payload.  Each
+ * decoder has a fuzz target (fuzz/fuzz_proto.c).
+ */
+#ifndef PIPAR_PROTO_H
+#define PIPAR_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data.h"
+#include "model.h"
+#include "plan.h"
+
+/* HELLO. */
+struct pipar_hello {
+	char id[64];                    /* the first 63 bytes of the id sent */
+	long samples;                   /* 1 .. 10^12: the shard, its weight */
+	struct pipar_norm norm;
+};
+
+char *pipar_hello_encode(const struct pipar_hello *h);
+/* Requires an object with a string "id", a number "samples" from 1 to
+ * 10^12 and "norm" {"mean": [..], "std": [..]} of channels finite numbers
+ * each, the standard deviations > 0 (other keys are ignored). */
+int pipar_hello_decode(const uint8_t *p, size_t len, int channels,
+		       struct pipar_hello *h, char *err);
+
+/* PLAN: the plan and the settings of the run for one device. */
+struct pipar_settings {
+	int device;                     /* 0 .. K-1; -1 in a checkpoint */
+	int epochs;
+	struct pipar_sgd sgd;
+	uint64_t seed;
+	int aggregate_every;            /* 0: at the epoch's end only */
+	double server_time;             /* the server's clock when sent */
+};
+
+char *pipar_plan_msg_encode(const struct pipar_plan_file *plan,
+			    const struct pipar_settings *s);
+/* Requires "plan" to be a valid plan (pipar_plan_from_json), "device" in
+ * [0, K), "epochs" >= 0, "lr", "momentum", "weight_decay" finite numbers
+ * >= 0 and "aggregate_every" >= 0.  *plan is the caller's to free. */
+int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file **plan,
+			  struct pipar_settings *s, char *err);
+
+/* PARAMS_UP: the head before the device part's floats.
+ *   offset 0  samples seen (u32)     } counted by a device that
+ *          4  samples correct (u32)  } computes its own loss (fl);
+ *          8  loss summed (f32)      } zero otherwise
+ *         12  busy seconds of the device's compute, uplink and downlink
+ *             since the last PARAMS_UP (3 x f32)
+ *         24  1: an aggregation within the epoch, 0: at its end (u32)
+ *         28  zero (u32) */
+#define PIPAR_UP_HEAD 32
+
+struct pipar_up_head {
+	uint32_t seen, correct;
+	float loss;
+	float busy[3];
+	uint32_t mid;
+};
+
+void pipar_up_head_encode(const struct pipar_up_head *h, uint8_t out[PIPAR_UP_HEAD]);
+/* Requires len == 32 + 4 dn, mid 0 or 1, the zero word zero, busy times
+ * in [0, 10^9), correct <= seen and a finite loss; the floats after the
+ * head are the caller's to check. */
+int pipar_up_head_decode(const uint8_t *p, size_t len, size_t dn,
+			 struct pipar_up_head *h, char *err);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * server: the server side of pipelined training over TCP (pipar-serve).
+ *
+ * A device connects and says HELLO (its id, shard size and input
+ * normalisation).  The server answers with PLAN (the plan and the
+ * training settings) and MODEL (the device part's parameters and
+ * buffers); proto.h holds these payloads.  Each iteration the device cuts
+ * its mini-batch into the plan's micro-batches, runs their forward passes
+ * back to back and sends each as ACTIVATIONS; the server runs its
+ * replica's forward, loss and backward for each (one device's work at a
+ * time: the server is one resource) and answers GRADIENTS; the device runs
+ * the backward passes as they arrive and takes one optimizer step for the
+ * whole mini-batch, as the server does for the replica.  At the end of
+ * each epoch every device sends PARAMS_UP, the server averages device
+ * parts and replicas weighted by samples (FedAvg), evaluates the global
+ * model and sends PARAMS_DOWN.  BYE ends the run.  What differs between
+ * the modes is a row of pipar_mode_ops (plan.h).
+ *
+ * Batch-norm runs per micro-batch: each micro-batch is normalised by its
+ * own statistics, as on a device that only ever sees that micro-batch.
+ *
+ * Who owns what: the caller owns everything the cfg points to, for the
+ * whole call; pipar_server_run owns the sockets it accepts, the models and
+ * the threads (one per device), and releases all of them before it
+ * returns.  The files are server.c (setting up, admitting devices, the
+ * end of the run), session.c (one device's conversation), aggregate.c
+ * (FedAvg, evaluation, the epoch records); server_int.h is theirs alone.
+ */
+#ifndef PIPAR_SERVER_H
+#define PIPAR_SERVER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "data.h"
+#include "model.h"
+#include "plan.h"
+#include "progress.h"
+
+struct pipar_serve_cfg {
+	const char *prog;               /* starts every log line */
+	const struct pipar_plan_file *plan;
+	int listen_fd;                  /* a listening socket */
+	int epochs;
+	struct pipar_sgd sgd;
+	uint64_t seed;
+	const struct pipar_data *test;  /* evaluated after each epoch; may be NULL */
+	const char *checkpoint;         /* the final global model; may be NULL */
+	double timeout;                 /* seconds a peer may stay silent */
+	const char *summary;            /* the run summary JSON, written at the
+					 * end ("-": standard output); may be NULL */
+	FILE *records;                  /* one JSON line per epoch; may be NULL */
+	FILE *log;                      /* one line per event; may be NULL */
+	struct pipar_meter *meter;      /* progress; may be NULL */
+	const char *trace;              /* trace-event JSON; may be NULL */
+	int aggregate_every;            /* also aggregate every this many
+					 * iterations within an epoch; 0: at the
+					 * epoch's end only */
+};
+
+/* Runs the server until the epochs are done or no device is left.
+ * Returns 0 when at least one device finished, -1 with err otherwise. */
+int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * server_int: the server's state, shared by its three files alone
+ * (server.c, session.c, aggregate.c); see server.h.
+ *
+ * Locking: s->compute is the server's one processor (a replica's forward,
+ * loss, backward and step, and s->busy); s->mu guards the aggregation
+ * state (arrived, live, generation, epoch_done, turn, round_mid, the
+ * progress sums, each conn's alive and it_done) and the global model G
+ * while an aggregation runs.  A conn's other fields belong to its thread.
+ */
+#ifndef PIPAR_SERVER_INT_H
+#define PIPAR_SERVER_INT_H
+
+#include <cJSON.h>
+#include <pthread.h>
+
+#include "server.h"
+#include "trace.h"
+#include "util.h"
+
+struct server;
+
+/* One device's session. */
+struct conn {
+	struct server *s;
+	int k;                          /* device index */
+	int fd;
+	char id[64];
+	long samples;
+	struct pipar_norm norm;
+	int alive, finished;
+	pthread_t th;
+	uint32_t seq_in, seq_out;
+	int P;                          /* its split point */
+	int max_n;                      /* its largest micro-batch */
+	size_t dn;                      /* floats of its device part */
+	float *up;                      /* device part sent up at aggregation */
+	struct pipar_model *replica;    /* its server part (sl: the shared one) */
+	struct pipar_exec *exec;
+	/* Counted this epoch, reported and reset at its end. */
+	double loss;
+	long seen, correct;
+	double bytes_up, bytes_down;
+	double busy[3];                 /* the device's compute, uplink, downlink */
+	long it_done;                   /* mini-batches, under s->mu */
+	char fault[PIPAR_ERRLEN];
+};
+
+struct server {
+	const struct pipar_serve_cfg *cfg;
+	const struct pipar_mode_ops *ops;
+	int K, L, B;
+	struct conn *c;
+	pthread_mutex_t compute;        /* the server's one processor */
+	pthread_mutex_t mu;             /* aggregation state below */
+	pthread_cond_t cv;
+	int arrived, live, generation, epoch_done;
+	int round_mid;                  /* this aggregation is within an epoch */
+	struct pipar_model *whole;      /* the global model */
+	float *G;                       /* its state: device k holds G[0, dn_k) */
+	size_t total_n;
+	double t_epoch;
+	double busy;                    /* server compute this epoch, under compute */
+	cJSON *epochs;                  /* the summary's epoch entries */
+	struct pipar_trace *trace;
+	struct pipar_model *shared;     /* turns: the one server model */
+	int turn;                       /* turns: the device whose turn it is */
+	double prog_loss;               /* loss summed this epoch, under mu */
+	long prog_seen;                 /* samples it sums */
+};
+
+/* session.c: one device's conversation after the handshake; the thread's
+ * body, arg a struct conn. */
+void *pipar_session_run(void *arg);
+
+/* aggregate.c, each called with s->mu held. */
+/* FedAvg of the parts sent up and of the replicas, then, at an epoch's
+ * end, the global model evaluated and the epoch recorded. */
+void pipar_aggregate(struct server *s);
+/* The index of the next live device after k (-1 for the first), -1 when
+ * there is none. */
+int pipar_server_next_alive(const struct server *s, int k);
+/* Shows the server's progress. */
+void pipar_server_progress_show(struct server *s, int force);
+
+/* aggregate.c, each taking s->mu itself. */
+/* Device c finished a mini-batch of seen samples, their loss summed to
+ * loss. */
+void pipar_server_progress(struct server *s, struct conn *c, double loss, long seen);
+/* Marks c dead (once), with why in the log and the summary, and lets an
+ * aggregation waiting for it go on. */
+void pipar_server_conn_lost(struct conn *c, const char *why);
+
+#define SLOG(s, ...) pipar_runtime_log((s)->cfg->log, (s)->cfg->meter, (s)->cfg->prog, __VA_ARGS__)
+
+#endif
