@@ -166,7 +166,7 @@ static int cmd_accuracy(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", e ? "out of memory" : err);
 		goto out;
 	}
-	if (pipar_evaluate(m, e, d, &info.norm, limit, &st, conf, err) < 0) {
+	if (pipar_train_evaluate(m, e, d, &info.norm, limit, &st, conf, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
@@ -206,7 +206,7 @@ out:
 	pipar_exec_free(e);
 	pipar_data_free(d);
 	pipar_model_free(m);
-	pipar_ckpt_info_free(&info);
+	pipar_checkpoint_info_free(&info);
 	return status;
 }
 

@@ -335,7 +335,7 @@ int main(int argc, char **argv)
 		}
 		pipar_meter_status(&meter, "epoch %d/%d: testing on %d samples of '%s'", ep, epochs,
 				   tests, test_spec);
-		if (pipar_evaluate(m, e, test, &norm, (int)test_limit, &te, NULL, err) < 0) {
+		if (pipar_train_evaluate(m, e, test, &norm, (int)test_limit, &te, NULL, err) < 0) {
 			pipar_meter_end(&meter);
 			fprintf(stderr, PROG ": %s\n", err);
 			goto out;
@@ -383,7 +383,7 @@ out:
 	free(idx);
 	free(spec);
 	free(settings);
-	pipar_ckpt_info_free(&resume);
+	pipar_checkpoint_info_free(&resume);
 	pipar_exec_free(e);
 	pipar_model_free(m);
 	pipar_data_free(train);

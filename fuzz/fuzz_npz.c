@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 		if (!m)
 			abort();
 		pipar_model_free(m);
-		pipar_ckpt_info_free(&info);
+		pipar_checkpoint_info_free(&info);
 	} else if (m || !err[0] || info.training) {
 		abort();
 	}

@@ -182,7 +182,7 @@ static void evaluate(struct server *s, cJSON *e)
 	int first = pipar_server_next_alive(s, -1);
 
 	if (ex && first >= 0 &&
-	    pipar_evaluate(s->whole, ex, s->cfg->test, &s->c[first].norm, 0, &st, NULL, err) == 0) {
+	    pipar_train_evaluate(s->whole, ex, s->cfg->test, &s->c[first].norm, 0, &st, NULL, err) == 0) {
 		pipar_json_add_fixed(e, "test_accuracy", st.accuracy, 6);
 		pipar_json_add_fixed(e, "test_loss", st.loss, 6);
 	} else {

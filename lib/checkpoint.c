@@ -542,7 +542,7 @@ out:
 
 /* ---------------------------------------------------------------- load */
 
-void pipar_ckpt_info_free(struct pipar_ckpt_info *info)
+void pipar_checkpoint_info_free(struct pipar_ckpt_info *info)
 {
 	if (!info)
 		return;
@@ -867,7 +867,7 @@ fail:
 	free(seen);
 	cJSON_Delete(listed);
 	pipar_model_free(m);
-	pipar_ckpt_info_free(info);
+	pipar_checkpoint_info_free(info);
 	return -1;
 }
 

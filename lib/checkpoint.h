@@ -50,7 +50,7 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
  * the whole model its manifest names and
  * loads every array into it (and the momentum, when present).  On success
  * *out owns the model and *info is filled (release with
- * pipar_ckpt_info_free).  -1 with err on any fault (a file that is not a
+ * pipar_checkpoint_info_free).  -1 with err on any fault (a file that is not a
  * zip archive is "not a pipar checkpoint (.npz)", or, when it is a pipar
  * JSON document, named by its kind); nothing is allocated then. */
 int pipar_checkpoint_load(const char *path, struct pipar_model **out,
@@ -62,6 +62,6 @@ int pipar_checkpoint_load_mem(const void *data, size_t size, const char *name,
 			      struct pipar_model **out,
 			      struct pipar_ckpt_info *info, char *err);
 
-void pipar_ckpt_info_free(struct pipar_ckpt_info *info);
+void pipar_checkpoint_info_free(struct pipar_ckpt_info *info);
 
 #endif

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "plan.h"
 
 int pipar_cli_bad(char *err, const char *opt, const char *s, const char *what)
 {
@@ -96,9 +96,32 @@ int pipar_cli_positive(const char *opt, const char *s, double hi, double *out, c
 	return 0;
 }
 
+int pipar_cli_rate_parse(const char *s, double *bps)
+{
+	static const struct {
+		const char *unit;
+		double bits;
+	} units[] = {
+		{"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9},
+		{"kb/s", 8e3}, {"mb/s", 8e6}, {"gb/s", 8e9},
+	};
+	char *end;
+	double v;
+
+	v = strtod(s, &end);
+	if (end == s || !(v > 0) || !isfinite(v))
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcasecmp(end, units[i].unit) == 0) {
+			*bps = v * units[i].bits;
+			return 0;
+		}
+	return -1;
+}
+
 int pipar_cli_rate(const char *opt, const char *s, double *bps, char *err)
 {
-	if (pipar_rate_parse(s, bps) < 0)
+	if (pipar_cli_rate_parse(s, bps) < 0)
 		return pipar_cli_bad(err, opt, s, "a rate such as 10mbit, 1gbit, 500kbit or 2MB/s");
 	return 0;
 }

@@ -37,7 +37,10 @@ int pipar_cli_float(const char *opt, const char *s, double lo, double hi, float 
 /* A finite number in (0, hi]: a timeout, a time. */
 int pipar_cli_positive(const char *opt, const char *s, double hi, double *out, char *err);
 
-/* A link rate (pipar_rate_parse): 10mbit, 1gbit, 500kbit, 2MB/s. */
+/* Parses "10mbit", "1.5gbit", "500kbit", "12MB/s", "800KB/s" into bits per
+ * second; -1 if malformed or not positive. */
+int pipar_cli_rate_parse(const char *s, double *bps);
+/* A link rate (pipar_cli_rate_parse): 10mbit, 1gbit, 500kbit, 2MB/s. */
 int pipar_cli_rate(const char *opt, const char *s, double *bps, char *err);
 
 /* One of the NULL-terminated names; *out is its index. */

@@ -44,29 +44,6 @@ int pipar_mode_parse(const char *s, enum pipar_mode *m)
 	return -1;
 }
 
-int pipar_rate_parse(const char *s, double *bps)
-{
-	static const struct {
-		const char *unit;
-		double bits;
-	} units[] = {
-		{"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9},
-		{"kb/s", 8e3}, {"mb/s", 8e6}, {"gb/s", 8e9},
-	};
-	char *end;
-	double v;
-
-	v = strtod(s, &end);
-	if (end == s || !(v > 0) || !isfinite(v))
-		return -1;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcasecmp(end, units[i].unit) == 0) {
-			*bps = v * units[i].bits;
-			return 0;
-		}
-	return -1;
-}
-
 int pipar_plan_check(const struct pipar_plan_env *env, const char *const *dev_names,
 		     const char *srv_name, char *err)
 {

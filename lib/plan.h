@@ -51,9 +51,6 @@ struct pipar_mode_ops {
 
 const struct pipar_mode_ops *pipar_mode_ops(enum pipar_mode m);
 
-/* Parses "10mbit", "1.5gbit", "500kbit", "12MB/s", "800KB/s" into bits per
- * second; -1 if malformed or not positive. */
-int pipar_rate_parse(const char *s, double *bps);
 
 /* What one device does: split point P (units 1..P on the device, 1 <= P <
  * L; L for fl) and N micro-batches. */

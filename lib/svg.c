@@ -5,7 +5,7 @@
 
 /* The length of the UTF-8 sequence at p that XML allows, 0 if it is not
  * one. */
-int pipar_utf8_len(const unsigned char *p)
+int pipar_svg_utf8_len(const unsigned char *p)
 {
 	unsigned c = p[0], cp;
 	int len;
@@ -40,7 +40,7 @@ void pipar_svg_text(FILE *f, const char *s)
 	const unsigned char *p = (const unsigned char *)s;
 
 	while (*p) {
-		int len = *p >= 0x80 ? pipar_utf8_len(p) : 1;
+		int len = *p >= 0x80 ? pipar_svg_utf8_len(p) : 1;
 
 		if (*p == '&')
 			fputs("&amp;", f);

@@ -9,7 +9,7 @@
 
 /* The length of the UTF-8 sequence at p that XML allows, 0 if it is not
  * one. */
-int pipar_utf8_len(const unsigned char *p);
+int pipar_svg_utf8_len(const unsigned char *p);
 
 /* Writes s as XML text or attribute value: markup escaped; control
  * characters and bytes that are not UTF-8, which XML cannot hold, as '?'. */

@@ -85,7 +85,7 @@ static const char *clean(const char *s, char *buf, size_t size)
 	size_t i = 0;
 
 	while (*p) {
-		int len = *p >= 0x80 ? pipar_utf8_len(p) : 1;
+		int len = *p >= 0x80 ? pipar_svg_utf8_len(p) : 1;
 
 		if (i + (size_t)(len ? len : 1) >= size)
 			break;

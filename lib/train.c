@@ -68,7 +68,7 @@ int pipar_train_epoch(struct pipar_model *m, struct pipar_exec *e,
 	return 0;
 }
 
-int pipar_evaluate(const struct pipar_model *m, struct pipar_exec *e,
+int pipar_train_evaluate(const struct pipar_model *m, struct pipar_exec *e,
 		   const struct pipar_data *d, const struct pipar_norm *norm,
 		   int n, struct pipar_epoch_stats *st, long *confusion,
 		   char *err)

@@ -50,7 +50,7 @@ int pipar_train_epoch(struct pipar_model *m, struct pipar_exec *e,
  * NULL it receives classes x classes counts, row = true label, column =
  * prediction.  -1 with err when out of memory or the data's shape or class
  * count does not fit the model. */
-int pipar_evaluate(const struct pipar_model *m, struct pipar_exec *e,
+int pipar_train_evaluate(const struct pipar_model *m, struct pipar_exec *e,
 		   const struct pipar_data *d, const struct pipar_norm *norm,
 		   int n, struct pipar_epoch_stats *st, long *confusion,
 		   char *err);

@@ -250,7 +250,7 @@ int main(void)
 	ok(back.training && strstr(back.training, "\"batch\":50") && strstr(back.training, "x\\\"y"),
 	   "training settings round-trip: %s", back.training ? back.training : "(none)");
 	pipar_model_free(r);
-	pipar_ckpt_info_free(&back);
+	pipar_checkpoint_info_free(&back);
 	{
 		struct stat st;
 		int sr = stat(path, &st);
@@ -284,7 +284,7 @@ int main(void)
 			   !back.has_momentum,
 		   "and loads back exactly");
 		pipar_model_free(r);
-		pipar_ckpt_info_free(&back);
+		pipar_checkpoint_info_free(&back);
 		pipar_model_free(t);
 	}
 
@@ -302,7 +302,7 @@ int main(void)
 					diag("cut at %zu: %s", cut, r ? "loaded" : "no message");
 				bad++;
 				pipar_model_free(r);
-				pipar_ckpt_info_free(&back);
+				pipar_checkpoint_info_free(&back);
 			}
 			cuts++;
 		}
@@ -310,7 +310,7 @@ int main(void)
 		ok(pipar_checkpoint_load_mem(bytes, len, "whole.npz", &r, &back, err) == 0,
 		   "the whole file loads from memory");
 		pipar_model_free(r);
-		pipar_ckpt_info_free(&back);
+		pipar_checkpoint_info_free(&back);
 		free(bytes);
 	}
 

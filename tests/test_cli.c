@@ -111,5 +111,17 @@ int main(void)
 	ok(pipar_round(7.605530407000515, 6) == 7.60553, "seconds to the microsecond");
 	ok(pipar_round(150592992.4, 0) == 150592992, "bytes to an integer");
 	ok(isnan(pipar_round(NAN, 6)) && pipar_round(1e300, 6) == 1e300, "non-finite and huge kept");
+	{
+		double bps;
+
+		ok(pipar_cli_rate_parse("10mbit", &bps) == 0 && bps == 1e7, "10mbit is 1e7 bit/s");
+		ok(pipar_cli_rate_parse("2.5Gbit", &bps) == 0 && bps == 2.5e9, "2.5Gbit is 2.5e9 bit/s");
+		ok(pipar_cli_rate_parse("500kbit", &bps) == 0 && bps == 5e5, "500kbit");
+		ok(pipar_cli_rate_parse("12MB/s", &bps) == 0 && bps == 9.6e7, "12MB/s is 9.6e7 bit/s");
+		ok(pipar_cli_rate_parse("800KB/s", &bps) == 0 && bps == 6.4e6, "800KB/s is 6.4e6 bit/s");
+		ok(pipar_cli_rate_parse("10", &bps) < 0 && pipar_cli_rate_parse("-1mbit", &bps) < 0 &&
+			   pipar_cli_rate_parse("mbit", &bps) < 0 && pipar_cli_rate_parse("10 parsecs", &bps) < 0,
+		   "rates without a unit, negative or malformed are refused");
+	}
 	return tap_done();
 }

@@ -167,7 +167,7 @@ static int run_npz(const uint8_t *buf, size_t size, const char *path,
 	*loaded = m != NULL;
 	if (m) {
 		pipar_model_free(m);
-		pipar_ckpt_info_free(&info);
+		pipar_checkpoint_info_free(&info);
 	}
 	return good;
 }

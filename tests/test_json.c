@@ -141,7 +141,7 @@ static int read_checkpoint(const struct doc *d, char *err)
 	r = pipar_checkpoint_load(d->file, &m, &info, err);
 	if (r == 0) {
 		pipar_model_free(m);
-		pipar_ckpt_info_free(&info);
+		pipar_checkpoint_info_free(&info);
 	}
 	return r;
 }
@@ -154,7 +154,7 @@ static int read_checkpoint_mem(const struct doc *d, char *err)
 
 	if (r == 0) {
 		pipar_model_free(m);
-		pipar_ckpt_info_free(&info);
+		pipar_checkpoint_info_free(&info);
 	}
 	return r;
 }

@@ -53,16 +53,7 @@ int main(void)
 	struct pipar_choice ch[PIPAR_PLAN_MAXDEV], best[PIPAR_PLAN_MAXDEV];
 	struct pipar_sim s;
 	struct pipar_candidate top[8];
-	double bps;
 
-	ok(pipar_rate_parse("10mbit", &bps) == 0 && bps == 1e7, "10mbit is 1e7 bit/s");
-	ok(pipar_rate_parse("2.5Gbit", &bps) == 0 && bps == 2.5e9, "2.5Gbit is 2.5e9 bit/s");
-	ok(pipar_rate_parse("500kbit", &bps) == 0 && bps == 5e5, "500kbit");
-	ok(pipar_rate_parse("12MB/s", &bps) == 0 && bps == 9.6e7, "12MB/s is 9.6e7 bit/s");
-	ok(pipar_rate_parse("800KB/s", &bps) == 0 && bps == 6.4e6, "800KB/s is 6.4e6 bit/s");
-	ok(pipar_rate_parse("10", &bps) < 0 && pipar_rate_parse("-1mbit", &bps) < 0 &&
-		   pipar_rate_parse("mbit", &bps) < 0 && pipar_rate_parse("10 parsecs", &bps) < 0,
-	   "rates without a unit, negative or malformed are refused");
 
 	/* Equal stage times t, no backward and no steps: a linear pipeline of
 	 * four stages over N items takes (4 + N - 1) t. */
