@@ -161,9 +161,9 @@ static int check_plan(const char *path)
 static void explain_row(const struct pipar_plan_env *env, enum pipar_mode mode,
 			const struct pipar_candidate *top, int i, int j)
 {
-	struct pipar_choice ch[PIPAR_PLAN_MAXDEV];
+	struct pipar_choice ch[PIPAR_PLAN_MAXDEV] = {{0, 0}};
 	struct pipar_sim s;
-	char rank[16], nn[16];
+	char rank[32], nn[32];
 	int lo = top[i].choice.N, hi = lo;
 
 	for (int r = i; r <= j; r++) {
@@ -242,7 +242,29 @@ static void explain(const struct pipar_plan_env *env, enum pipar_mode mode, int 
 	fprintf(stderr, "searched in %.4f s\n", seconds);
 }
 
-int main(int argc, char **argv)
+/* Everything one invocation holds: the options, the profiles read, and
+ * what the searches found. */
+struct run {
+	const char *dev_files[MAXFILES], *srv_file, *check_file;
+	int ndev, K, top_n, explain_on, min_micro_given;
+	int splits[PIPAR_PLAN_MAXDEV], nsplit, pars[PIPAR_PLAN_MAXDEV], npar;
+	long samples;
+	enum pipar_mode mode;
+	struct pipar_plan_env env;
+	const char *dev_names[PIPAR_PLAN_MAXDEV];
+	struct pipar_profile *dev[MAXFILES], *srv;
+	const struct pipar_profile *per[PIPAR_PLAN_MAXDEV];
+	struct pipar_choice best[PIPAR_PLAN_MAXDEV], bch[4][PIPAR_PLAN_MAXDEV],
+		fixed[PIPAR_PLAN_MAXDEV];
+	struct pipar_sim sim, bsim[4];
+	struct pipar_candidate top[64];
+	int ntop, bok[4];
+	double search_seconds;
+};
+
+/* The options into r.  Returns -1 to go on, or the exit status (help,
+ * a usage error, --check done). */
+static int parse_args(struct run *r, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"device", required_argument, NULL, 'd'},
@@ -265,23 +287,9 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const modes[] = {"pipar", "sfl", "sl", "fl", NULL};
-	const char *dev_files[MAXFILES], *srv_file = NULL;
-	const char *dev_names[PIPAR_PLAN_MAXDEV];
-	struct pipar_profile *dev[MAXFILES] = {0}, *srv = NULL;
-	const struct pipar_profile *per[PIPAR_PLAN_MAXDEV];
-	int ndev = 0, K = 0, top_n = 5, explain_on = 0, c, status = 1, stdin_used = 0, mi = 0;
-	int splits[PIPAR_PLAN_MAXDEV], nsplit = 0, pars[PIPAR_PLAN_MAXDEV], npar = 0;
-	long samples = 0;
-	enum pipar_mode mode = PIPAR_MODE_PIPAR;
-	struct pipar_plan_env env = {0};
+	struct pipar_plan_env *env = &r->env;
 	char err[PIPAR_ERRLEN];
-	static struct pipar_choice best[PIPAR_PLAN_MAXDEV], bch[4][PIPAR_PLAN_MAXDEV],
-		fixed[PIPAR_PLAN_MAXDEV];
-	static struct pipar_sim sim, bsim[4];
-	struct pipar_candidate top[64];
-	int ntop, bok[4] = {0}, min_micro_given = 0;
-	double t0;
-	const char *check_file = NULL;
+	int c, mi = 0;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -289,31 +297,31 @@ int main(int argc, char **argv)
 
 		switch (c) {
 		case 'd':
-			if (ndev == MAXFILES)
+			if (r->ndev == MAXFILES)
 				return usage_error("too many --device profiles");
-			dev_files[ndev++] = optarg;
+			r->dev_files[r->ndev++] = optarg;
 			break;
-		case 's': srv_file = optarg; break;
-		case 'K': bad = pipar_cli_int("--devices", optarg, 1, PIPAR_PLAN_MAXDEV, &K, err); break;
-		case 'u': bad = pipar_cli_rate("--uplink", optarg, &env.up_bps, err); break;
-		case 'w': bad = pipar_cli_rate("--downlink", optarg, &env.down_bps, err); break;
-		case 'b': bad = pipar_cli_int("--batch", optarg, 1, 4096, &env.batch, err); break;
+		case 's': r->srv_file = optarg; break;
+		case 'K': bad = pipar_cli_int("--devices", optarg, 1, PIPAR_PLAN_MAXDEV, &r->K, err); break;
+		case 'u': bad = pipar_cli_rate("--uplink", optarg, &env->up_bps, err); break;
+		case 'w': bad = pipar_cli_rate("--downlink", optarg, &env->down_bps, err); break;
+		case 'b': bad = pipar_cli_int("--batch", optarg, 1, 4096, &env->batch, err); break;
 		case 'm':
 			bad = pipar_cli_choice("--mode", optarg, modes, &mi, err);
 			if (!bad)
-				pipar_mode_parse(optarg, &mode);
+				pipar_mode_parse(optarg, &r->mode);
 			break;
-		case 'P': bad = parse_list("--split", optarg, splits, PIPAR_PLAN_MAXDEV, &nsplit, err); break;
-		case 'N': bad = parse_list("--parallel", optarg, pars, PIPAR_PLAN_MAXDEV, &npar, err); break;
-		case 'M': bad = parse_bytes(optarg, &env.memory, err); break;
-		case 'n': bad = pipar_cli_long("--samples", optarg, 1, 1L << 40, &samples, err); break;
-		case 't': bad = pipar_cli_int("--top", optarg, 0, 64, &top_n, err); break;
-		case 'x': explain_on = 1; break;
+		case 'P': bad = parse_list("--split", optarg, r->splits, PIPAR_PLAN_MAXDEV, &r->nsplit, err); break;
+		case 'N': bad = parse_list("--parallel", optarg, r->pars, PIPAR_PLAN_MAXDEV, &r->npar, err); break;
+		case 'M': bad = parse_bytes(optarg, &env->memory, err); break;
+		case 'n': bad = pipar_cli_long("--samples", optarg, 1, 1L << 40, &r->samples, err); break;
+		case 't': bad = pipar_cli_int("--top", optarg, 0, 64, &r->top_n, err); break;
+		case 'x': r->explain_on = 1; break;
 		case 'f':
-			bad = pipar_cli_int("--min-micro", optarg, 1, 4096, &env.min_micro, err);
-			min_micro_given = 1;
+			bad = pipar_cli_int("--min-micro", optarg, 1, 4096, &env->min_micro, err);
+			r->min_micro_given = 1;
 			break;
-		case 'c': check_file = optarg; break;
+		case 'c': r->check_file = optarg; break;
 		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
 		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
 		default:
@@ -327,205 +335,257 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
 		return usage_error(err);
 	}
-	if (check_file) {
-		if (ndev || srv_file || K || env.up_bps || env.down_bps || env.batch || env.memory ||
-		    samples || explain_on || top_n != 5 || min_micro_given || nsplit || npar)
+	if (r->check_file) {
+		if (r->ndev || r->srv_file || r->K || env->up_bps || env->down_bps || env->batch ||
+		    env->memory || r->samples || r->explain_on || r->top_n != 5 || r->min_micro_given ||
+		    r->nsplit || r->npar)
 			return usage_error("--check takes no other options");
-		return check_plan(check_file);
+		return check_plan(r->check_file);
 	}
-	if (!ndev)
+	return -1;
+}
+
+/* What the options need of each other.  -1 when they fit, else the exit
+ * status of the usage error. */
+static int check_args(struct run *r)
+{
+	char err[PIPAR_ERRLEN];
+	int stdin_used = 0, K = r->K;
+
+	if (!r->ndev)
 		return usage_error("missing --device");
-	if (!srv_file)
+	if (!r->srv_file)
 		return usage_error("missing --server");
 	if (!K)
 		return usage_error("missing --devices");
-	if (!env.up_bps || !env.down_bps)
+	if (!r->env.up_bps || !r->env.down_bps)
 		return usage_error("missing --uplink or --downlink");
-	if (!env.batch)
+	if (!r->env.batch)
 		return usage_error("missing --batch");
-	if (ndev != 1 && ndev != K)
+	if (r->ndev != 1 && r->ndev != K)
 		return usage_error("give one --device profile for all devices, or one per device (--devices of them)");
-	if ((nsplit > 1 && nsplit != K) || (npar > 1 && npar != K)) {
+	if ((r->nsplit > 1 && r->nsplit != K) || (r->npar > 1 && r->npar != K)) {
+		int split = r->nsplit > 1 && r->nsplit != K;
+
 		snprintf(err, sizeof(err), "--%s has %d values for %d device(s): give one for all, or one per device",
-			 nsplit > 1 && nsplit != K ? "split" : "parallel",
-			 nsplit > 1 && nsplit != K ? nsplit : npar, K);
+			 split ? "split" : "parallel", split ? r->nsplit : r->npar, K);
 		return usage_error(err);
 	}
-	for (int i = 0; i < ndev; i++)
-		stdin_used += strcmp(dev_files[i], "-") == 0;
-	if (stdin_used + (strcmp(srv_file, "-") == 0) > 1)
+	for (int i = 0; i < r->ndev; i++)
+		stdin_used += strcmp(r->dev_files[i], "-") == 0;
+	if (stdin_used + (strcmp(r->srv_file, "-") == 0) > 1)
 		return usage_error("standard input ('-') can be read once only");
-	if (!min_micro_given)
-		env.min_micro = DEFAULT_MIN_MICRO < env.batch ? DEFAULT_MIN_MICRO : env.batch;
+	if (!r->min_micro_given)
+		r->env.min_micro = DEFAULT_MIN_MICRO < r->env.batch ? DEFAULT_MIN_MICRO : r->env.batch;
+	return -1;
+}
 
-	for (int i = 0; i <= ndev; i++) {
-		const char *path = i < ndev ? dev_files[i] : srv_file;
-		const char *name = strcmp(path, "-") ? path : "<stdin>";
+/* The profiles read and checked, the environment of the search set up.
+ * 0, or the exit status (1 for a bad profile, 2 for a --split/--parallel
+ * the model or the batch does not allow). */
+static int load(struct run *r)
+{
+	struct pipar_plan_env *env = &r->env;
+	char err[PIPAR_ERRLEN];
+	int K = r->K, one = r->ndev == 1;
+
+	for (int i = 0; i <= r->ndev; i++) {
+		const char *path = i < r->ndev ? r->dev_files[i] : r->srv_file;
 		char *text = pipar_read_file(path, 64u << 20, NULL, err);
-		struct pipar_profile **slot = i < ndev ? &dev[i] : &srv;
+		struct pipar_profile **slot = i < r->ndev ? &r->dev[i] : &r->srv;
 
-		if (!text || pipar_profile_parse(text, name, slot, err) < 0) {
+		if (!text || pipar_profile_parse(text, pipar_json_name(path), slot, err) < 0) {
 			free(text);
 			fprintf(stderr, PROG ": %s\n", err);
-			goto out;
+			return 1;
 		}
 		free(text);
 	}
 	for (int k = 0; k < K; k++) {
-		per[k] = dev[ndev == 1 ? 0 : k];
-		dev_names[k] = strcmp(dev_files[ndev == 1 ? 0 : k], "-") ? dev_files[ndev == 1 ? 0 : k] : "<stdin>";
+		r->per[k] = r->dev[one ? 0 : k];
+		r->dev_names[k] = pipar_json_name(r->dev_files[one ? 0 : k]);
 	}
-	env.K = K;
-	env.dev = per;
-	env.srv = srv;
+	env->K = K;
+	env->dev = r->per;
+	env->srv = r->srv;
 	/* Each device's share of the data set, unless given. */
-	env.samples = samples ? samples : (per[0]->data_samples + K - 1) / K;
-	if (pipar_plan_check(&env, dev_names, strcmp(srv_file, "-") ? srv_file : "<stdin>", err) < 0) {
+	env->samples = r->samples ? r->samples : (r->per[0]->data_samples + K - 1) / K;
+	if (pipar_plan_check(env, r->dev_names, pipar_json_name(r->srv_file), err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
-		goto out;
+		return 1;
 	}
-	if (nsplit || npar) {
+	if (r->nsplit || r->npar) {
 		for (int k = 0; k < K; k++) {
-			fixed[k].P = nsplit ? splits[nsplit == 1 ? 0 : k] : 0;
-			fixed[k].N = npar ? pars[npar == 1 ? 0 : k] : 0;
+			r->fixed[k].P = r->nsplit ? r->splits[r->nsplit == 1 ? 0 : k] : 0;
+			r->fixed[k].N = r->npar ? r->pars[r->npar == 1 ? 0 : k] : 0;
 		}
-		env.fixed = fixed;
-		if (pipar_plan_fixed_check(&env, mode, err) < 0) {
-			status = usage_error(err);
-			goto out;
-		}
+		env->fixed = r->fixed;
+		if (pipar_plan_fixed_check(env, r->mode, err) < 0)
+			return usage_error(err);
 	}
+	return 0;
+}
 
-	t0 = pipar_now();
-	pipar_plan_tables_build(&env);
-	ntop = pipar_plan_search(&env, mode, best, &sim, top, top_n > 0 ? top_n : 1);
-	if (ntop < 0) {
-		if (env.fixed)
+/* The search for the mode asked for, then every mode searched freely for
+ * comparison.  -1 when nothing fits the memory limit. */
+static int search(struct run *r)
+{
+	struct pipar_plan_env *env = &r->env;
+	const struct pipar_choice *keep = env->fixed;
+	struct pipar_candidate bt[1];
+	double t0 = pipar_now();
+
+	pipar_plan_tables_build(env);
+	r->ntop = pipar_plan_search(env, r->mode, r->best, &r->sim, r->top, r->top_n > 0 ? r->top_n : 1);
+	if (r->ntop < 0) {
+		if (env->fixed)
 			fprintf(stderr, PROG ": the given --split/--parallel does not fit --memory %.0f bytes\n",
-				env.memory);
+				env->memory);
 		else
 			fprintf(stderr, PROG ": no split point and batch count fits --memory %.0f bytes\n",
-				env.memory);
-		goto out;
+				env->memory);
+		return -1;
 	}
-	double search_seconds = pipar_now() - t0;
-
-	/* The other modes, each searched freely, for comparison. */
-	{
-		const struct pipar_choice *keep = env.fixed;
-		struct pipar_candidate bt[1];
-
-		env.fixed = NULL;
-		for (int m = 0; m < 4; m++) {
-			if ((enum pipar_mode)m == mode) {
-				memcpy(bch[m], best, sizeof(best));
-				bsim[m] = sim;
-				bok[m] = 1;
-			} else {
-				bok[m] = pipar_plan_search(&env, (enum pipar_mode)m, bch[m], &bsim[m], bt, 1) >= 0;
-			}
+	r->search_seconds = pipar_now() - t0;
+	env->fixed = NULL;
+	for (int m = 0; m < 4; m++) {
+		if ((enum pipar_mode)m == r->mode) {
+			memcpy(r->bch[m], r->best, sizeof(r->best));
+			r->bsim[m] = r->sim;
+			r->bok[m] = 1;
+		} else {
+			r->bok[m] = pipar_plan_search(env, (enum pipar_mode)m, r->bch[m], &r->bsim[m], bt, 1) >= 0;
 		}
-		env.fixed = keep;
 	}
+	env->fixed = keep;
+	return 0;
+}
 
-	/* The plan's own fields, written by its module; then what only the
-	 * planner knows, each where a reader expects it. */
+/* The plan's own fields as its module writes them, for the choice found. */
+static cJSON *plan_fields(const struct run *r)
+{
+	const struct pipar_profile *srv = r->srv;
 	struct pipar_plan_file *pf = calloc(1, sizeof(*pf));
-	cJSON *root = NULL, *o, *arr;
-	int L = srv->nunits;
+	cJSON *root = NULL;
+	int K = r->K, made = 1;
 
 	if (!pf)
-		goto oom;
-	pf->mode = mode;
+		return NULL;
+	pf->mode = r->mode;
 	snprintf(pf->model_name, sizeof(pf->model_name), "%s", srv->model_name);
 	pf->spec = srv->spec;   /* borrowed for the writer */
 	pf->in = srv->in;
 	pf->classes = srv->classes;
-	pf->units = L;
+	pf->units = srv->nunits;
 	pf->K = K;
-	pf->batch = env.batch;
-	pf->samples = env.samples;
-	pf->up_bps = env.up_bps;
-	pf->down_bps = env.down_bps;
-	pf->iteration = sim.iteration;
-	pf->epoch = sim.epoch;
-	for (int k = 0; k < K; k++) {
-		pf->dev[k] = best[k];
-		if (!(pf->micro[k] = malloc(sizeof(int) * (size_t)best[k].N)))
+	pf->batch = r->env.batch;
+	pf->samples = r->env.samples;
+	pf->up_bps = r->env.up_bps;
+	pf->down_bps = r->env.down_bps;
+	pf->iteration = r->sim.iteration;
+	pf->epoch = r->sim.epoch;
+	for (int k = 0; made && k < K; k++) {
+		int N = r->best[k].N;
+
+		pf->dev[k] = r->best[k];
+		if (!(made = (pf->micro[k] = malloc(sizeof(int) * (size_t)N)) != NULL))
 			break;
-		for (int i = 0; i < best[k].N; i++)
-			pf->micro[k][i] = pipar_plan_micro_size(env.batch, best[k].N, i);
+		for (int i = 0; i < N; i++)
+			pf->micro[k][i] = pipar_plan_micro_size(r->env.batch, N, i);
 	}
-	root = pf->micro[K - 1] ? pipar_plan_file_json(pf) : NULL;
+	if (made)
+		root = pipar_plan_file_json(pf);
 	pf->spec = NULL;
 	pipar_plan_file_free(pf);
+	return root;
+}
+
+/* The whole plan: its own fields, then what only the planner knows, each
+ * where a reader expects it. */
+static cJSON *plan_json(const struct run *r)
+{
+	const struct pipar_plan_env *env = &r->env;
+	cJSON *root = plan_fields(r), *o, *arr;
+
 	if (!root)
-		goto oom;
+		return NULL;
 	pipar_json_insert_after(root, "downlink_bps", "min_micro_batch",
-				cJSON_CreateNumber(env.min_micro > 1 ? env.min_micro : 1));
+				cJSON_CreateNumber(env->min_micro > 1 ? env->min_micro : 1));
 	pipar_json_insert_after(root, "min_micro_batch", "memory_bytes",
-				env.memory > 0 ? pipar_json_fixed(env.memory, 0) : cJSON_CreateNull());
+				env->memory > 0 ? pipar_json_fixed(env->memory, 0) : cJSON_CreateNull());
 	pipar_json_insert_after(root, "memory_bytes", "chosen_by",
-				cJSON_CreateString(env.fixed ? "given" : "search"));
+				cJSON_CreateString(env->fixed ? "given" : "search"));
 	arr = cJSON_GetObjectItemCaseSensitive(root, "per_device");
-	for (int k = 0; k < K; k++)
+	for (int k = 0; k < r->K; k++)
 		pipar_json_insert_after(cJSON_GetArrayItem(arr, k), "device", "profile",
-					cJSON_CreateString(dev_names[k]));
+					cJSON_CreateString(r->dev_names[k]));
 	o = cJSON_GetObjectItemCaseSensitive(root, "predicted");
 	cJSON_DeleteItemFromObjectCaseSensitive(o, "iteration_seconds");
 	cJSON_DeleteItemFromObjectCaseSensitive(o, "epoch_seconds");
-	predicted(o, &sim);
-	cJSON_AddItemToObject(o, "resources", busy_json(&env, &sim));
+	predicted(o, &r->sim);
+	cJSON_AddItemToObject(o, "resources", busy_json(env, &r->sim));
 	arr = cJSON_AddArrayToObject(root, "alternatives");
-	for (int i = 0; i < ntop && i < top_n; i++) {
+	for (int i = 0; i < r->ntop && i < r->top_n; i++) {
 		cJSON *a = cJSON_CreateObject();
 
-		cJSON_AddNumberToObject(a, "split_point", top[i].choice.P);
-		cJSON_AddNumberToObject(a, "parallel_batches", top[i].choice.N);
-		pipar_json_add_fixed(a, "iteration_seconds", top[i].iteration, 6);
-		pipar_json_add_fixed(a, "epoch_seconds", top[i].epoch, 6);
+		cJSON_AddNumberToObject(a, "split_point", r->top[i].choice.P);
+		cJSON_AddNumberToObject(a, "parallel_batches", r->top[i].choice.N);
+		pipar_json_add_fixed(a, "iteration_seconds", r->top[i].iteration, 6);
+		pipar_json_add_fixed(a, "epoch_seconds", r->top[i].epoch, 6);
 		cJSON_AddItemToArray(arr, a);
 	}
 	o = cJSON_AddObjectToObject(root, "baselines");
 	for (int m = 0; m < 4; m++) {
 		cJSON *b = cJSON_AddObjectToObject(o, pipar_mode_name((enum pipar_mode)m));
+		const struct pipar_sim *bs = &r->bsim[m];
 
-		if (!bok[m]) {
+		if (!r->bok[m]) {
 			cJSON_AddBoolToObject(b, "feasible", 0);
 			continue;
 		}
-		cJSON_AddNumberToObject(b, "split_point", bch[m][0].P);
-		cJSON_AddNumberToObject(b, "parallel_batches", bch[m][0].N);
-		predicted(b, &bsim[m]);
-		pipar_json_add_fixed(b, "server_idle_seconds", fmax(0, bsim[m].iteration - bsim[m].srv_busy), 6);
+		cJSON_AddNumberToObject(b, "split_point", r->bch[m][0].P);
+		cJSON_AddNumberToObject(b, "parallel_batches", r->bch[m][0].N);
+		predicted(b, bs);
+		pipar_json_add_fixed(b, "server_idle_seconds", fmax(0, bs->iteration - bs->srv_busy), 6);
 	}
-	pipar_json_add_fixed(root, "search_seconds", search_seconds, 6);
-	{
-		char *text = cJSON_Print(root);
-		int bad;
+	pipar_json_add_fixed(root, "search_seconds", r->search_seconds, 6);
+	return root;
+}
 
-		cJSON_Delete(root);
-		bad = put_out(text) < 0;
-		free(text);
-		if (bad)
-			goto out;
+int main(int argc, char **argv)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	int status;
+	char *text;
+	cJSON *root;
+
+	if (!r) {
+		fprintf(stderr, PROG ": out of memory\n");
+		return 1;
 	}
-	if (explain_on) {
+	r->top_n = 5;
+	r->mode = PIPAR_MODE_PIPAR;
+	if ((status = parse_args(r, argc, argv)) >= 0 || (status = check_args(r)) >= 0 ||
+	    (status = load(r)) != 0 || (status = search(r) < 0 ? 1 : 0) != 0)
+		goto out;
+	root = plan_json(r);
+	text = root ? cJSON_Print(root) : NULL;
+	cJSON_Delete(root);
+	status = put_out(text) < 0 ? 1 : 0;
+	free(text);
+	if (status == 0 && r->explain_on) {
 		struct pipar_choice b0[4];
 
 		for (int m = 0; m < 4; m++)
-			b0[m] = bch[m][0];
-		explain(&env, mode, L, best, &sim, top, ntop < top_n ? ntop : top_n, bsim, b0, bok,
-			search_seconds);
+			b0[m] = r->bch[m][0];
+		explain(&r->env, r->mode, r->srv->nunits, r->best, &r->sim, r->top,
+			r->ntop < r->top_n ? r->ntop : r->top_n, r->bsim, b0, r->bok, r->search_seconds);
 	}
-	status = 0;
-	goto out;
-oom:
-	fprintf(stderr, PROG ": out of memory\n");
 out:
-	pipar_plan_tables_free(&env);
-	for (int i = 0; i < ndev; i++)
-		pipar_profile_free(dev[i]);
-	pipar_profile_free(srv);
+	pipar_plan_tables_free(&r->env);
+	for (int i = 0; i < r->ndev; i++)
+		pipar_profile_free(r->dev[i]);
+	pipar_profile_free(r->srv);
+	free(r);
 	return status;
 }
