@@ -123,19 +123,13 @@ int main(int argc, char **argv)
 		case 'P':
 			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &when, err);
 			break;
-		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
-		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
-		default:
-			pipar_cli_getopt_error(c, argv, err);
-			bad = -1;
+		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
 			return usage_error(err);
 	}
-	if (optind < argc) {
-		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
-		return usage_error(err);
-	}
+	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
+		return c;
 	if (!server)
 		return usage_error("missing --connect");
 	if (!data)
@@ -167,8 +161,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pipar_data_norm(d, &norm);
-	cfg.fd = connect_to(host, port, cfg.timeout, err);
-	if (cfg.fd < 0) {
+	if ((cfg.fd = connect_to(host, port, cfg.timeout, err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
@@ -178,15 +171,11 @@ int main(int argc, char **argv)
 	cfg.norm = &norm;
 	cfg.idx = idx;
 	cfg.nidx = nidx;
-	if (pipar_device_run(&cfg, err) < 0) {
-		pipar_meter_end(&meter);
-		fprintf(stderr, PROG ": %s: %s\n", cfg.id, err);
-		close(cfg.fd);
-		goto out;
-	}
+	status = pipar_device_run(&cfg, err) < 0;
 	pipar_meter_end(&meter);
 	close(cfg.fd);
-	status = 0;
+	if (status)
+		fprintf(stderr, PROG ": %s: %s\n", cfg.id, err);
 out:
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, PROG ": cannot write to standard output: %s\n", strerror(errno));

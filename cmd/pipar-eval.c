@@ -85,6 +85,39 @@ static int training_batch(const struct pipar_ckpt_info *info)
 	return b >= 1 && b <= (1 << 20) ? (int)b : 100;
 }
 
+/* The pipar-accuracy/1 line: the scores and the confusion matrix conf of
+ * classes x classes counts (row: the true label). */
+static void put_accuracy(const char *model_path, const char *data_spec, int epoch,
+			 const struct pipar_epoch_stats *st, const long *conf, int classes)
+{
+	printf("{\"format\":\"pipar-accuracy/1\",\"model\":");
+	pipar_json_put_string(stdout, model_path);
+	printf(",\"data\":");
+	pipar_json_put_string(stdout, data_spec);
+	printf(",\"epoch\":%d,\"samples\":%d,\"accuracy\":%.6f,\"loss\":%.6f,"
+	       "\"per_class_accuracy\":[",
+	       epoch, st->samples, st->accuracy, st->loss);
+	for (int i = 0; i < classes; i++) {
+		long row = 0;
+
+		for (int j = 0; j < classes; j++)
+			row += conf[(size_t)i * classes + j];
+		if (row)
+			printf("%s%.6f", i ? "," : "",
+			       (double)conf[(size_t)i * classes + i] / (double)row);
+		else
+			printf("%snull", i ? "," : "");
+	}
+	printf("],\"confusion\":[");
+	for (int i = 0; i < classes; i++) {
+		printf("%s[", i ? "," : "");
+		for (int j = 0; j < classes; j++)
+			printf("%s%ld", j ? "," : "", conf[(size_t)i * classes + j]);
+		printf("]");
+	}
+	printf("]}\n");
+}
+
 static int cmd_accuracy(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -170,32 +203,7 @@ static int cmd_accuracy(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
-	printf("{\"format\":\"pipar-accuracy/1\",\"model\":");
-	pipar_json_put_string(stdout, model_path);
-	printf(",\"data\":");
-	pipar_json_put_string(stdout, data_spec);
-	printf(",\"epoch\":%d,\"samples\":%d,\"accuracy\":%.6f,\"loss\":%.6f,"
-	       "\"per_class_accuracy\":[",
-	       info.epoch, st.samples, st.accuracy, st.loss);
-	for (int i = 0; i < m->classes; i++) {
-		long row = 0;
-
-		for (int j = 0; j < m->classes; j++)
-			row += conf[(size_t)i * m->classes + j];
-		if (row)
-			printf("%s%.6f", i ? "," : "",
-			       (double)conf[(size_t)i * m->classes + i] / (double)row);
-		else
-			printf("%snull", i ? "," : "");
-	}
-	printf("],\"confusion\":[");
-	for (int i = 0; i < m->classes; i++) {
-		printf("%s[", i ? "," : "");
-		for (int j = 0; j < m->classes; j++)
-			printf("%s%ld", j ? "," : "", conf[(size_t)i * m->classes + j]);
-		printf("]");
-	}
-	printf("]}\n");
+	put_accuracy(model_path, data_spec, info.epoch, &st, conf, m->classes);
 	status = 0;
 out:
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -322,19 +322,13 @@ static int parse_args(struct run *r, int argc, char **argv)
 			r->min_micro_given = 1;
 			break;
 		case 'c': r->check_file = optarg; break;
-		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
-		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
-		default:
-			pipar_cli_getopt_error(c, argv, err);
-			bad = -1;
+		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
 			return usage_error(err);
 	}
-	if (optind < argc) {
-		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
-		return usage_error(err);
-	}
+	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
+		return c;
 	if (r->check_file) {
 		if (r->ndev || r->srv_file || r->K || env->up_bps || env->down_bps || env->batch ||
 		    env->memory || r->samples || r->explain_on || r->top_n != 5 || r->min_micro_given ||

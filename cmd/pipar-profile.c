@@ -30,6 +30,32 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
+/* --sizes: ascending integers in [1, 65536], comma-separated, at most
+ * PIPAR_PROFILE_MAXSIZES of them, into cfg. */
+static int parse_sizes(const char *arg, struct pipar_profile_cfg *cfg, char *err)
+{
+	const char *q = arg;
+	char *end;
+	long v;
+
+	cfg->nsizes = 0;
+	while (*q) {
+		errno = 0;
+		v = strtol(q, &end, 10);
+		if (errno || end == q || v < 1 || v > (1 << 16) ||
+		    cfg->nsizes == PIPAR_PROFILE_MAXSIZES ||
+		    (cfg->nsizes && v <= cfg->sizes[cfg->nsizes - 1]) || (*end && *end != ','))
+			return pipar_cli_bad(err, "--sizes", arg,
+					     "ascending integers in [1, 65536], comma-separated, at most 32");
+		cfg->sizes[cfg->nsizes++] = (int)v;
+		q = *end ? end + 1 : end;
+	}
+	if (!cfg->nsizes)
+		return pipar_cli_bad(err, "--sizes", arg,
+				     "ascending integers in [1, 65536], comma-separated, at most 32");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -47,9 +73,9 @@ int main(int argc, char **argv)
 	};
 	struct pipar_profile_cfg cfg = {.role = "device", .repeat = 5, .slowdown = 1};
 	const char *model_name = NULL, *data_spec = NULL;
-	long v, threads = 1;
+	long threads = 1;
 	int c, status = 1;
-	char err[PIPAR_ERRLEN], *spec = NULL, *end;
+	char err[PIPAR_ERRLEN], *spec = NULL;
 	struct pipar_data *d = NULL;
 	struct pipar_norm norm;
 	struct pipar_profile *p = NULL;
@@ -73,43 +99,16 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 't': bad = pipar_cli_long("--threads", optarg, 1, 1024, &threads, err); break;
-		case 's': {
-			const char *q = optarg;
-
-			cfg.nsizes = 0;
-			while (*q && !bad) {
-				errno = 0;
-				v = strtol(q, &end, 10);
-				if (errno || end == q || v < 1 || v > (1 << 16) ||
-				    cfg.nsizes == PIPAR_PROFILE_MAXSIZES ||
-				    (cfg.nsizes && v <= cfg.sizes[cfg.nsizes - 1]) ||
-				    (*end && *end != ',')) {
-					bad = -1;
-					break;
-				}
-				cfg.sizes[cfg.nsizes++] = (int)v;
-				q = *end ? end + 1 : end;
-			}
-			if (bad || !cfg.nsizes)
-				bad = pipar_cli_bad(err, "--sizes", optarg,
-						    "ascending integers in [1, 65536], comma-separated, at most 32");
-			break;
-		}
+		case 's': bad = parse_sizes(optarg, &cfg, err); break;
 		case 'R': bad = pipar_cli_int("--repeat", optarg, 1, 1000, &cfg.repeat, err); break;
 		case 'f': bad = pipar_cli_double("--slowdown", optarg, 1, 1e6, &cfg.slowdown, err); break;
-		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
-		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
-		default:
-			pipar_cli_getopt_error(c, argv, err);
-			bad = -1;
+		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
 			return usage_error(err);
 	}
-	if (optind < argc) {
-		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
-		return usage_error(err);
-	}
+	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
+		return c;
 	if (!model_name)
 		return usage_error("missing --model");
 	if (!data_spec)

@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "cli.h"
 #include "progress.h"
+#include "json.h"
 #include "server.h"
 
 #define PROG "pipar-serve"
@@ -74,7 +75,17 @@ static int listen_on(const char *host, int port, char *err)
 	return fd;
 }
 
-int main(int argc, char **argv)
+/* The options, and what main makes of them. */
+struct args {
+	struct pipar_serve_cfg cfg;
+	const char *plan_path, *listen_spec, *data, *records_path;
+	char host[256];
+	int port, threads, when;
+};
+
+/* The options into a.  Returns -1 to go on, or the exit status (help, a
+ * usage error). */
+static int parse_args(struct args *a, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"plan", required_argument, NULL, 'p'},
@@ -97,128 +108,136 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct pipar_serve_cfg cfg = {.prog = PROG, .epochs = 1, .sgd = {0.01f, 0.9f, 0}, .seed = 1,
-				      .timeout = 120, .log = stderr};
-	const char *plan_path = NULL, *listen_spec = "127.0.0.1:7070", *data = NULL;
-	const char *records_path = NULL;
-	char err[PIPAR_ERRLEN], host[256], *text = NULL;
-	struct pipar_plan_file *pl = NULL;
-	struct pipar_data *test = NULL;
-	struct pipar_meter meter;
-	int c, threads = 1, status = 1, port, when = PIPAR_PROGRESS_AUTO;
+	struct pipar_serve_cfg *cfg = &a->cfg;
+	char err[PIPAR_ERRLEN];
+	int c;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		int bad = 0;
 
 		switch (c) {
-		case 'p': plan_path = optarg; break;
-		case 'l': listen_spec = optarg; break;
-		case 'e': bad = pipar_cli_int("--epochs", optarg, 1, 100000, &cfg.epochs, err); break;
-		case 'd': data = optarg; break;
-		case 'r': bad = pipar_cli_float("--lr", optarg, 0, 1e6, &cfg.sgd.lr, err); break;
-		case 'M': bad = pipar_cli_float("--momentum", optarg, 0, 1, &cfg.sgd.momentum, err); break;
+		case 'p': a->plan_path = optarg; break;
+		case 'l': a->listen_spec = optarg; break;
+		case 'e': bad = pipar_cli_int("--epochs", optarg, 1, 100000, &cfg->epochs, err); break;
+		case 'd': a->data = optarg; break;
+		case 'r': bad = pipar_cli_float("--lr", optarg, 0, 1e6, &cfg->sgd.lr, err); break;
+		case 'M': bad = pipar_cli_float("--momentum", optarg, 0, 1, &cfg->sgd.momentum, err); break;
 		case 'w':
-			bad = pipar_cli_float("--weight-decay", optarg, 0, 1e6, &cfg.sgd.weight_decay, err);
+			bad = pipar_cli_float("--weight-decay", optarg, 0, 1e6, &cfg->sgd.weight_decay, err);
 			break;
-		case 's': bad = pipar_cli_u64("--seed", optarg, &cfg.seed, err); break;
-		case 'c': cfg.checkpoint = optarg; break;
-		case 'S': cfg.summary = optarg; break;
-		case 'R': records_path = optarg; break;
-		case 'T': bad = pipar_cli_positive("--timeout", optarg, 1e6, &cfg.timeout, err); break;
-		case 't': bad = pipar_cli_int("--threads", optarg, 1, 1024, &threads, err); break;
-		case 'X': cfg.trace = optarg; break;
+		case 's': bad = pipar_cli_u64("--seed", optarg, &cfg->seed, err); break;
+		case 'c': cfg->checkpoint = optarg; break;
+		case 'S': cfg->summary = optarg; break;
+		case 'R': a->records_path = optarg; break;
+		case 'T': bad = pipar_cli_positive("--timeout", optarg, 1e6, &cfg->timeout, err); break;
+		case 't': bad = pipar_cli_int("--threads", optarg, 1, 1024, &a->threads, err); break;
+		case 'X': cfg->trace = optarg; break;
 		case 'A':
 			if (strcmp(optarg, "epoch") == 0)
-				cfg.aggregate_every = 0;
+				cfg->aggregate_every = 0;
 			else if (pipar_cli_int("--aggregate-every", optarg, 1, 1000000,
-					       &cfg.aggregate_every, err) < 0)
+					       &cfg->aggregate_every, err) < 0)
 				bad = pipar_cli_bad(err, "--aggregate-every", optarg,
 						    "a number of iterations in [1, 1000000] or 'epoch'");
 			break;
 		case 'P':
-			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &when, err);
+			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &a->when, err);
 			break;
-		case 'h': fputs(usage_text, stdout); return fflush(stdout) == 0 ? 0 : 1;
-		case 'V': puts(PROG " " VERSION); return fflush(stdout) == 0 ? 0 : 1;
-		default:
-			pipar_cli_getopt_error(c, argv, err);
-			bad = -1;
+		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
 			return usage_error(err);
 	}
-	if (optind < argc) {
-		snprintf(err, sizeof(err), "unexpected argument '%s'", argv[optind]);
-		return usage_error(err);
-	}
-	if (!plan_path)
+	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
+		return c;
+	if (!a->plan_path)
 		return usage_error("missing --plan");
-	if (pipar_cli_hostport("--listen", listen_spec, 1, host, sizeof(host), &port, err) < 0)
+	if (pipar_cli_hostport("--listen", a->listen_spec, 1, a->host, sizeof(a->host), &a->port,
+			       err) < 0)
 		return usage_error(err);
-	/* Standard output carries the epoch records and then the summary,
-	 * unless an output named '-' takes it. */
-	{
-		int sum_out = cfg.summary && !strcmp(cfg.summary, "-");
-		int rec_out = records_path && !strcmp(records_path, "-");
-		const char *opts[] = {"--checkpoint", "--trace", sum_out ? "--summary" : "--records"};
-		const char *vals[] = {cfg.checkpoint, cfg.trace, sum_out || rec_out ? "-" : NULL};
+	return -1;
+}
 
-		if (pipar_cli_one_stdout(opts, vals, 3, err) < 0)
-			return usage_error(err);
-		if (!(vals[0] && !strcmp(vals[0], "-")) && !(vals[1] && !strcmp(vals[1], "-"))) {
-			if (!cfg.summary)
-				cfg.summary = "-";
-			if (!records_path)
-				records_path = "-";
+/* Standard output carries the epoch records and then the summary, unless
+ * an output named '-' takes it; every output is checked before any
+ * training, so that a typo does not cost a run.  -1 when all is well, or
+ * the exit status. */
+static int outputs(struct args *a)
+{
+	struct pipar_serve_cfg *cfg = &a->cfg;
+	int sum_out = cfg->summary && !strcmp(cfg->summary, "-");
+	int rec_out = a->records_path && !strcmp(a->records_path, "-");
+	const char *opts[] = {"--checkpoint", "--trace", sum_out ? "--summary" : "--records"};
+	const char *vals[] = {cfg->checkpoint, cfg->trace, sum_out || rec_out ? "-" : NULL};
+	char err[PIPAR_ERRLEN];
+
+	if (pipar_cli_one_stdout(opts, vals, 3, err) < 0)
+		return usage_error(err);
+	if (!(vals[0] && !strcmp(vals[0], "-")) && !(vals[1] && !strcmp(vals[1], "-"))) {
+		if (!cfg->summary)
+			cfg->summary = "-";
+		if (!a->records_path)
+			a->records_path = "-";
+	}
+	const char *outs[] = {cfg->checkpoint, cfg->trace, cfg->summary, a->records_path};
+
+	for (int i = 0; i < 4; i++)
+		if (outs[i] && pipar_out_check(outs[i], err) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			return 1;
 		}
-	}
-	signal(SIGPIPE, SIG_IGN);
-	pipar_threads_set(threads);
-	/* Every output is checked before any training: a typo must not
-	 * cost a run. */
-	{
-		const char *outs[] = {cfg.checkpoint, cfg.trace, cfg.summary, records_path};
+	return -1;
+}
 
-		for (int i = 0; i < 4; i++)
-			if (outs[i] && pipar_out_check(outs[i], err) < 0) {
-				fprintf(stderr, PROG ": %s\n", err);
-				return 1;
-			}
-	}
-	text = pipar_read_file(plan_path, 64u << 20, NULL, err);
-	if (!text || pipar_plan_parse(text, strcmp(plan_path, "-") ? plan_path : "<stdin>", &pl, err) < 0 ||
-	    (data && pipar_data_open(data, &test, err) < 0)) {
+int main(int argc, char **argv)
+{
+	struct args a = {
+		.cfg = {.prog = PROG, .epochs = 1, .sgd = {0.01f, 0.9f, 0}, .seed = 1, .timeout = 120,
+			.log = stderr},
+		.listen_spec = "127.0.0.1:7070", .threads = 1, .when = PIPAR_PROGRESS_AUTO,
+	};
+	struct pipar_serve_cfg *cfg = &a.cfg;
+	char err[PIPAR_ERRLEN], *text = NULL;
+	struct pipar_plan_file *pl = NULL;
+	struct pipar_data *test = NULL;
+	struct pipar_meter meter;
+	int status;
+
+	if ((status = parse_args(&a, argc, argv)) >= 0 || (status = outputs(&a)) >= 0)
+		return status;
+	status = 1;
+	signal(SIGPIPE, SIG_IGN);
+	pipar_threads_set(a.threads);
+	text = pipar_read_file(a.plan_path, 64u << 20, NULL, err);
+	if (!text || pipar_plan_parse(text, pipar_json_name(a.plan_path), &pl, err) < 0 ||
+	    (a.data && pipar_data_open(a.data, &test, err) < 0)) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
 	free(text);     /* parsed once: the struct is what runs and is sent */
 	text = NULL;
-	if (records_path && strcmp(records_path, "-") == 0) {
-		cfg.records = stdout;
-	} else if (records_path && !(cfg.records = fopen(records_path, "w"))) {
-		fprintf(stderr, PROG ": cannot write '%s': %s\n", records_path, strerror(errno));
+	if (a.records_path && strcmp(a.records_path, "-") == 0) {
+		cfg->records = stdout;
+	} else if (a.records_path && !(cfg->records = fopen(a.records_path, "w"))) {
+		fprintf(stderr, PROG ": cannot write '%s': %s\n", a.records_path, strerror(errno));
 		goto out;
 	}
-	cfg.listen_fd = listen_on(host, port, err);
-	if (cfg.listen_fd < 0) {
+	if ((cfg->listen_fd = listen_on(a.host, a.port, err)) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
-	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);
-	cfg.meter = &meter;
-	cfg.plan = pl;
-	cfg.test = test;
-	if (pipar_server_run(&cfg, err) < 0) {
-		pipar_meter_end(&meter);
-		fprintf(stderr, PROG ": %s\n", err);
-		goto out;
-	}
+	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)a.when);
+	cfg->meter = &meter;
+	cfg->plan = pl;
+	cfg->test = test;
+	status = pipar_server_run(cfg, err) < 0;
 	pipar_meter_end(&meter);
-	status = 0;
+	if (status)
+		fprintf(stderr, PROG ": %s\n", err);
 out:
-	if (cfg.records && cfg.records != stdout && fclose(cfg.records) != 0) {
-		fprintf(stderr, PROG ": cannot write '%s': %s\n", records_path, strerror(errno));
+	if (cfg->records && cfg->records != stdout && fclose(cfg->records) != 0) {
+		fprintf(stderr, PROG ": cannot write '%s': %s\n", a.records_path, strerror(errno));
 		status = 1;
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {

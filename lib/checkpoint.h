@@ -19,6 +19,10 @@
  * (format, fields, spec), every array's header, dtype and shape against
  * the model the spec builds, and that no array is missing or extra.  A
  * fault is refused with one line naming the file and the array or field.
+ *
+ * Who owns what: a model loaded is the caller's (pipar_model_free), and
+ * so are the strings in the info it fills (pipar_checkpoint_info_free);
+ * saving borrows the model and the info for the call only.
  */
 #ifndef PIPAR_CHECKPOINT_H
 #define PIPAR_CHECKPOINT_H

@@ -197,3 +197,28 @@ int pipar_cli_getopt_error(int c, char *const *argv, char *err)
 		return pipar_errf(err, "unknown option '%s'", arg);
 	return pipar_errf(err, "unknown option '-%c'", optopt ? optopt : '?');
 }
+
+int pipar_cli_common(int c, char *const *argv, const char *prog, const char *version,
+		     const char *usage)
+{
+	char err[PIPAR_ERRLEN];
+
+	if (c == 'h' || (c == 'V' && version)) {
+		if (c == 'h')
+			fputs(usage, stdout);
+		else
+			printf("%s %s\n", prog, version);
+		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+	}
+	pipar_cli_getopt_error(c, argv, err);
+	fprintf(stderr, "%s: %s\n%s", prog, err, usage);
+	return 2;
+}
+
+int pipar_cli_operands(int argc, char *const *argv, const char *prog, const char *usage)
+{
+	if (optind >= argc)
+		return -1;
+	fprintf(stderr, "%s: unexpected argument '%s'\n%s", prog, argv[optind], usage);
+	return 2;
+}

@@ -8,7 +8,11 @@
  *     bad value 'abc' for --lr: expected a number in [0, 1000000]
  *
  * which the program prints after its name, follows with its usage text,
- * and exits 2.  Nothing here prints or exits.
+ * and exits 2.  Nothing here exits, and only pipar_cli_common and
+ * pipar_cli_operands print: the end of every program's option loop.
+ *
+ * Who owns what: values are written into the caller's variables; a host
+ * is copied into the caller's buffer; nothing is allocated.
  */
 #ifndef PIPAR_CLI_H
 #define PIPAR_CLI_H
@@ -58,6 +62,19 @@ int pipar_cli_hostport(const char *opt, const char *s, int allow_zero, char *hos
  * value, '?' an unknown option; the option string must start with ':'
  * and opterr be 0), from argv and optind, optopt as getopt left them. */
 int pipar_cli_getopt_error(int c, char *const *argv, char *err);
+
+/* The cases every program's getopt loop shares, for a c its own switch
+ * did not take: 'h' prints usage on standard output, 'V' (when version
+ * is not NULL) prints "PROG VERSION"; each gives the exit status 0, or 1
+ * when standard output cannot be written.  Any other c is a usage error:
+ * "PROG: MESSAGE" (pipar_cli_getopt_error) and the usage on standard
+ * error, status 2. */
+int pipar_cli_common(int c, char *const *argv, const char *prog, const char *version,
+		     const char *usage);
+
+/* After the loop: an operand left (argv[optind]) is a usage error as
+ * above, status 2; -1 when there is none. */
+int pipar_cli_operands(int argc, char *const *argv, const char *prog, const char *usage);
 
 /* Outputs that share standard output: n option names and their values
  * (NULL when not given).  -1 with err when more than one is "-". */

@@ -26,6 +26,11 @@
  * Shards: pipar_data_shard() picks the sample indices of shard i of K, IID
  * (a seeded permutation cut into K near-equal parts) or non-IID (per class,
  * proportions drawn from Dirichlet(alpha)), reproducible from the seed.
+ *
+ * Who owns what: a data set is the caller's from pipar_data_open to
+ * pipar_data_free and holds its pixels and labels itself; the shard's
+ * index array is the caller's to free; batches are written into the
+ * caller's buffers.
  */
 #ifndef PIPAR_DATA_H
 #define PIPAR_DATA_H

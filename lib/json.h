@@ -21,6 +21,11 @@
  * decimals), byte counts and rates whole (0), losses and accuracies to 6
  * decimals; so that outputs say 0.000002 or 0, not 2e-06, 1.887e-15 or
  * 7.605530407000515.
+ *
+ * Who owns what: a parsed document is the caller's (cJSON_Delete); a
+ * returned name or format points into the caller's strings or document
+ * and lives as long as they do; an item added to an object belongs to
+ * the object.
  */
 #ifndef PIPAR_JSON_H
 #define PIPAR_JSON_H

@@ -14,6 +14,10 @@
  * against what the receiver expects, and return -1 with err naming the
  * frame and the field; none keeps a pointer into the payload.  Each
  * decoder has a fuzz target (fuzz/fuzz_proto.c).
+ *
+ * Who owns what: an encoder's text is the caller's to free; a decoded
+ * plan is the caller's (pipar_plan_file_free); the payload given to a
+ * decoder stays the caller's.
  */
 #ifndef PIPAR_PROTO_H
 #define PIPAR_PROTO_H

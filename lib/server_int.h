@@ -7,6 +7,10 @@
  * state (arrived, live, generation, epoch_done, turn, round_mid, the
  * progress sums, each conn's alive and it_done) and the global model G
  * while an aggregation runs.  A conn's other fields belong to its thread.
+ *
+ * Who owns what: the server (server.c) owns every conn, model, replica,
+ * socket and thread from set-up to release; a session thread owns its
+ * buffers; aggregate.c owns nothing of its own.
  */
 #ifndef PIPAR_SERVER_INT_H
 #define PIPAR_SERVER_INT_H

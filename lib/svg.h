@@ -1,6 +1,9 @@
 /*
  * svg: what the programs that draw pictures share: XML-safe text and tick
  * intervals for axes.
+ *
+ * Who owns what: nothing is allocated here; the caller owns the stream
+ * written to and every string passed in.
  */
 #ifndef PIPAR_SVG_H
 #define PIPAR_SVG_H

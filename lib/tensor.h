@@ -4,6 +4,9 @@
  * Activations are float32 in NCHW order: a batch of n samples, each of
  * c channels of h rows of w columns.  A flat vector of k features is the
  * shape k x 1 x 1.  Buffers are 64-byte aligned (pipar_alloc).
+ *
+ * Who owns what: a shape is a plain value; a buffer from pipar_alloc is
+ * the caller's, released with free().
  */
 #ifndef PIPAR_TENSOR_H
 #define PIPAR_TENSOR_H

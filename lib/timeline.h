@@ -12,6 +12,9 @@
  * <rect class="ev"> elements with data-stage, data-iteration and data-micro
  * attributes, lanes <g class="lane">, legend entries <g class="key">, so
  * that a picture can be checked by program.
+ *
+ * Who owns what: the traces read are this module's for the call and freed
+ * before it returns; the caller owns the output stream and the paths.
  */
 #ifndef PIPAR_TIMELINE_H
 #define PIPAR_TIMELINE_H

@@ -2,6 +2,11 @@
  * train: the centralised training loop and evaluation, over a model, its
  * execution workspace and a data set.  pipar-train drives it; the same
  * functions evaluate checkpoints and global models.
+ *
+ * Who owns what: every function borrows the model, the workspace (which
+ * must have been made for that model) and the data for the call; the
+ * statistics and the confusion counts go into the caller's structs and
+ * arrays.
  */
 #ifndef PIPAR_TRAIN_H
 #define PIPAR_TRAIN_H
