@@ -13,6 +13,7 @@
 
 #include "model.h"
 #include "pool.h"
+#include "rng.h"
 
 static int cmp(const void *a, const void *b)
 {

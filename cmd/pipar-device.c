@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "progress.h"
 #include "device.h"
+#include "file.h"
 
 #define PROG "pipar-device"
 #define VERSION "0.1.0"

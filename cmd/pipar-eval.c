@@ -26,6 +26,7 @@
 #include "timeline.h"
 #include "trace.h"
 #include "train.h"
+#include "json.h"
 
 #define PROG "pipar-eval"
 #define VERSION "0.1.0"

@@ -18,6 +18,7 @@
 #include "json.h"
 #include "plan.h"
 #include "profile.h"
+#include "file.h"
 
 #define PROG "pipar-plan"
 #define VERSION "0.1.0"

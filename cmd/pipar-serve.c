@@ -23,6 +23,7 @@
 #include "progress.h"
 #include "json.h"
 #include "server.h"
+#include "file.h"
 
 #define PROG "pipar-serve"
 #define VERSION "0.1.0"

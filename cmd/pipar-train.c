@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "progress.h"
 #include "train.h"
+#include "file.h"
 
 #define PROG "pipar-train"
 #define VERSION "0.1.0"

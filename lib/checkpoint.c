@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "file.h"
 
 #define MANIFEST "pipar.json"
 #define MANIFEST_MAX (16u << 20)

@@ -12,6 +12,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
+#include "rng.h"
 #include "util.h"
 
 #include <archive.h>

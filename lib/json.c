@@ -169,3 +169,29 @@ int pipar_json_number(const cJSON *v, double *out)
 	}
 	return 0;
 }
+
+void pipar_json_put_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+double pipar_json_round(double v, int decimals)
+{
+	double q = pow(10, decimals), r;
+
+	if (!isfinite(v) || fabs(v) >= 1e15)
+		return v;
+	r = nearbyint(v * q) / q;
+	return r == 0 ? 0 : r;          /* no -0 */
+}

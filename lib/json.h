@@ -31,6 +31,7 @@
 #define PIPAR_JSON_H
 
 #include <cJSON.h>
+#include <stdio.h>
 
 /* The name messages give the file at path: "<stdin>" for "-", else path
  * itself (not copied). */
@@ -93,5 +94,13 @@ int pipar_json_number(const cJSON *v, double *out);
  * another module's object keep the order a reader expects.  0, or -1 when
  * out of memory (item is then freed). */
 int pipar_json_insert_after(cJSON *o, const char *after, const char *name, cJSON *item);
+
+/* Writes s to f as a JSON string literal, quotes included. */
+void pipar_json_put_string(FILE *f, const char *s);
+
+/* v rounded to the given number of decimals, for JSON outputs that should
+ * say 0.000002 or 0, not 1.887e-15 (non-finite v is returned as it is).
+ * Times are written to the microsecond (6), byte counts as integers (0). */
+double pipar_json_round(double v, int decimals);
 
 #endif

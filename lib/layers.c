@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "layers.h"
 #include "pool.h"
+#include "rng.h"
 
 #include <cblas.h>
 #include <float.h>

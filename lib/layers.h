@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "tensor.h"
+#include "rng.h"
 #include "util.h"
 
 enum pipar_init {

@@ -6,6 +6,8 @@
 #include "model.h"
 #include "json.h"
 #include "pool.h"
+#include "file.h"
+#include "rng.h"
 
 #include <cJSON.h>
 #include <errno.h>

@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "layers.h"
+#include "rng.h"
 #include "tensor.h"
 
 struct pipar_unit {

@@ -776,6 +776,133 @@ int pipar_plan_parse(const char *text, const char *name,
 	return r;
 }
 
+/* The model of plan p: name, spec, input, classes and units, checked
+ * against what the spec builds (its first unit only: the spec is walked
+ * whole, the parameters of one unit made). */
+static int plan_model(const cJSON *root, const char *name, struct pipar_plan_file *p, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "model_name");
+	struct pipar_model *m = NULL;
+	char lerr[PIPAR_ERRLEN];
+	long d[3] = {0, 0, 0}, x;
+
+	if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof(p->model_name))
+		return pipar_errf(err, "'%s': field 'model_name': missing or too long", name);
+	strcpy(p->model_name, v->valuestring);
+	v = cJSON_GetObjectItemCaseSensitive(root, "model");
+	if (!cJSON_IsObject(v) || !(p->spec = cJSON_PrintUnformatted(v)))
+		return pipar_errf(err, "'%s': field 'model': missing or not an object", name);
+	v = cJSON_GetObjectItemCaseSensitive(root, "input");
+	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
+		return pipar_errf(err, "'%s': field 'input': not [C, H, W]", name);
+	for (int i = 0; i < 3; i++) {
+		cJSON *wrap = cJSON_CreateObject();
+		char path[16];
+		int r;
+
+		snprintf(path, sizeof(path), "input[%d]", i);
+		cJSON_AddItemReferenceToObject(wrap, "v", cJSON_GetArrayItem(v, i));
+		r = plan_int(wrap, "v", path, 1, 65536, &d[i], name, err);
+		cJSON_Delete(wrap);
+		if (r < 0)
+			return -1;
+	}
+	p->in = (struct pipar_shape){(int)d[0], (int)d[1], (int)d[2]};
+	if (plan_int(root, "classes", "classes", 1, 1 << 20, &x, name, err) < 0)
+		return -1;
+	p->classes = (int)x;
+	if (plan_int(root, "units", "units", 2, 4096, &x, name, err) < 0)
+		return -1;
+	p->units = (int)x;
+	if (pipar_model_new(p->spec, p->in, p->classes, 0, 0, 0, &m, lerr) < 0)
+		return pipar_errf(err, "'%s': field 'model': %s", name, lerr);
+	x = m->total_units;
+	pipar_model_free(m);
+	if (x != p->units)
+		return pipar_errf(err, "'%s': field 'units': %d, the model has %ld", name, p->units, x);
+	return 0;
+}
+
+/* per_device[k]: its split point, its number of micro-batches and their
+ * sizes, which sum to the batch. */
+static int plan_device(const cJSON *d, int k, const char *name, struct pipar_plan_file *p,
+		       char *err)
+{
+	const struct pipar_mode_ops *ops = pipar_mode_ops(p->mode);
+	int maxP = ops->split ? p->units - 1 : p->units, minP = ops->split ? 1 : p->units, i = 0;
+	const cJSON *mb;
+	char path[64];
+	long P, N, sum = 0;
+
+	snprintf(path, sizeof(path), "per_device[%d].split_point", k);
+	if (plan_int(d, "split_point", path, minP, maxP, &P, name, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "per_device[%d].parallel_batches", k);
+	if (plan_int(d, "parallel_batches", path, 1, ops->pipelined ? p->batch : 1, &N, name, err) < 0)
+		return -1;
+	mb = cJSON_GetObjectItemCaseSensitive(d, "micro_batches");
+	if (!cJSON_IsArray(mb) || cJSON_GetArraySize(mb) != N)
+		return pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': needs %ld sizes",
+				  name, k, N);
+	if (!(p->micro[k] = malloc(sizeof(int) * (size_t)N)))
+		return pipar_errf(err, "out of memory");
+	for (const cJSON *s = mb->child; s; s = s->next, i++) {
+		if (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble > p->batch ||
+		    s->valuedouble != floor(s->valuedouble))
+			return pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': not positive integers",
+					  name, k);
+		p->micro[k][i] = (int)s->valuedouble;
+		sum += (long)s->valuedouble;
+	}
+	if (sum != p->batch)
+		return pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': sum %ld, not the batch %d",
+				  name, k, sum, p->batch);
+	p->dev[k] = (struct pipar_choice){(int)P, (int)N};
+	return 0;
+}
+
+/* Everything but the model, in the order pipar-plan(5) lists it. */
+static int plan_fields(const cJSON *root, const char *name, struct pipar_plan_file *p, char *err)
+{
+	const cJSON *v, *arr;
+	long x;
+
+	if (plan_int(root, "devices", "devices", 1, PIPAR_PLAN_MAXDEV, &x, name, err) < 0)
+		return -1;
+	p->K = (int)x;
+	if (plan_int(root, "batch", "batch", 1, 4096, &x, name, err) < 0)
+		return -1;
+	p->batch = (int)x;
+	if (plan_int(root, "samples_per_device", "samples_per_device", 1, 1L << 40, &p->samples,
+		     name, err) < 0 ||
+	    plan_num(root, "uplink_bps", "uplink_bps", 1, 1e15, &p->up_bps, name, err) < 0 ||
+	    plan_num(root, "downlink_bps", "downlink_bps", 1, 1e15, &p->down_bps, name, err) < 0)
+		return -1;
+	arr = cJSON_GetObjectItemCaseSensitive(root, "per_device");
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != p->K)
+		return pipar_errf(err, "'%s': field 'per_device': needs one entry per device (%d)", name,
+				  p->K);
+	for (int k = 0; k < p->K; k++)
+		if (plan_device(cJSON_GetArrayItem(arr, k), k, name, p, err) < 0)
+			return -1;
+	if (plan_int(root, "split_point", "split_point", 1, p->units, &x, name, err) < 0)
+		return -1;
+	if (x != p->dev[0].P)
+		return pipar_errf(err, "'%s': field 'split_point': differs from per_device[0]", name);
+	if (plan_int(root, "parallel_batches", "parallel_batches", 1, p->batch, &x, name, err) < 0)
+		return -1;
+	if (x != p->dev[0].N)
+		return pipar_errf(err, "'%s': field 'parallel_batches': differs from per_device[0]", name);
+	v = cJSON_GetObjectItemCaseSensitive(root, "predicted");
+	if (!cJSON_IsObject(v))
+		return pipar_errf(err, "'%s': field 'predicted': missing", name);
+	if (plan_num(v, "iteration_seconds", "predicted.iteration_seconds", 0, 1e12, &p->iteration,
+		     name, err) < 0 ||
+	    plan_num(v, "epoch_seconds", "predicted.epoch_seconds", 0, 1e15, &p->epoch, name, err) < 0)
+		return -1;
+	return 0;
+}
+
 int pipar_plan_from_json(const cJSON *root, const char *name,
 			 struct pipar_plan_file **out, char *err)
 {
@@ -785,164 +912,27 @@ int pipar_plan_from_json(const cJSON *root, const char *name,
 		"memory_bytes", "min_micro_batch", "chosen_by", "split_point", "parallel_batches", "per_device",
 		"predicted", "alternatives", "baselines", "search_seconds", NULL,
 	};
-	struct pipar_plan_file *p = NULL;
-	struct pipar_model *m = NULL;
-	const cJSON *v, *arr;
 	const char *unknown, *fmt = pipar_json_format(root);
-	long x;
-	char lerr[PIPAR_ERRLEN];
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "mode");
+	struct pipar_plan_file *p;
 
 	*out = NULL;
 	if (!fmt || strcmp(fmt, "pipar-plan/1") != 0)
 		return fmt ? pipar_json_kind_error(err, name, fmt, "pipar-plan/1")
 			   : pipar_errf(err, "'%s' is not a pipar-plan/1 file", name);
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		pipar_errf(err, "out of memory");
-		goto fail;
-	}
-	if ((unknown = pipar_json_unknown_field(root, known))) {
-		pipar_errf(err, "'%s': field '%s': unknown field", name, unknown);
-		goto fail;
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "mode");
+	if ((unknown = pipar_json_unknown_field(root, known)))
+		return pipar_errf(err, "'%s': field '%s': unknown field", name, unknown);
+	if (!(p = calloc(1, sizeof(*p))))
+		return pipar_errf(err, "out of memory");
 	if (!cJSON_IsString(v) || pipar_mode_parse(v->valuestring, &p->mode) < 0) {
 		pipar_errf(err, "'%s': field 'mode': not pipar, sfl, sl or fl", name);
 		goto fail;
 	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "model_name");
-	if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof(p->model_name)) {
-		pipar_errf(err, "'%s': field 'model_name': missing or too long", name);
+	if (plan_model(root, name, p, err) < 0 || plan_fields(root, name, p, err) < 0)
 		goto fail;
-	}
-	strcpy(p->model_name, v->valuestring);
-	v = cJSON_GetObjectItemCaseSensitive(root, "model");
-	if (!cJSON_IsObject(v) || !(p->spec = cJSON_PrintUnformatted(v))) {
-		pipar_errf(err, "'%s': field 'model': missing or not an object", name);
-		goto fail;
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "input");
-	{
-		long d[3] = {0, 0, 0};
-		const char *paths[3] = {"input[0]", "input[1]", "input[2]"};
-
-		if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) {
-			pipar_errf(err, "'%s': field 'input': not [C, H, W]", name);
-			goto fail;
-		}
-		for (int i = 0; i < 3; i++) {
-			cJSON *wrap = cJSON_CreateObject();
-			int r;
-
-			cJSON_AddItemReferenceToObject(wrap, "v", cJSON_GetArrayItem(v, i));
-			r = plan_int(wrap, "v", paths[i], 1, 65536, &d[i], name, err);
-			cJSON_Delete(wrap);
-			if (r < 0)
-				goto fail;
-		}
-		p->in = (struct pipar_shape){(int)d[0], (int)d[1], (int)d[2]};
-	}
-	if (plan_int(root, "classes", "classes", 1, 1 << 20, &x, name, err) < 0)
-		goto fail;
-	p->classes = (int)x;
-	if (plan_int(root, "units", "units", 2, 4096, &x, name, err) < 0)
-		goto fail;
-	p->units = (int)x;
-	if (pipar_model_new(p->spec, p->in, p->classes, 0, -1, 0, &m, lerr) < 0) {
-		pipar_errf(err, "'%s': field 'model': %s", name, lerr);
-		goto fail;
-	}
-	if (m->nunits != p->units) {
-		pipar_errf(err, "'%s': field 'units': %d, the model has %d", name, p->units,
-			   m->nunits);
-		goto fail;
-	}
-	if (plan_int(root, "devices", "devices", 1, PIPAR_PLAN_MAXDEV, &x, name, err) < 0)
-		goto fail;
-	p->K = (int)x;
-	if (plan_int(root, "batch", "batch", 1, 4096, &x, name, err) < 0)
-		goto fail;
-	p->batch = (int)x;
-	if (plan_int(root, "samples_per_device", "samples_per_device", 1, 1L << 40, &p->samples,
-		     name, err) < 0 ||
-	    plan_num(root, "uplink_bps", "uplink_bps", 1, 1e15, &p->up_bps, name, err) < 0 ||
-	    plan_num(root, "downlink_bps", "downlink_bps", 1, 1e15, &p->down_bps, name, err) < 0)
-		goto fail;
-	arr = cJSON_GetObjectItemCaseSensitive(root, "per_device");
-	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != p->K) {
-		pipar_errf(err, "'%s': field 'per_device': needs one entry per device (%d)", name, p->K);
-		goto fail;
-	}
-	for (int k = 0; k < p->K; k++) {
-		const cJSON *d = cJSON_GetArrayItem(arr, k), *mb;
-		char path[64];
-		long P, N, sum = 0;
-		const struct pipar_mode_ops *ops = pipar_mode_ops(p->mode);
-		int maxP = ops->split ? p->units - 1 : p->units;
-		int minP = ops->split ? 1 : p->units;
-
-		snprintf(path, sizeof(path), "per_device[%d].split_point", k);
-		if (plan_int(d, "split_point", path, minP, maxP, &P, name, err) < 0)
-			goto fail;
-		snprintf(path, sizeof(path), "per_device[%d].parallel_batches", k);
-		if (plan_int(d, "parallel_batches", path, 1,
-			     ops->pipelined ? p->batch : 1, &N, name, err) < 0)
-			goto fail;
-		mb = cJSON_GetObjectItemCaseSensitive(d, "micro_batches");
-		if (!cJSON_IsArray(mb) || cJSON_GetArraySize(mb) != N) {
-			pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': needs %ld sizes",
-				   name, k, N);
-			goto fail;
-		}
-		if (!(p->micro[k] = malloc(sizeof(int) * (size_t)N))) {
-			pipar_errf(err, "out of memory");
-			goto fail;
-		}
-		int i = 0;
-
-		for (const cJSON *s = mb->child; s; s = s->next, i++) {
-			if (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble > p->batch ||
-			    s->valuedouble != floor(s->valuedouble)) {
-				pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': not positive integers",
-					   name, k);
-				goto fail;
-			}
-			p->micro[k][i] = (int)s->valuedouble;
-			sum += (long)s->valuedouble;
-		}
-		if (sum != p->batch) {
-			pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': sum %ld, not the batch %d",
-				   name, k, sum, p->batch);
-			goto fail;
-		}
-		p->dev[k] = (struct pipar_choice){(int)P, (int)N};
-	}
-	if (plan_int(root, "split_point", "split_point", 1, p->units, &x, name, err) < 0)
-		goto fail;
-	if (x != p->dev[0].P) {
-		pipar_errf(err, "'%s': field 'split_point': differs from per_device[0]", name);
-		goto fail;
-	}
-	if (plan_int(root, "parallel_batches", "parallel_batches", 1, p->batch, &x, name, err) < 0)
-		goto fail;
-	if (x != p->dev[0].N) {
-		pipar_errf(err, "'%s': field 'parallel_batches': differs from per_device[0]", name);
-		goto fail;
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "predicted");
-	if (!cJSON_IsObject(v) ||
-	    plan_num(v, "iteration_seconds", "predicted.iteration_seconds", 0, 1e12, &p->iteration,
-		     name, err) < 0 ||
-	    plan_num(v, "epoch_seconds", "predicted.epoch_seconds", 0, 1e15, &p->epoch, name, err) < 0) {
-		if (!cJSON_IsObject(v))
-			pipar_errf(err, "'%s': field 'predicted': missing", name);
-		goto fail;
-	}
-	pipar_model_free(m);
 	*out = p;
 	return 0;
 fail:
-	pipar_model_free(m);
 	pipar_plan_file_free(p);
 	return -1;
 }

@@ -17,6 +17,7 @@
 #include "proto.h"
 #include "runtime.h"
 #include "wire.h"
+#include "file.h"
 
 /* The run's settings for device k (-1: for the checkpoint). */
 static char *plan_message(const struct pipar_serve_cfg *cfg, int k)

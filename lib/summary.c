@@ -9,6 +9,7 @@
 
 #include "json.h"
 #include "svg.h"
+#include "file.h"
 #include "util.h"
 
 #define SUMMARY_MAX (64u << 20)

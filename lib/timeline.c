@@ -13,6 +13,7 @@
 #include "json.h"
 #include "svg.h"
 #include "trace.h"
+#include "file.h"
 #include "util.h"
 
 /* Geometry of the picture, in pixels. */
@@ -53,90 +54,20 @@ static const struct stage_style {
 #define NSTYLES ((int)(sizeof(styles) / sizeof(styles[0])))
 #define OTHER (NSTYLES - 1)
 
-/* The trees of the files are freed as soon as they are read: a known
- * stage points into the table, any other name is the event's own copy. */
+/* An event to draw: one of the run's (pipar_trace_read), with its style. */
 struct tl_event {
-	const char *stage;      /* malloc'd when style is OTHER */
+	const char *stage;      /* the style's, or the set's string */
 	int pid, tid, file, style, iteration, micro, device, epoch;
 	double start, dur, bytes;       /* seconds; bytes < 0: none recorded */
-};
-
-/* A party named in a file: by a metadata event (name: its process_name,
- * or NULL) or by one of its events. */
-struct tl_claim {
-	int pid, file;
-	char *name;             /* malloc'd */
 };
 
 struct tl_run {
 	const char *const *paths;
 	int n;
+	struct pipar_trace_set set;     /* the files as read */
 	struct tl_event *ev;
-	size_t nev, capev;
-	struct tl_claim *cl;
-	size_t ncl, capcl;
+	size_t nev;
 };
-
-/* A short copy of s fit for a one-line message: control characters and
- * bytes that are not UTF-8 as '?'. */
-static const char *clean(const char *s, char *buf, size_t size)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (*p) {
-		int len = *p >= 0x80 ? pipar_svg_utf8_len(p) : 1;
-
-		if (i + (size_t)(len ? len : 1) >= size)
-			break;
-		if (*p < 0x20 || *p == 0x7f || !len) {
-			buf[i++] = '?';
-			p++;
-		} else {
-			memcpy(buf + i, p, (size_t)len);
-			i += (size_t)len;
-			p += len;
-		}
-	}
-	buf[i] = 0;
-	return buf;
-}
-
-/* Records that file names party pid, with a copy of its name if any. */
-static int add_claim(struct tl_run *r, int pid, int file, const char *name, char *err)
-{
-	char *copy = NULL;
-
-	if (name && !(copy = strdup(name)))
-		return pipar_errf(err, "out of memory");
-	if (r->ncl == r->capcl) {
-		size_t nc = r->capcl ? 2 * r->capcl : 64;
-		struct tl_claim *ncl = realloc(r->cl, sizeof(*ncl) * nc);
-
-		if (!ncl) {
-			free(copy);
-			return pipar_errf(err, "out of memory");
-		}
-		r->cl = ncl;
-		r->capcl = nc;
-	}
-	r->cl[r->ncl++] = (struct tl_claim){pid, file, copy};
-	return 0;
-}
-
-/* x as an integer in [lo, hi] in *out; -1 if it is not one. */
-static int int_in(const cJSON *x, double lo, double hi, int *out)
-{
-	double v;
-
-	if (!cJSON_IsNumber(x))
-		return -1;
-	v = x->valuedouble;
-	if (!(v >= lo && v <= hi) || v != floor(v))
-		return -1;
-	*out = (int)v;
-	return 0;
-}
 
 static int style_of(const char *stage)
 {
@@ -146,146 +77,6 @@ static int style_of(const char *stage)
 		if (strcmp(styles[i].stage, stage) == 0)
 			break;
 	return i;
-}
-
-/* Reads one complete event, k-th of file f; -1 with err if it is not
- * valid. */
-static int load_event(struct tl_run *r, int f, size_t k, const cJSON *e, int pid, const char *name,
-		      char *err)
-{
-	const char *path = pipar_json_name(r->paths[f]);
-	const cJSON *tid = cJSON_GetObjectItemCaseSensitive(e, "tid");
-	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(e, "ts");
-	const cJSON *du = cJSON_GetObjectItemCaseSensitive(e, "dur");
-	const cJSON *args = cJSON_GetObjectItemCaseSensitive(e, "args");
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(args, "iteration");
-	const cJSON *mi = cJSON_GetObjectItemCaseSensitive(args, "micro");
-	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(args, "device");
-	const cJSON *by = cJSON_GetObjectItemCaseSensitive(args, "bytes");
-	const char *missing = !tid ? "tid" : !ts ? "ts" : !du ? "dur" : NULL;
-	struct tl_event ev = {name, pid, 0, f, 0, -1, -1, -1, -1, 0, 0, -1};
-	char nm[48];
-
-	clean(name, nm, sizeof(nm));
-	if (missing)
-		return pipar_errf(err, "'%s': event %zu ('%s') has no %s", path, k, nm, missing);
-	if (int_in(tid, 0, 1 << 20, &ev.tid) < 0)
-		return pipar_errf(err, "'%s': event %zu ('%s') has a tid that is not a resource "
-				  "number", path, k, nm);
-	if (!cJSON_IsNumber(ts) || !isfinite(ts->valuedouble))
-		return pipar_errf(err, "'%s': event %zu ('%s') has a ts that is not a finite number",
-				  path, k, nm);
-	if (!cJSON_IsNumber(du) || !isfinite(du->valuedouble))
-		return pipar_errf(err, "'%s': event %zu ('%s') has a dur that is not a finite number",
-				  path, k, nm);
-	if (du->valuedouble < 0)
-		return pipar_errf(err, "'%s': event %zu ('%s') has a negative dur", path, k, nm);
-	if (it && int_in(it, -1, INT_MAX, &ev.iteration) < 0)
-		return pipar_errf(err, "'%s': event %zu ('%s') has an iteration that is not an "
-				  "integer from -1", path, k, nm);
-	if (mi && int_in(mi, -1, INT_MAX, &ev.micro) < 0)
-		return pipar_errf(err, "'%s': event %zu ('%s') has a micro that is not an integer "
-				  "from -1", path, k, nm);
-	if (dv && int_in(dv, 0, INT_MAX, &ev.device) < 0)
-		return pipar_errf(err, "'%s': event %zu ('%s') has a device that is not a party "
-				  "number", path, k, nm);
-	if (by && !(cJSON_IsNumber(by) && by->valuedouble >= 0 &&
-		    by->valuedouble <= 9.007199254740992e15))
-		return pipar_errf(err, "'%s': event %zu ('%s') has bytes that are not a count",
-				  path, k, nm);
-	if (by)
-		ev.bytes = by->valuedouble;
-	ev.start = ts->valuedouble * 1e-6;
-	ev.dur = du->valuedouble * 1e-6;
-	ev.style = style_of(name);
-	ev.stage = ev.style == OTHER ? strdup(name) : styles[ev.style].stage;
-	if (!ev.stage)
-		return pipar_errf(err, "out of memory");
-	/* The server records the epoch an aggregation closes where other
-	 * events have their iteration: it belongs to no iteration. */
-	if (strcmp(name, "aggregate") == 0) {
-		ev.epoch = ev.iteration;
-		ev.iteration = -1;
-	}
-	if (r->nev == r->capev) {
-		size_t nc = r->capev ? 2 * r->capev : 4096;
-		struct tl_event *ne = realloc(r->ev, sizeof(*ne) * nc);
-
-		if (!ne) {
-			if (ev.style == OTHER)
-				free((char *)ev.stage);
-			return pipar_errf(err, "out of memory");
-		}
-		r->ev = ne;
-		r->capev = nc;
-	}
-	r->ev[r->nev++] = ev;
-	return add_claim(r, pid, f, NULL, err);
-}
-
-/* Reads trace file f: its complete events and the parties it names. */
-static int load_file(struct tl_run *r, int f, char *err)
-{
-	const char *path = pipar_json_name(r->paths[f]);
-	size_t k = 0;
-	int rc = 0;
-	char *text = pipar_read_file(r->paths[f], 1u << 30, NULL, err);
-	const cJSON *evs;
-	cJSON *root;
-
-	if (!text)
-		return -1;
-	root = pipar_json_parse(text, r->paths[f], NULL, PIPAR_TRACE_FORMAT,
-				PIPAR_JSON_FORMAT_OPTIONAL, err);
-	free(text);
-	if (!root)
-		return -1;
-	evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
-	if (!cJSON_IsArray(evs)) {
-		cJSON_Delete(root);
-		return pipar_errf(err, "'%s': not a trace (no traceEvents array)", path);
-	}
-	for (const cJSON *e = evs->child; e; e = e->next) {
-		const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "ph");
-		const cJSON *pid = cJSON_GetObjectItemCaseSensitive(e, "pid");
-		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
-		const char *missing = !ph ? "ph" : !nm ? "name" : !pid ? "pid" : NULL;
-		int p;
-
-		k++;
-		if (!cJSON_IsObject(e))
-			rc = pipar_errf(err, "'%s': event %zu is not an object", path, k);
-		else if (missing)
-			rc = pipar_errf(err, "'%s': event %zu has no %s", path, k, missing);
-		else if (!cJSON_IsString(ph) || !cJSON_IsString(nm))
-			rc = pipar_errf(err, "'%s': event %zu has a %s that is not a string", path, k,
-					cJSON_IsString(ph) ? "name" : "ph");
-		else if (int_in(pid, 0, 1 << 20, &p) < 0)
-			rc = pipar_errf(err, "'%s': event %zu has a pid that is not a party number",
-					path, k);
-		else if (strcmp(ph->valuestring, "M") == 0) {
-			const cJSON *an = cJSON_GetObjectItemCaseSensitive(
-				cJSON_GetObjectItemCaseSensitive(e, "args"), "name");
-			int named = strcmp(nm->valuestring, "process_name") == 0 && cJSON_IsString(an);
-
-			rc = add_claim(r, p, f, named ? an->valuestring : NULL, err);
-		} else if (strcmp(ph->valuestring, "X") == 0) {
-			rc = load_event(r, f, k, e, p, nm->valuestring, err);
-		}
-		if (rc < 0)
-			break;
-	}
-	cJSON_Delete(root);
-	return rc;
-}
-
-static int cmp_claim(const void *a, const void *b)
-{
-	const struct tl_claim *x = a, *y = b;
-
-	if (x->pid != y->pid)
-		return x->pid < y->pid ? -1 : 1;
-	return x->file < y->file ? -1 : x->file > y->file;
 }
 
 static int cmp_event(const void *a, const void *b)
@@ -346,8 +137,6 @@ static int select_events(struct tl_run *r, int it_from, int it_to, char *err)
 			if ((e->iteration >= it_from && e->iteration <= it_to) ||
 			    (e->iteration < 0 && e->start >= w0 && e->start + e->dur <= w1))
 				r->ev[m++] = *e;
-			else if (e->style == OTHER)
-				free((char *)e->stage);
 		}
 		r->nev = m;
 	}
@@ -360,33 +149,6 @@ static int select_events(struct tl_run *r, int it_from, int it_to, char *err)
 	}
 	qsort(r->ev, r->nev, sizeof(*r->ev), cmp_event);
 	return 0;
-}
-
-static int cmp_claim_pid(const void *a, const void *b)
-{
-	const struct tl_claim *x = a, *y = b;
-
-	return x->pid < y->pid ? -1 : x->pid > y->pid;
-}
-
-/* The name of party pid: its process_name, or "server" or "device N". */
-static const char *party_name(const struct tl_run *r, int pid, char *buf, size_t size)
-{
-	struct tl_claim key = {pid, 0, NULL};
-	const struct tl_claim *c = bsearch(&key, r->cl, r->ncl, sizeof(*c), cmp_claim_pid);
-
-	snprintf(buf, size, pid == 0 ? "server" : "device %d", pid);
-	/* bsearch finds some claim of pid; its name, if any, is in the group */
-	if (c) {
-		while (c > r->cl && c[-1].pid == pid)
-			c--;
-		for (; c < r->cl + r->ncl && c->pid == pid; c++)
-			if (c->name) {
-				snprintf(buf, size, "%s", c->name);
-				break;
-			}
-	}
-	return buf;
 }
 
 static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
@@ -440,7 +202,7 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 
 		if (i > 0 && e->pid == e[-1].pid && e->tid == e[-1].tid)
 			continue;
-		party_name(r, e->pid, name, sizeof(name));
+		pipar_trace_party_name(&r->set, e->pid, name, sizeof(name));
 		fprintf(f, "<g class=\"lane\" data-pid=\"%d\" data-tid=\"%d\">"
 			"<rect class=\"lane-bg\" x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%d\" "
 			"fill=\"#f2f2f2\"/><text class=\"lane-label\" x=\"%d\" y=\"%d\" "
@@ -534,40 +296,45 @@ static int write_out(const struct tl_run *r, int it_from, int it_to, const char 
 	return pipar_out_close(&o, 0, err);
 }
 
+/* The events of the set with their styles; the server records the epoch
+ * an aggregation closes where other events have their iteration: it
+ * belongs to no iteration. */
+static int styled(struct tl_run *r, char *err)
+{
+	if (!(r->ev = malloc(sizeof(*r->ev) * (r->set.nev ? r->set.nev : 1))))
+		return pipar_errf(err, "out of memory");
+	for (size_t i = 0; i < r->set.nev; i++) {
+		const struct pipar_trace_ev *e = &r->set.ev[i];
+		int style = style_of(e->stage);
+		struct tl_event t = {style == OTHER ? e->stage : styles[style].stage, e->pid, e->tid,
+				     e->file, style, e->iteration, e->micro, e->device, -1,
+				     e->start, e->dur, e->bytes};
+
+		if (strcmp(e->stage, "aggregate") == 0) {
+			t.epoch = t.iteration;
+			t.iteration = -1;
+		}
+		r->ev[i] = t;
+	}
+	r->nev = r->set.nev;
+	return 0;
+}
+
 int pipar_timeline_svg(const char *const *paths, int n, int it_from, int it_to,
 		       const char *out_path, char *err)
 {
-	struct tl_run r = {paths, n, NULL, 0, 0, NULL, 0, 0};
+	struct tl_run r = {.paths = paths, .n = n};
 	int rc = -1;
 
 	if (n < 1)
 		return pipar_errf(err, "no trace files");
 	if (it_from >= 0 && it_to < it_from)
 		return pipar_errf(err, "iterations %d to %d: an empty range", it_from, it_to);
-	for (int f = 0; f < n; f++)
-		if (load_file(&r, f, err) < 0)
-			goto done;
-	/* One run has one file per party: a party in two files means traces
-	 * of different runs (or one file given twice). */
-	if (r.ncl)
-		qsort(r.cl, r.ncl, sizeof(*r.cl), cmp_claim);
-	for (size_t i = 1; i < r.ncl; i++)
-		if (r.cl[i].pid == r.cl[i - 1].pid && r.cl[i].file != r.cl[i - 1].file) {
-			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
-				   pipar_json_name(paths[r.cl[i].file]), r.cl[i].pid,
-				   pipar_json_name(paths[r.cl[i - 1].file]));
-			goto done;
-		}
-	rc = select_events(&r, it_from, it_to, err);
-	if (rc == 0)
+	if (pipar_trace_read(paths, n, &r.set, err) < 0)
+		return -1;
+	if (styled(&r, err) == 0 && (rc = select_events(&r, it_from, it_to, err)) == 0)
 		rc = write_out(&r, it_from, it_to, out_path, err);
-done:
-	for (size_t i = 0; i < r.nev; i++)
-		if (r.ev[i].style == OTHER)
-			free((char *)r.ev[i].stage);
-	for (size_t i = 0; i < r.ncl; i++)
-		free(r.cl[i].name);
 	free(r.ev);
-	free(r.cl);
+	pipar_trace_set_free(&r.set);
 	return rc;
 }

@@ -2,6 +2,8 @@
 #include "trace.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +11,9 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "svg.h"
+#include "file.h"
 #include "util.h"
-#include <math.h>
 
 struct event {
 	const char *stage;              /* a string literal */
@@ -157,8 +160,259 @@ void pipar_trace_free(struct pipar_trace *t)
 
 /* ---------------------------------------------------------------- reading */
 
+/* A short copy of s fit for a one-line message: control characters and
+ * bytes that are not UTF-8 as '?'. */
+static const char *clean(const char *s, char *buf, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (*p) {
+		int len = *p >= 0x80 ? pipar_svg_utf8_len(p) : 1;
+
+		if (i + (size_t)(len ? len : 1) >= size)
+			break;
+		if (*p < 0x20 || *p == 0x7f || !len) {
+			buf[i++] = '?';
+			p++;
+		} else {
+			memcpy(buf + i, p, (size_t)len);
+			i += (size_t)len;
+			p += len;
+		}
+	}
+	buf[i] = 0;
+	return buf;
+}
+
+/* x as an integer in [lo, hi] in *out; -1 if it is not one. */
+static int int_in(const cJSON *x, double lo, double hi, int *out)
+{
+	double v;
+
+	if (!cJSON_IsNumber(x))
+		return -1;
+	v = x->valuedouble;
+	if (!(v >= lo && v <= hi) || v != floor(v))
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+/* Records that file names party pid, with a copy of its name if any. */
+static int add_party(struct pipar_trace_set *s, int pid, int file, const char *name, char *err)
+{
+	char *copy = NULL;
+
+	if (name && !(copy = strdup(name)))
+		return pipar_errf(err, "out of memory");
+	if (s->nparty == s->capparty) {
+		size_t nc = s->capparty ? 2 * s->capparty : 64;
+		struct pipar_trace_party *np = realloc(s->party, sizeof(*np) * nc);
+
+		if (!np) {
+			free(copy);
+			return pipar_errf(err, "out of memory");
+		}
+		s->party = np;
+		s->capparty = nc;
+	}
+	s->party[s->nparty++] = (struct pipar_trace_party){pid, file, copy};
+	return 0;
+}
+
+/* Reads one complete event, k-th of file f at path; -1 with err if it is
+ * not valid. */
+static int read_event(struct pipar_trace_set *s, const char *path, int f, size_t k,
+		      const cJSON *e, int pid, const char *name, char *err)
+{
+	const cJSON *tid = cJSON_GetObjectItemCaseSensitive(e, "tid");
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(e, "ts");
+	const cJSON *du = cJSON_GetObjectItemCaseSensitive(e, "dur");
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(e, "args");
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(args, "iteration");
+	const cJSON *mi = cJSON_GetObjectItemCaseSensitive(args, "micro");
+	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(args, "device");
+	const cJSON *by = cJSON_GetObjectItemCaseSensitive(args, "bytes");
+	const char *missing = !tid ? "tid" : !ts ? "ts" : !du ? "dur" : NULL;
+	struct pipar_trace_ev ev = {NULL, pid, 0, f, -1, -1, -1, 0, 0, -1};
+	char nm[48];
+
+	clean(name, nm, sizeof(nm));
+	if (missing)
+		return pipar_errf(err, "'%s': event %zu ('%s') has no %s", path, k, nm, missing);
+	if (int_in(tid, 0, 1 << 20, &ev.tid) < 0)
+		return pipar_errf(err, "'%s': event %zu ('%s') has a tid that is not a resource "
+				  "number", path, k, nm);
+	if (!cJSON_IsNumber(ts) || !isfinite(ts->valuedouble))
+		return pipar_errf(err, "'%s': event %zu ('%s') has a ts that is not a finite number",
+				  path, k, nm);
+	if (!cJSON_IsNumber(du) || !isfinite(du->valuedouble))
+		return pipar_errf(err, "'%s': event %zu ('%s') has a dur that is not a finite number",
+				  path, k, nm);
+	if (du->valuedouble < 0)
+		return pipar_errf(err, "'%s': event %zu ('%s') has a negative dur", path, k, nm);
+	if (it && int_in(it, -1, INT_MAX, &ev.iteration) < 0)
+		return pipar_errf(err, "'%s': event %zu ('%s') has an iteration that is not an "
+				  "integer from -1", path, k, nm);
+	if (mi && int_in(mi, -1, INT_MAX, &ev.micro) < 0)
+		return pipar_errf(err, "'%s': event %zu ('%s') has a micro that is not an integer "
+				  "from -1", path, k, nm);
+	if (dv && int_in(dv, 0, INT_MAX, &ev.device) < 0)
+		return pipar_errf(err, "'%s': event %zu ('%s') has a device that is not a party "
+				  "number", path, k, nm);
+	if (by && !(cJSON_IsNumber(by) && by->valuedouble >= 0 &&
+		    by->valuedouble <= 9.007199254740992e15))
+		return pipar_errf(err, "'%s': event %zu ('%s') has bytes that are not a count",
+				  path, k, nm);
+	if (by)
+		ev.bytes = by->valuedouble;
+	ev.start = ts->valuedouble * 1e-6;
+	ev.dur = du->valuedouble * 1e-6;
+	if (s->nev == s->capev) {
+		size_t nc = s->capev ? 2 * s->capev : 4096;
+		struct pipar_trace_ev *ne = realloc(s->ev, sizeof(*ne) * nc);
+
+		if (!ne)
+			return pipar_errf(err, "out of memory");
+		s->ev = ne;
+		s->capev = nc;
+	}
+	if (!(ev.stage = strdup(name)))
+		return pipar_errf(err, "out of memory");
+	s->ev[s->nev++] = ev;
+	return add_party(s, pid, f, NULL, err);
+}
+
+/* Reads trace file f: its complete events and the parties it names. */
+static int read_file(struct pipar_trace_set *s, const char *file, int f, char *err)
+{
+	const char *path = pipar_json_name(file);
+	size_t k = 0;
+	int rc = 0;
+	char *text = pipar_read_file(file, 1u << 30, NULL, err);
+	const cJSON *evs;
+	cJSON *root;
+
+	if (!text)
+		return -1;
+	root = pipar_json_parse(text, file, NULL, PIPAR_TRACE_FORMAT, PIPAR_JSON_FORMAT_OPTIONAL,
+				err);
+	free(text);
+	if (!root)
+		return -1;
+	evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
+	if (!cJSON_IsArray(evs)) {
+		cJSON_Delete(root);
+		return pipar_errf(err, "'%s': not a trace (no traceEvents array)", path);
+	}
+	for (const cJSON *e = evs->child; e && rc == 0; e = e->next) {
+		const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "ph");
+		const cJSON *pid = cJSON_GetObjectItemCaseSensitive(e, "pid");
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+		const char *missing = !ph ? "ph" : !nm ? "name" : !pid ? "pid" : NULL;
+		int p;
+
+		k++;
+		if (!cJSON_IsObject(e))
+			rc = pipar_errf(err, "'%s': event %zu is not an object", path, k);
+		else if (missing)
+			rc = pipar_errf(err, "'%s': event %zu has no %s", path, k, missing);
+		else if (!cJSON_IsString(ph) || !cJSON_IsString(nm))
+			rc = pipar_errf(err, "'%s': event %zu has a %s that is not a string", path, k,
+					cJSON_IsString(ph) ? "name" : "ph");
+		else if (int_in(pid, 0, 1 << 20, &p) < 0)
+			rc = pipar_errf(err, "'%s': event %zu has a pid that is not a party number",
+					path, k);
+		else if (strcmp(ph->valuestring, "M") == 0) {
+			const cJSON *an = cJSON_GetObjectItemCaseSensitive(
+				cJSON_GetObjectItemCaseSensitive(e, "args"), "name");
+			int named = strcmp(nm->valuestring, "process_name") == 0 && cJSON_IsString(an);
+
+			rc = add_party(s, p, f, named ? an->valuestring : NULL, err);
+		} else if (strcmp(ph->valuestring, "X") == 0) {
+			rc = read_event(s, path, f, k, e, p, nm->valuestring, err);
+		}
+	}
+	cJSON_Delete(root);
+	return rc;
+}
+
+static int cmp_party(const void *a, const void *b)
+{
+	const struct pipar_trace_party *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return x->file < y->file ? -1 : x->file > y->file;
+}
+
+int pipar_trace_read(const char *const *paths, int n, struct pipar_trace_set *s, char *err)
+{
+	memset(s, 0, sizeof(*s));
+	for (int f = 0; f < n; f++)
+		if (read_file(s, paths[f], f, err) < 0)
+			goto fail;
+	/* One run has one file per party: a party in two files means traces
+	 * of different runs (or one file given twice). */
+	if (s->nparty)
+		qsort(s->party, s->nparty, sizeof(*s->party), cmp_party);
+	for (size_t i = 1; i < s->nparty; i++)
+		if (s->party[i].pid == s->party[i - 1].pid && s->party[i].file != s->party[i - 1].file) {
+			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
+				   pipar_json_name(paths[s->party[i].file]), s->party[i].pid,
+				   pipar_json_name(paths[s->party[i - 1].file]));
+			goto fail;
+		}
+	return 0;
+fail:
+	pipar_trace_set_free(s);
+	return -1;
+}
+
+void pipar_trace_set_free(struct pipar_trace_set *s)
+{
+	for (size_t i = 0; i < s->nev; i++)
+		free(s->ev[i].stage);
+	for (size_t i = 0; i < s->nparty; i++)
+		free(s->party[i].name);
+	free(s->ev);
+	free(s->party);
+	memset(s, 0, sizeof(*s));
+}
+
+static int cmp_party_pid(const void *a, const void *b)
+{
+	const struct pipar_trace_party *x = a, *y = b;
+
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+const char *pipar_trace_party_name(const struct pipar_trace_set *s, int pid, char *buf,
+				   size_t size)
+{
+	struct pipar_trace_party key = {pid, 0, NULL};
+	const struct pipar_trace_party *c =
+		s->nparty ? bsearch(&key, s->party, s->nparty, sizeof(*c), cmp_party_pid) : NULL;
+
+	snprintf(buf, size, pid == 0 ? "server" : "device %d", pid);
+	/* bsearch finds some entry of pid; its name, if any, is in the group */
+	if (c) {
+		while (c > s->party && c[-1].pid == pid)
+			c--;
+		for (; c < s->party + s->nparty && c->pid == pid; c++)
+			if (c->name) {
+				snprintf(buf, size, "%s", c->name);
+				break;
+			}
+	}
+	return buf;
+}
+
+/* ---------------------------------------------------------------- summary */
+
 struct span {
-	int pid, tid, file;
+	int pid, tid;
 	double start, end, bytes;       /* bytes < 0: none recorded */
 };
 
@@ -187,144 +441,13 @@ static int cmp_dbl(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err)
+/* Per party and resource, the busy time (the union of its events) and
+ * the bytes carried, from spans sorted by lane; returns the lanes made. */
+static int make_lanes(const struct pipar_trace_set *set, const struct span *sp, size_t nsp,
+		      struct lane *lanes)
 {
-	struct span *sp = NULL, *steps = NULL;
-	struct lane *lanes = NULL;
-	size_t nsp = 0, capsp = 0, nst = 0, capst = 0;
-	int nl = 0, r = -1;
-	double t0 = 1e300, t1 = -1e300;
-	char names[256][96];
-	int name_pid[256], nnames = 0;
-	cJSON *o = NULL;
+	int nl = 0;
 
-	*out = NULL;
-	for (int f = 0; f < n; f++) {
-		char *text = pipar_read_file(paths[f], 1u << 30, NULL, err);
-		cJSON *root, *evs;
-
-		if (!text)
-			goto done;
-		root = pipar_json_parse(text, paths[f], NULL, PIPAR_TRACE_FORMAT,
-					PIPAR_JSON_FORMAT_OPTIONAL, err);
-		free(text);
-		if (!root)
-			goto done;
-		evs = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
-		if (!cJSON_IsArray(evs)) {
-			pipar_errf(err, "'%s': not a trace (no traceEvents array)",
-				   pipar_json_name(paths[f]));
-			cJSON_Delete(root);
-			goto done;
-		}
-		for (const cJSON *e = evs->child; e; e = e->next) {
-			const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "ph");
-			const cJSON *pid = cJSON_GetObjectItemCaseSensitive(e, "pid");
-			const cJSON *tid = cJSON_GetObjectItemCaseSensitive(e, "tid");
-			const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
-
-			if (!cJSON_IsString(ph) || !cJSON_IsNumber(pid) || !cJSON_IsString(nm)) {
-				pipar_errf(err, "'%s': an event without ph, pid or name",
-					   pipar_json_name(paths[f]));
-				cJSON_Delete(root);
-				goto done;
-			}
-			if (strcmp(ph->valuestring, "M") == 0) {
-				const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "args");
-				const cJSON *an = cJSON_GetObjectItemCaseSensitive(a, "name");
-
-				if (!cJSON_IsString(an))
-					continue;
-				if (strcmp(nm->valuestring, "process_name") == 0 && nnames < 256) {
-					name_pid[nnames] = (int)pid->valuedouble;
-					snprintf(names[nnames++], sizeof(names[0]), "%s", an->valuestring);
-				}
-				continue;
-			}
-			if (strcmp(ph->valuestring, "X") != 0)
-				continue;
-			const cJSON *ts = cJSON_GetObjectItemCaseSensitive(e, "ts");
-			const cJSON *du = cJSON_GetObjectItemCaseSensitive(e, "dur");
-
-			if (!cJSON_IsNumber(tid) || !cJSON_IsNumber(ts) || !cJSON_IsNumber(du) ||
-			    !(du->valuedouble >= 0) || !isfinite(ts->valuedouble)) {
-				pipar_errf(err, "'%s': an event '%.40s' without a valid tid, ts or dur",
-					   pipar_json_name(paths[f]), nm->valuestring);
-				cJSON_Delete(root);
-				goto done;
-			}
-			if (nsp == capsp) {
-				size_t nc = capsp ? 2 * capsp : 4096;
-				struct span *ns = realloc(sp, sizeof(*sp) * nc);
-
-				if (!ns) {
-					pipar_errf(err, "out of memory");
-					cJSON_Delete(root);
-					goto done;
-				}
-				sp = ns;
-				capsp = nc;
-			}
-			const cJSON *by = cJSON_GetObjectItemCaseSensitive(
-				cJSON_GetObjectItemCaseSensitive(e, "args"), "bytes");
-			struct span s = {(int)pid->valuedouble, (int)tid->valuedouble, f,
-					 ts->valuedouble * 1e-6,
-					 (ts->valuedouble + du->valuedouble) * 1e-6, -1};
-
-			if (by && !(cJSON_IsNumber(by) && by->valuedouble >= 0 &&
-				    by->valuedouble <= 9.007199254740992e15)) {
-				pipar_errf(err, "'%s': an event '%.40s' whose bytes are not a "
-					   "count", pipar_json_name(paths[f]), nm->valuestring);
-				cJSON_Delete(root);
-				goto done;
-			}
-			if (by)
-				s.bytes = by->valuedouble;
-
-			sp[nsp++] = s;
-			if (s.start < t0)
-				t0 = s.start;
-			if (s.end > t1)
-				t1 = s.end;
-			if (strcmp(nm->valuestring, "step") == 0 || strcmp(nm->valuestring, "train") == 0) {
-				if (nst == capst) {
-					size_t nc = capst ? 2 * capst : 1024;
-					struct span *ns = realloc(steps, sizeof(*steps) * nc);
-
-					if (!ns) {
-						pipar_errf(err, "out of memory");
-						cJSON_Delete(root);
-						goto done;
-					}
-					steps = ns;
-					capst = nc;
-				}
-				steps[nst++] = s;
-			}
-		}
-		cJSON_Delete(root);
-	}
-	if (!nsp) {
-		pipar_errf(err, "no events in the trace%s", n > 1 ? "s" : "");
-		goto done;
-	}
-	/* Busy time per lane: the union of its events. */
-	qsort(sp, nsp, sizeof(*sp), cmp_span);
-	/* One run has one file per party. */
-	for (size_t i = 1; i < nsp; i++)
-		if (sp[i].pid == sp[i - 1].pid && sp[i].file != sp[i - 1].file) {
-			int a = sp[i].file < sp[i - 1].file ? sp[i].file : sp[i - 1].file;
-			int b = sp[i].file ^ sp[i - 1].file ^ a;
-
-			pipar_errf(err, "'%s': party %d is also in '%s': not the traces of one run",
-				   pipar_json_name(paths[b]), sp[i].pid, pipar_json_name(paths[a]));
-			goto done;
-		}
-	lanes = calloc(nsp, sizeof(*lanes));
-	if (!lanes) {
-		pipar_errf(err, "out of memory");
-		goto done;
-	}
 	for (size_t i = 0; i < nsp;) {
 		struct lane *l = &lanes[nl++];
 		double cs = sp[i].start, ce = sp[i].end;
@@ -347,24 +470,54 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		}
 		l->busy += ce - cs;
 		i = j;
-		snprintf(l->party, sizeof(l->party), l->pid == 0 ? "server" : "device %d", l->pid);
-		for (int q = 0; q < nnames; q++)
-			if (name_pid[q] == l->pid)
-				snprintf(l->party, sizeof(l->party), "%.95s", names[q]);
+		pipar_trace_party_name(set, l->pid, l->party, sizeof(l->party));
 		snprintf(l->resource, sizeof(l->resource), "%s",
 			 l->tid == PIPAR_RES_COMPUTE ? "compute" : l->tid == PIPAR_RES_UPLINK ? "uplink" :
 			 l->tid == PIPAR_RES_DOWNLINK ? "downlink" : "other");
 	}
-	double spanv = t1 - t0;
+	return nl;
+}
+
+/* The iteration times: between consecutive "step" or "train" events of
+ * each device (steps sorted by lane, nst of them), into o. */
+static int iterations(cJSON *o, const struct span *steps, size_t nst, char *err)
+{
+	double *it = malloc(sizeof(double) * (nst ? nst : 1)), sum = 0;
+	size_t ni = 0;
+	cJSON *iters = cJSON_AddObjectToObject(o, "iterations");
+
+	if (!it)
+		return pipar_errf(err, "out of memory");
+	for (size_t i = 1; i < nst; i++)
+		if (steps[i].pid == steps[i - 1].pid)
+			it[ni++] = steps[i].end - steps[i - 1].end;
+	qsort(it, ni, sizeof(double), cmp_dbl);
+	for (size_t i = 0; i < ni; i++)
+		sum += it[i];
+	cJSON_AddNumberToObject(iters, "count", (double)ni);
+	if (ni) {
+		pipar_json_add_fixed(iters, "mean_seconds", sum / (double)ni, 6);
+		pipar_json_add_fixed(iters, "median_seconds",
+				     ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]), 6);
+		pipar_json_add_fixed(iters, "p95_seconds", it[(size_t)(0.95 * (double)(ni - 1) + 0.5)],
+				     6);
+	}
+	free(it);
+	return 0;
+}
+
+/* The summary document of nl lanes over span seconds. */
+static cJSON *summary_json(const struct lane *lanes, int nl, double spanv, const struct span *steps,
+			   size_t nst, char *err)
+{
+	cJSON *o = cJSON_CreateObject(), *parties, *b;
+	double moved[4] = {0, 0, 0, 0};
+	int best = 0, any_bytes = 0;
+
 	/* Seconds to the microsecond, bytes whole, shares to 6 decimals. */
-	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "format", PIPAR_TRACE_SUMMARY_FORMAT);
 	pipar_json_add_fixed(o, "span_seconds", spanv, 6);
-	cJSON *parties = cJSON_AddArrayToObject(o, "resources");
-	int best = 0;
-	double moved[4] = {0, 0, 0, 0};
-	int any_bytes = 0;
-
+	parties = cJSON_AddArrayToObject(o, "resources");
 	for (int i = 0; i < nl; i++) {
 		cJSON *x = cJSON_CreateObject();
 
@@ -384,34 +537,9 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		if (lanes[i].busy > lanes[best].busy)
 			best = i;
 	}
-	/* Iterations: the time between consecutive steps of each device. */
-	{
-		double *it = malloc(sizeof(double) * (nst ? nst : 1));
-		size_t ni = 0;
-		cJSON *iters = cJSON_AddObjectToObject(o, "iterations");
-
-		if (!it) {
-			pipar_errf(err, "out of memory");
-			goto done;
-		}
-		qsort(steps, nst, sizeof(*steps), cmp_span);
-		for (size_t i = 1; i < nst; i++)
-			if (steps[i].pid == steps[i - 1].pid)
-				it[ni++] = steps[i].end - steps[i - 1].end;
-		qsort(it, ni, sizeof(double), cmp_dbl);
-		double sum = 0;
-
-		for (size_t i = 0; i < ni; i++)
-			sum += it[i];
-		cJSON_AddNumberToObject(iters, "count", (double)ni);
-		if (ni) {
-			pipar_json_add_fixed(iters, "mean_seconds", sum / (double)ni, 6);
-			pipar_json_add_fixed(iters, "median_seconds",
-					     ni % 2 ? it[ni / 2] : 0.5 * (it[ni / 2 - 1] + it[ni / 2]), 6);
-			pipar_json_add_fixed(iters, "p95_seconds",
-					     it[(size_t)(0.95 * (double)(ni - 1) + 0.5)], 6);
-		}
-		free(it);
+	if (iterations(o, steps, nst, err) < 0) {
+		cJSON_Delete(o);
+		return NULL;
 	}
 	if (any_bytes) {
 		cJSON *m = cJSON_AddObjectToObject(o, "bytes_moved");
@@ -419,17 +547,56 @@ int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err
 		pipar_json_add_fixed(m, "uplink", moved[PIPAR_RES_UPLINK], 0);
 		pipar_json_add_fixed(m, "downlink", moved[PIPAR_RES_DOWNLINK], 0);
 	}
-	cJSON *b = cJSON_AddObjectToObject(o, "bottleneck");
-
+	b = cJSON_AddObjectToObject(o, "bottleneck");
 	cJSON_AddStringToObject(b, "party", lanes[best].party);
 	cJSON_AddStringToObject(b, "resource", lanes[best].resource);
 	pipar_json_add_fixed(b, "share", spanv > 0 ? lanes[best].busy / spanv : 0, 6);
-	*out = cJSON_Print(o);
-	r = *out ? 0 : pipar_errf(err, "out of memory");
+	return o;
+}
+
+int pipar_trace_summarise(const char *const *paths, int n, char **out, char *err)
+{
+	struct pipar_trace_set set;
+	struct span *sp = NULL, *steps = NULL;
+	struct lane *lanes = NULL;
+	size_t nst = 0;
+	double t0 = 1e300, t1 = -1e300;
+	cJSON *o = NULL;
+	int nl, r = -1;
+
+	*out = NULL;
+	if (pipar_trace_read(paths, n, &set, err) < 0)
+		return -1;
+	if (!set.nev) {
+		pipar_errf(err, "no events in the trace%s", n > 1 ? "s" : "");
+		goto done;
+	}
+	sp = malloc(sizeof(*sp) * set.nev);
+	steps = malloc(sizeof(*steps) * set.nev);
+	lanes = calloc(set.nev, sizeof(*lanes));
+	if (!sp || !steps || !lanes) {
+		pipar_errf(err, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < set.nev; i++) {
+		const struct pipar_trace_ev *e = &set.ev[i];
+
+		sp[i] = (struct span){e->pid, e->tid, e->start, e->start + e->dur, e->bytes};
+		t0 = fmin(t0, sp[i].start);
+		t1 = fmax(t1, sp[i].end);
+		if (strcmp(e->stage, "step") == 0 || strcmp(e->stage, "train") == 0)
+			steps[nst++] = sp[i];
+	}
+	qsort(sp, set.nev, sizeof(*sp), cmp_span);
+	qsort(steps, nst, sizeof(*steps), cmp_span);
+	nl = make_lanes(&set, sp, set.nev, lanes);
+	if ((o = summary_json(lanes, nl, t1 - t0, steps, nst, err)))
+		r = (*out = cJSON_Print(o)) ? 0 : pipar_errf(err, "out of memory");
 done:
 	cJSON_Delete(o);
 	free(sp);
 	free(steps);
 	free(lanes);
+	pipar_trace_set_free(&set);
 	return r;
 }

@@ -8,13 +8,19 @@
  * line up.  Recording is thread-safe.
  *
  * A trace file carries "format": "pipar-trace/1" beside the trace-event
- * keys (viewers keep unknown top-level keys as metadata); the readers
- * (here and in timeline.h) also take trace-event JSON without it, but
- * refuse a pipar file of another kind by name.  The summary of a run's
+ * keys (viewers keep unknown top-level keys as metadata); the reader
+ * (pipar_trace_read, which the summary and timeline.h use) also takes
+ * trace-event JSON without it, but refuses a pipar file of another kind
+ * by name.
+ *
+ * Who owns what: a trace is the caller's from pipar_trace_new to
+ * pipar_trace_free; recording copies nothing the caller keeps.  The summary of a run's
  * traces is a "pipar-trace-summary/1" document.
  */
 #ifndef PIPAR_TRACE_H
 #define PIPAR_TRACE_H
+
+#include <stddef.h>
 
 #define PIPAR_TRACE_FORMAT "pipar-trace/1"
 #define PIPAR_TRACE_SUMMARY_FORMAT "pipar-trace-summary/1"
@@ -57,6 +63,48 @@ double pipar_trace_busy(struct pipar_trace *t, enum pipar_resource res, int rese
 int pipar_trace_write(struct pipar_trace *t, const char *path, char *err);
 
 void pipar_trace_free(struct pipar_trace *t);
+
+/* ---- reading: one reader for the summary and the timeline ---- */
+
+/* A complete event ("ph": "X") of a trace file. */
+struct pipar_trace_ev {
+	char *stage;                    /* its name, owned by the set */
+	int pid, tid, file;             /* party, resource, index of its file */
+	int iteration, micro, device;   /* -1 when not recorded */
+	double start, dur;              /* seconds */
+	double bytes;                   /* < 0: none recorded */
+};
+
+/* A party a file names: by a metadata event (name its process_name) or
+ * by one of its events (name NULL). */
+struct pipar_trace_party {
+	int pid, file;
+	char *name;                     /* owned by the set; may be NULL */
+};
+
+/* The traces of one run as read.  Who owns what: the set owns its arrays
+ * and every string in them, until pipar_trace_set_free. */
+struct pipar_trace_set {
+	struct pipar_trace_ev *ev;      /* in file order */
+	size_t nev, capev;
+	struct pipar_trace_party *party;/* sorted by pid, then file */
+	size_t nparty, capparty;
+};
+
+/* Reads the n files of one run (one file per party) into *s: every event
+ * is checked (an object; ph, name and pid present, pid a party number; a
+ * complete event's tid a resource number, ts and dur finite, dur >= 0,
+ * iteration and micro integers from -1, device a party number, bytes a
+ * count), and a party named in two files is refused (traces of different
+ * runs, or one file given twice).  -1 with err naming the file, the event
+ * (counted from 1) and the field; *s is then empty. */
+int pipar_trace_read(const char *const *paths, int n, struct pipar_trace_set *s, char *err);
+void pipar_trace_set_free(struct pipar_trace_set *s);
+
+/* The name of party pid: its process_name, else "server" (pid 0) or
+ * "device N".  Returns buf. */
+const char *pipar_trace_party_name(const struct pipar_trace_set *s, int pid, char *buf,
+				   size_t size);
 
 /* Reads the traces of one run (one file per party) and summarises them as
  * a JSON object (malloc'd text in *out; "format" PIPAR_TRACE_SUMMARY_FORMAT;

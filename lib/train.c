@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
+#include "rng.h"
 
 #include <stdlib.h>
 #include <string.h>

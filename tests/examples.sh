@@ -104,7 +104,7 @@ for page in "$ROOT"/man/man*/*.[157]; do
 		>"$d.out" 2>"$d.err" </dev/null)
 	while read -r rc i what; do
 		check "$name, example command $i: $what" "[ $rc -eq 0 ]" ||
-			tail -n 5 "$d.err" | sed 's/^/# /'
+			tail -n 5 "$d.err" | sed 's/^/# /' >&2
 	done <"$d.status"
 	want=$(grep -c '>&3$' "$d.sh")
 	check "$name: all $want example commands ran" "[ \$(wc -l <'$d.status') -eq $want ]"

@@ -17,6 +17,7 @@
 
 #include "checkpoint.h"
 #include "tap.h"
+#include "rng.h"
 
 static char dir[] = "/tmp/pipar-ckpt-XXXXXX";
 

@@ -13,6 +13,8 @@
 
 #include "cli.h"
 #include "tap.h"
+#include "file.h"
+#include "json.h"
 #include "util.h"
 
 static char err[PIPAR_ERRLEN];
@@ -106,11 +108,11 @@ int main(void)
 	   "a directory is not a file");
 	ok(pipar_out_check("-", err) == 0, "'-' is standard output");
 
-	ok(pipar_round(1.887e-15, 6) == 0 && !signbit(pipar_round(-1e-9, 6)),
+	ok(pipar_json_round(1.887e-15, 6) == 0 && !signbit(pipar_json_round(-1e-9, 6)),
 	   "noise rounds to 0, not -0");
-	ok(pipar_round(7.605530407000515, 6) == 7.60553, "seconds to the microsecond");
-	ok(pipar_round(150592992.4, 0) == 150592992, "bytes to an integer");
-	ok(isnan(pipar_round(NAN, 6)) && pipar_round(1e300, 6) == 1e300, "non-finite and huge kept");
+	ok(pipar_json_round(7.605530407000515, 6) == 7.60553, "seconds to the microsecond");
+	ok(pipar_json_round(150592992.4, 0) == 150592992, "bytes to an integer");
+	ok(isnan(pipar_json_round(NAN, 6)) && pipar_json_round(1e300, 6) == 1e300, "non-finite and huge kept");
 	{
 		double bps;
 

@@ -25,6 +25,7 @@
 
 #include "layers.h"
 #include "tap.h"
+#include "rng.h"
 #include "util.h"
 
 struct harness {

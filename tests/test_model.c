@@ -12,6 +12,7 @@
 #include "model.h"
 #include "pool.h"
 #include "tap.h"
+#include "rng.h"
 
 static float *fbuf(size_t n)
 {

@@ -11,6 +11,7 @@
 
 #include "model.h"
 #include "plan.h"
+#include "rng.h"
 #include "util.h"
 #include "tap.h"
 
