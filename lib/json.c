@@ -195,3 +195,54 @@ double pipar_json_round(double v, int decimals)
 	r = nearbyint(v * q) / q;
 	return r == 0 ? 0 : r;          /* no -0 */
 }
+
+int pipar_json_bad(const struct pipar_json_ctx *c, const char *path, const char *why)
+{
+	return pipar_errf(c->err, "'%s': field '%s': %s", c->name, path, why);
+}
+
+int pipar_json_num(const cJSON *o, const char *key, const char *path, double lo, double hi,
+		   double *out, const struct pipar_json_ctx *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	char msg[96];
+	double d;
+
+	if (!v)
+		return pipar_json_bad(c, path, "missing");
+	if (!pipar_json_number(v, &d) || !isfinite(d))
+		return pipar_json_bad(c, path, "not a number");
+	if (d < lo || d > hi) {
+		snprintf(msg, sizeof(msg), "%g outside [%g, %g]%s", d, lo, hi,
+			 d < 0 && lo >= 0 ? " (negative)" : "");
+		return pipar_json_bad(c, path, msg);
+	}
+	*out = d;
+	return 0;
+}
+
+int pipar_json_int(const cJSON *o, const char *key, const char *path, long lo, long hi,
+		   long *out, const struct pipar_json_ctx *c)
+{
+	double d = 0;
+
+	if (pipar_json_num(o, key, path, (double)lo, (double)hi, &d, c) < 0)
+		return -1;
+	if (d != floor(d))
+		return pipar_json_bad(c, path, "not an integer");
+	*out = (long)d;
+	return 0;
+}
+
+int pipar_json_str(const cJSON *o, const char *key, const char *path, char *buf, size_t len,
+		   const struct pipar_json_ctx *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsString(v))
+		return pipar_json_bad(c, path, "missing or not a string");
+	if (strlen(v->valuestring) >= len)
+		return pipar_json_bad(c, path, "too long");
+	strcpy(buf, v->valuestring);
+	return 0;
+}

@@ -31,6 +31,7 @@
 #define PIPAR_JSON_H
 
 #include <cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* The name messages give the file at path: "<stdin>" for "-", else path
@@ -69,6 +70,29 @@ const char *pipar_json_format(const cJSON *root);
  * are not JSON (a checkpoint given a plan). */
 int pipar_json_kind_error(char *err, const char *name, const char *found,
 			  const char *expected);
+
+/* Reading a document's fields, one wording for every reader: each
+ * refusal names the file and the field's path,
+ *   'dev.json': field 'units[0].forward[0].median': -1 outside [0, 1e+09] (negative)
+ * and returns -1 with c->err filled.  The value read goes to *out only
+ * when it is accepted. */
+struct pipar_json_ctx {
+	const char *name;               /* the file, as messages show it */
+	char *err;
+};
+
+/* "'NAME': field 'PATH': WHY"; always -1. */
+int pipar_json_bad(const struct pipar_json_ctx *c, const char *path, const char *why);
+/* The number under key in o (written as a number or as fixed text), in
+ * [lo, hi]; path names it in messages. */
+int pipar_json_num(const cJSON *o, const char *key, const char *path, double lo, double hi,
+		   double *out, const struct pipar_json_ctx *c);
+/* The same, and an integer. */
+int pipar_json_int(const cJSON *o, const char *key, const char *path, long lo, long hi,
+		   long *out, const struct pipar_json_ctx *c);
+/* The string under key, copied into buf of len bytes. */
+int pipar_json_str(const cJSON *o, const char *key, const char *path, char *buf, size_t len,
+		   const struct pipar_json_ctx *c);
 
 /* The name of the first member of object o that is not in the
  * NULL-terminated list known, or NULL when all are known (each reader

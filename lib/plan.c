@@ -735,31 +735,21 @@ cJSON *pipar_plan_file_json(const struct pipar_plan_file *p)
 	return root;
 }
 
+/* The number (or integer) under key, through json.h, for the file name. */
 static int plan_num(const cJSON *o, const char *key, const char *path, double lo,
 		    double hi, double *out, const char *name, char *err)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d;
+	const struct pipar_json_ctx c = {name, err};
 
-	if (!pipar_json_number(v, &d) || !isfinite(d))
-		return pipar_errf(err, "'%s': field '%s': missing or not a number", name, path);
-	if (d < lo || d > hi)
-		return pipar_errf(err, "'%s': field '%s': %g outside [%g, %g]", name, path, d, lo, hi);
-	*out = d;
-	return 0;
+	return pipar_json_num(o, key, path, lo, hi, out, &c);
 }
 
 static int plan_int(const cJSON *o, const char *key, const char *path, long lo,
 		    long hi, long *out, const char *name, char *err)
 {
-	double d = 0;
+	const struct pipar_json_ctx c = {name, err};
 
-	if (plan_num(o, key, path, (double)lo, (double)hi, &d, name, err) < 0)
-		return -1;
-	if (d != floor(d))
-		return pipar_errf(err, "'%s': field '%s': not an integer", name, path);
-	*out = (long)d;
-	return 0;
+	return pipar_json_int(o, key, path, lo, hi, out, &c);
 }
 
 int pipar_plan_parse(const char *text, const char *name,

@@ -371,69 +371,33 @@ int pipar_profile_write(FILE *f, const struct pipar_profile *p)
 	return r;
 }
 
-/* Field access with messages that name the path. */
-struct ctx {
-	const char *name;
-	char *err;
-};
-
-static int bad(const struct ctx *c, const char *path, const char *why)
-{
-	return pipar_errf(c->err, "'%s': field '%s': %s", c->name, path, why);
-}
-
-static int get_num(const cJSON *o, const char *key, const char *path, double lo,
-		   double hi, double *out, const struct ctx *c)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	char msg[96];
-
-	if (!v)
-		return bad(c, path, "missing");
-	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-		return bad(c, path, "not a number");
-	if (v->valuedouble < lo || v->valuedouble > hi) {
-		snprintf(msg, sizeof(msg), "%g outside [%g, %g]%s", v->valuedouble, lo, hi,
-			 v->valuedouble < 0 && lo >= 0 ? " (negative)" : "");
-		return bad(c, path, msg);
-	}
-	*out = v->valuedouble;
-	return 0;
-}
-
+/* Field access with messages that name the path (json.h). */
 static int get_str(const cJSON *o, const char *key, char *buf, size_t len,
-		   const struct ctx *c)
+		   const struct pipar_json_ctx *c)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (!cJSON_IsString(v))
-		return bad(c, key, "missing or not a string");
-	if (strlen(v->valuestring) >= len)
-		return bad(c, key, "too long");
-	strcpy(buf, v->valuestring);
-	return 0;
+	return pipar_json_str(o, key, key, buf, len, c);
 }
 
 static int get_time(const cJSON *arr, int s, const char *what, int u,
-		    struct pipar_time *t, const struct ctx *c)
+		    struct pipar_time *t, const struct pipar_json_ctx *c)
 {
 	const cJSON *o = cJSON_GetArrayItem(arr, s);
 	char path[96];
 
 	snprintf(path, sizeof(path), "units[%d].%s[%d].median", u, what, s);
 	if (!cJSON_IsObject(o))
-		return bad(c, path, "missing");
-	if (get_num(o, "median", path, 0, 1e9, &t->median, c))
+		return pipar_json_bad(c, path, "missing");
+	if (pipar_json_num(o, "median", path, 0, 1e9, &t->median, c))
 		return -1;
 	snprintf(path, sizeof(path), "units[%d].%s[%d].min", u, what, s);
-	if (get_num(o, "min", path, 0, 1e9, &t->min, c))
+	if (pipar_json_num(o, "min", path, 0, 1e9, &t->min, c))
 		return -1;
 	snprintf(path, sizeof(path), "units[%d].%s[%d].max", u, what, s);
-	if (get_num(o, "max", path, 0, 1e9, &t->max, c))
+	if (pipar_json_num(o, "max", path, 0, 1e9, &t->max, c))
 		return -1;
 	if (t->min > t->median || t->median > t->max) {
 		snprintf(path, sizeof(path), "units[%d].%s[%d]", u, what, s);
-		return bad(c, path, "min <= median <= max does not hold");
+		return pipar_json_bad(c, path, "min <= median <= max does not hold");
 	}
 	return 0;
 }
@@ -445,7 +409,7 @@ int pipar_profile_parse(const char *text, const char *name,
 		"format", "role", "host", "slowdown", "repeat", "model_name", "model",
 		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
 	};
-	struct ctx c = {name, err};
+	struct pipar_json_ctx c = {name, err};
 	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-profile/1", 0, err);
 	struct pipar_profile *p = NULL;
 	const cJSON *v, *arr;
@@ -459,29 +423,29 @@ int pipar_profile_parse(const char *text, const char *name,
 	if (!p)
 		goto oom;
 	if ((unknown = pipar_json_unknown_field(root, known))) {
-		bad(&c, unknown, "unknown field");
+		pipar_json_bad(&c, unknown, "unknown field");
 		goto fail;
 	}
 	if (get_str(root, "role", p->role, sizeof(p->role), &c))
 		goto fail;
 	if (strcmp(p->role, "device") && strcmp(p->role, "server")) {
-		bad(&c, "role", "not \"device\" or \"server\"");
+		pipar_json_bad(&c, "role", "not \"device\" or \"server\"");
 		goto fail;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "host");
 	if (!cJSON_IsObject(v)) {
-		bad(&c, "host", "missing or not an object");
+		pipar_json_bad(&c, "host", "missing or not an object");
 		goto fail;
 	}
 	if (get_str(v, "cpu", p->cpu, sizeof(p->cpu), &c) ||
-	    get_num(v, "cores", "host.cores", 0, 1e6, &d, &c))
+	    pipar_json_num(v, "cores", "host.cores", 0, 1e6, &d, &c))
 		goto fail;
 	p->cores = (int)d;
-	if (get_num(v, "threads", "host.threads", 1, 1e6, &d, &c))
+	if (pipar_json_num(v, "threads", "host.threads", 1, 1e6, &d, &c))
 		goto fail;
 	p->threads = (int)d;
-	if (get_num(root, "slowdown", "slowdown", 1e-6, 1e6, &p->slowdown, &c) ||
-	    get_num(root, "repeat", "repeat", 1, 1e6, &d, &c))
+	if (pipar_json_num(root, "slowdown", "slowdown", 1e-6, 1e6, &p->slowdown, &c) ||
+	    pipar_json_num(root, "repeat", "repeat", 1, 1e6, &d, &c))
 		goto fail;
 	p->repeat = (int)d;
 	if (get_str(root, "model_name", p->model_name, sizeof(p->model_name), &c) ||
@@ -489,7 +453,7 @@ int pipar_profile_parse(const char *text, const char *name,
 		goto fail;
 	v = cJSON_GetObjectItemCaseSensitive(root, "model");
 	if (!cJSON_IsObject(v)) {
-		bad(&c, "model", "missing or not an object");
+		pipar_json_bad(&c, "model", "missing or not an object");
 		goto fail;
 	}
 	p->spec = cJSON_PrintUnformatted(v);
@@ -497,7 +461,7 @@ int pipar_profile_parse(const char *text, const char *name,
 		goto oom;
 	v = cJSON_GetObjectItemCaseSensitive(root, "input");
 	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) {
-		bad(&c, "input", "not [C, H, W]");
+		pipar_json_bad(&c, "input", "not [C, H, W]");
 		goto fail;
 	}
 	{
@@ -508,26 +472,26 @@ int pipar_profile_parse(const char *text, const char *name,
 
 			if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > 65536 ||
 			    x->valuedouble != floor(x->valuedouble)) {
-				bad(&c, "input", "not [C, H, W] of positive integers");
+				pipar_json_bad(&c, "input", "not [C, H, W] of positive integers");
 				goto fail;
 			}
 			dims[i] = (int)x->valuedouble;
 		}
 		p->in = (struct pipar_shape){dims[0], dims[1], dims[2]};
 	}
-	if (get_num(root, "classes", "classes", 1, 1 << 20, &d, &c))
+	if (pipar_json_num(root, "classes", "classes", 1, 1 << 20, &d, &c))
 		goto fail;
 	p->classes = (int)d;
-	if (get_num(root, "data_samples", "data_samples", 0, 1e12, &d, &c))
+	if (pipar_json_num(root, "data_samples", "data_samples", 0, 1e12, &d, &c))
 		goto fail;
 	p->data_samples = (long)d;
-	if (get_num(root, "batch", "batch", 1, 1 << 20, &d, &c))
+	if (pipar_json_num(root, "batch", "batch", 1, 1 << 20, &d, &c))
 		goto fail;
 	p->batch = (int)d;
 	arr = cJSON_GetObjectItemCaseSensitive(root, "sizes");
 	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1 ||
 	    cJSON_GetArraySize(arr) > PIPAR_PROFILE_MAXSIZES) {
-		bad(&c, "sizes", "not an array of 1 to 32 sizes");
+		pipar_json_bad(&c, "sizes", "not an array of 1 to 32 sizes");
 		goto fail;
 	}
 	p->nsizes = cJSON_GetArraySize(arr);
@@ -537,14 +501,14 @@ int pipar_profile_parse(const char *text, const char *name,
 		if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > (1 << 20) ||
 		    x->valuedouble != floor(x->valuedouble) ||
 		    (s && x->valuedouble <= p->sizes[s - 1])) {
-			bad(&c, "sizes", "not ascending positive integers");
+			pipar_json_bad(&c, "sizes", "not ascending positive integers");
 			goto fail;
 		}
 		p->sizes[s] = (int)x->valuedouble;
 	}
 	arr = cJSON_GetObjectItemCaseSensitive(root, "units");
 	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1 || cJSON_GetArraySize(arr) > 4096) {
-		bad(&c, "units", "not a non-empty array");
+		pipar_json_bad(&c, "units", "not a non-empty array");
 		goto fail;
 	}
 	p->nunits = cJSON_GetArraySize(arr);
@@ -558,7 +522,7 @@ int pipar_profile_parse(const char *text, const char *name,
 
 		snprintf(path, sizeof(path), "units[%d]", u);
 		if (!cJSON_IsObject(uo)) {
-			bad(&c, path, "not an object");
+			pipar_json_bad(&c, path, "not an object");
 			goto fail;
 		}
 		fw = cJSON_GetObjectItemCaseSensitive(uo, "forward");
@@ -566,7 +530,7 @@ int pipar_profile_parse(const char *text, const char *name,
 		if (!cJSON_IsArray(fw) || cJSON_GetArraySize(fw) != p->nsizes ||
 		    !cJSON_IsArray(bw) || cJSON_GetArraySize(bw) != p->nsizes) {
 			snprintf(path, sizeof(path), "units[%d].forward", u);
-			bad(&c, path, "needs one time per size, forward and backward");
+			pipar_json_bad(&c, path, "needs one time per size, forward and backward");
 			goto fail;
 		}
 		for (int s = 0; s < p->nsizes; s++)
@@ -576,7 +540,7 @@ int pipar_profile_parse(const char *text, const char *name,
 #define UNUM(key, field, hi)                                                   \
 	do {                                                                   \
 		snprintf(path, sizeof(path), "units[%d]." key, u);             \
-		if (get_num(uo, key, path, 0, hi, &up->field, &c))             \
+		if (pipar_json_num(uo, key, path, 0, hi, &up->field, &c))             \
 			goto fail;                                             \
 	} while (0)
 		UNUM("step_seconds", step, 1e9);
