@@ -377,18 +377,125 @@ static int write_entry(struct archive *a, const char *name, const void *head,
 	return r;
 }
 
+/* Where a checkpoint goes: standard output as it is; a device or a pipe
+ * in place (renaming a file over /dev/null would replace it); otherwise a
+ * temporary file beside path, named in tmp, so that rename is atomic.
+ * Returns the descriptor, -1 with err. */
+static int open_target(const char *path, int to_stdout, char *tmp, int *in_place, char *err)
+{
+	const char *slash = strrchr(path, '/');
+	int dl = slash ? (int)(slash - path + 1) : 0, fd;
+	struct stat st;
+	mode_t mask;
+
+	*in_place = 0;
+	if (to_stdout)
+		return STDOUT_FILENO;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+			return pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
+		*in_place = 1;
+		return fd;
+	}
+	sprintf(tmp, "%.*s.%s.tmp.XXXXXX", dl, path, slash ? slash + 1 : path);
+	if (dl)
+		memcpy(tmp, path, (size_t)dl);
+	if ((fd = mkstemp(tmp)) < 0)
+		return pipar_errf(err, "cannot create a temporary file beside '%s': %s", path,
+				  strerror(errno));
+	/* mkstemp makes the file private; give it the usual mode. */
+	mask = umask(0);
+	umask(mask);
+	fchmod(fd, 0666 & ~mask);
+	return fd;
+}
+
+/* The zip archive on fd: the manifest text, then every array as .npy. */
+static int write_archive(int fd, const char *path, const char *text, const struct array *arr,
+			 int narr, char *err)
+{
+	struct archive *a = archive_write_new();
+	float *buf = NULL;
+	size_t bufn = 0;
+	int r = -1;
+
+	if (!a || archive_write_set_format_zip(a) != ARCHIVE_OK ||
+	    archive_write_set_options(a, "zip:compression=store") != ARCHIVE_OK ||
+	    archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+		pipar_errf(err, "cannot write '%s': %s", path,
+			   a && archive_error_string(a) ? archive_error_string(a) : "out of memory");
+		goto out;
+	}
+	if (write_entry(a, MANIFEST, text, strlen(text), "", 0, err, path) < 0)
+		goto out;
+	for (int i = 0; i < narr; i++) {
+		char head[256], entry[sizeof(arr[i].name) + 4];
+		size_t hl = npy_header(arr[i].p, head), n = arr[i].p->count;
+
+		if (n > bufn) {
+			free(buf);
+			buf = malloc(sizeof(float) * n);
+			bufn = buf ? n : 0;
+			if (!buf) {
+				pipar_errf(err, "out of memory");
+				goto out;
+			}
+		}
+		to_le(buf, arr[i].data, n);
+		snprintf(entry, sizeof(entry), "%s.npy", arr[i].name);
+		if (write_entry(a, entry, head, hl, buf, sizeof(float) * n, err, path) < 0)
+			goto out;
+	}
+	if (archive_write_close(a) != ARCHIVE_OK) {
+		pipar_errf(err, "cannot write '%s': %s", path, archive_error_string(a));
+		goto out;
+	}
+	r = 0;
+out:
+	if (a)
+		archive_write_free(a);
+	free(buf);
+	return r;
+}
+
+/* A temporary file written whole made durable and renamed over path,
+ * then the rename itself made durable; on failure it is removed. */
+static int commit_tmp(int fd, const char *tmp, const char *path, char *dircopy, char *err)
+{
+	int dfd;
+
+	if (fsync(fd) < 0) {
+		pipar_errf(err, "cannot write '%s': fsync: %s", path, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	if (rename(tmp, path) < 0) {
+		pipar_errf(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	if ((dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY)) >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
 int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 			  const struct pipar_ckpt_info *info, int with_momentum,
 			  char *err)
 {
 	struct array *arr = NULL;
-	int narr = 0, fd = -1, r = -1;
-	struct archive *a = NULL;
+	int narr = 0, fd = -1, r = -1, in_place = 0;
+	int to_stdout = strcmp(path, "-") == 0;
 	cJSON *man = NULL;
 	char *text = NULL, *tmp = NULL, *dircopy = NULL;
-	float *buf = NULL;
-	size_t bufn = 0;
-	int to_stdout = strcmp(path, "-") == 0, in_place = 0;
 
 	if (list_arrays(m, with_momentum, &arr, &narr, err) < 0)
 		return -1;
@@ -403,136 +510,22 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 			pipar_errf(err, "out of memory");
 		goto out;
 	}
-	/* The temporary file sits beside the target so that rename is atomic;
-	 * standard output is written as it is. */
-	if (to_stdout) {
-		fd = STDOUT_FILENO;
-		goto opened;
-	}
-	/* A device or a pipe is written in place: renaming a file over
-	 * /dev/null would replace it. */
-	{
-		struct stat st;
-
-		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-			fd = open(path, O_WRONLY | O_CLOEXEC);
-			if (fd < 0) {
-				pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
-				goto out;
-			}
-			in_place = 1;
-			goto opened;
-		}
-	}
-	{
-		const char *slash = strrchr(path, '/');
-		int dl = slash ? (int)(slash - path + 1) : 0;
-
-		sprintf(tmp, "%.*s.%s.tmp.XXXXXX", dl, path, slash ? slash + 1 : path);
-		if (dl)
-			memcpy(tmp, path, (size_t)dl);
-	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		pipar_errf(err, "cannot create a temporary file beside '%s': %s", path,
-			   strerror(errno));
+	if ((fd = open_target(path, to_stdout, tmp, &in_place, err)) < 0)
+		goto out;
+	if (write_archive(fd, path, text, arr, narr, err) < 0) {
+		if (!to_stdout)
+			close(fd);
+		if (!to_stdout && !in_place)
+			unlink(tmp);
 		goto out;
 	}
-	/* mkstemp makes the file private; give it the usual mode. */
-	{
-		mode_t mask = umask(0);
-
-		umask(mask);
-		fchmod(fd, 0666 & ~mask);
-	}
-opened:
-	a = archive_write_new();
-	if (!a || archive_write_set_format_zip(a) != ARCHIVE_OK ||
-	    archive_write_set_options(a, "zip:compression=store") != ARCHIVE_OK ||
-	    archive_write_open_fd(a, fd) != ARCHIVE_OK) {
-		pipar_errf(err, "cannot write '%s': %s", path,
-			   a && archive_error_string(a) ? archive_error_string(a) : "out of memory");
-		goto fail;
-	}
-	if (write_entry(a, MANIFEST, text, strlen(text), "", 0, err, path) < 0)
-		goto fail;
-	for (int i = 0; i < narr; i++) {
-		char head[256];
-		size_t hl = npy_header(arr[i].p, head), n = arr[i].p->count;
-
-		if (n > bufn) {
-			free(buf);
-			buf = malloc(sizeof(float) * n);
-			bufn = buf ? n : 0;
-			if (!buf) {
-				pipar_errf(err, "out of memory");
-				goto fail;
-			}
-		}
-		to_le(buf, arr[i].data, n);
-		char entry[sizeof(arr[i].name) + 4];
-
-		snprintf(entry, sizeof(entry), "%s.npy", arr[i].name);
-		if (write_entry(a, entry, head, hl, buf, sizeof(float) * n, err, path) < 0)
-			goto fail;
-	}
-	if (archive_write_close(a) != ARCHIVE_OK) {
-		pipar_errf(err, "cannot write '%s': %s", path, archive_error_string(a));
-		goto fail;
-	}
-	if (to_stdout) {
-		fd = -1;
+	if (to_stdout)
 		r = 0;
-		goto out;
-	}
-	if (in_place) {
-		r = close(fd) == 0 ? 0 : pipar_errf(err, "cannot write '%s': %s", path,
-						    strerror(errno));
-		fd = -1;
-		goto out;
-	}
-	if (fsync(fd) < 0) {
-		pipar_errf(err, "cannot write '%s': fsync: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		pipar_errf(err, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-		goto fail;
-	}
-	/* Make the rename itself durable. */
-	{
-		int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY);
-
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
-	r = 0;
-	goto out;
-fail:
-	if (to_stdout) {
-		fd = -1;
-		goto out;
-	}
-	if (in_place)
-		goto out;               /* out closes fd */
-	if (fd >= 0)
-		close(fd);
-	fd = -1;
-	unlink(tmp);
+	else if (in_place)
+		r = close(fd) == 0 ? 0 : pipar_errf(err, "cannot write '%s': %s", path, strerror(errno));
+	else
+		r = commit_tmp(fd, tmp, path, dircopy, err);
 out:
-	if (a)
-		archive_write_free(a);
-	if (fd >= 0)
-		close(fd);
-	free(buf);
 	free(arr);
 	free(text);
 	free(tmp);
@@ -717,6 +710,103 @@ out:
 	return r;
 }
 
+/* The first entry, the manifest: read, checked and the model built from
+ * it (*m), with the arrays it lists (*listed). */
+static int load_manifest(struct archive *a, const char *name, struct pipar_model **m,
+			 struct pipar_ckpt_info *info, cJSON **listed, char *err)
+{
+	struct archive_entry *e;
+	unsigned char *text;
+	size_t len;
+	char *z;
+	int r = archive_read_next_header(a, &e);
+
+	if (r != ARCHIVE_OK)
+		return pipar_errf(err, "'%s': %s", name,
+				  r == ARCHIVE_EOF ? "empty archive" :
+				  archive_error_string(a) ? archive_error_string(a) : "not a checkpoint");
+	if (strcmp(archive_entry_pathname(e) ? archive_entry_pathname(e) : "", MANIFEST) != 0)
+		return pipar_errf(err, "'%s': the first entry is not " MANIFEST
+				  " (not a pipar checkpoint)", name);
+	if (read_entry(a, &text, &len, MANIFEST_MAX, MANIFEST, name, err) < 0)
+		return -1;
+	if (!(z = realloc(text, len + 1))) {
+		free(text);
+		return pipar_errf(err, "out of memory");
+	}
+	z[len] = '\0';
+	if (strlen(z) != len) {
+		free(z);
+		return pipar_errf(err, "'%s': " MANIFEST " contains a NUL byte", name);
+	}
+	r = manifest_read(z, name, m, info, listed, err);
+	free(z);
+	return r;
+}
+
+/* The arrays the manifest lists are the model's, in its order. */
+static int check_listed(const cJSON *listed, const struct array *arr, int narr, const char *name,
+			char *err)
+{
+	if (cJSON_GetArraySize(listed) != narr)
+		return pipar_errf(err, "'%s': " MANIFEST " lists %d arrays, the model has %d", name,
+				  cJSON_GetArraySize(listed), narr);
+	for (int i = 0; i < narr; i++) {
+		const cJSON *x = cJSON_GetArrayItem(listed, i);
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name");
+
+		if (!cJSON_IsString(nm) || strcmp(nm->valuestring, arr[i].name) != 0)
+			return pipar_errf(err, "'%s': " MANIFEST " array %d is '%.60s', the model expects '%s'",
+					  name, i + 1, cJSON_IsString(nm) ? nm->valuestring : "?",
+					  arr[i].name);
+	}
+	return 0;
+}
+
+/* The entry named p, array i of arr: its .npy header checked against the
+ * array's shape, its values loaded, each a usable number. */
+static int load_array(struct archive *a, const char *p, const struct array *ar, const char *name,
+		      char *err)
+{
+	size_t len, off, want = sizeof(float) * ar->p->count;
+	char what[PIPAR_ERRLEN];
+	unsigned char *buf;
+
+	if (read_entry(a, &buf, &len, want + 65536 + 10, p, name, err) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "'%s': array '%s'", name, ar->name);
+	off = npy_parse(buf, len, ar->p, what, err);
+	if (off == 0) {
+		free(buf);
+		return -1;
+	}
+	if (len - off != want) {
+		free(buf);
+		return pipar_errf(err, "'%s': array '%s' holds %zu bytes of data, its shape needs %zu",
+				  name, ar->name, len - off, want);
+	}
+	to_le(ar->data, (const float *)(const void *)(buf + off), ar->p->count);
+	free(buf);
+	for (size_t k = 0; k < ar->p->count; k++)
+		if (!(ar->data[k] == ar->data[k]) || ar->data[k] > 3.4e38f || ar->data[k] < -3.4e38f)
+			return pipar_errf(err, "'%s': array '%s' holds a non-finite value at %zu", name,
+					  ar->name, k);
+	return 0;
+}
+
+/* The index of the array whose entry is p (NAME.npy), narr when none. */
+static int entry_index(const char *p, const struct array *arr, int narr)
+{
+	size_t pl = strlen(p);
+	int i;
+
+	for (i = 0; i < narr; i++)
+		if (pl == strlen(arr[i].name) + 4 && strncmp(arr[i].name, p, pl - 4) == 0 &&
+		    strcmp(p + pl - 4, ".npy") == 0)
+			break;
+	return i;
+}
+
 static int load_archive(struct archive *a, const char *name,
 			struct pipar_model **out, struct pipar_ckpt_info *info,
 			char *err)
@@ -729,36 +819,8 @@ static int load_archive(struct archive *a, const char *name,
 	int narr = 0, found = 0, momentum = 0, r;
 
 	memset(info, 0, sizeof(*info));
-	r = archive_read_next_header(a, &e);
-	if (r != ARCHIVE_OK)
-		return pipar_errf(err, "'%s': %s", name,
-				  r == ARCHIVE_EOF ? "empty archive" :
-				  archive_error_string(a) ? archive_error_string(a) : "not a checkpoint");
-	if (strcmp(archive_entry_pathname(e) ? archive_entry_pathname(e) : "", MANIFEST) != 0)
-		return pipar_errf(err, "'%s': the first entry is not " MANIFEST
-				  " (not a pipar checkpoint)", name);
-	{
-		unsigned char *text;
-		size_t len;
-
-		if (read_entry(a, &text, &len, MANIFEST_MAX, MANIFEST, name, err) < 0)
-			return -1;
-		char *z = realloc(text, len + 1);
-
-		if (!z) {
-			free(text);
-			return pipar_errf(err, "out of memory");
-		}
-		z[len] = '\0';
-		if (strlen(z) != len) {
-			free(z);
-			return pipar_errf(err, "'%s': " MANIFEST " contains a NUL byte", name);
-		}
-		r = manifest_read(z, name, &m, info, &listed, err);
-		free(z);
-		if (r < 0)
-			return -1;
-	}
+	if (load_manifest(a, name, &m, info, &listed, err) < 0)
+		return -1;
 	/* Momentum is present when the manifest lists it. */
 	for (const cJSON *x = listed->child; x; x = x->next) {
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(x, "kind");
@@ -766,43 +828,18 @@ static int load_archive(struct archive *a, const char *name,
 		if (cJSON_IsString(k) && strcmp(k->valuestring, "momentum") == 0)
 			momentum = 1;
 	}
-	if (list_arrays(m, momentum, &arr, &narr, err) < 0)
+	if (list_arrays(m, momentum, &arr, &narr, err) < 0 ||
+	    check_listed(listed, arr, narr, name, err) < 0)
 		goto fail;
-	if (cJSON_GetArraySize(listed) != narr) {
-		pipar_errf(err, "'%s': " MANIFEST " lists %d arrays, the model has %d",
-			   name, cJSON_GetArraySize(listed), narr);
-		goto fail;
-	}
-	for (int i = 0; i < narr; i++) {
-		const cJSON *x = cJSON_GetArrayItem(listed, i);
-		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name");
-
-		if (!cJSON_IsString(nm) || strcmp(nm->valuestring, arr[i].name) != 0) {
-			pipar_errf(err, "'%s': " MANIFEST " array %d is '%.60s', the model expects '%s'",
-				   name, i + 1, cJSON_IsString(nm) ? nm->valuestring : "?",
-				   arr[i].name);
-			goto fail;
-		}
-	}
-	seen = calloc((size_t)narr + 1, 1);
-	if (!seen) {
+	if (!(seen = calloc((size_t)narr + 1, 1))) {
 		pipar_errf(err, "out of memory");
 		goto fail;
 	}
 	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		const char *p = archive_entry_pathname(e);
-		unsigned char *buf;
-		size_t len, off, want;
-		int i;
+		const char *p = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
+		int i = entry_index(p, arr, narr);
 
-		if (!p)
-			p = "";
 		/* Entries are NAME.npy; the manifest and messages use NAME. */
-		size_t pl = strlen(p);
-		for (i = 0; i < narr; i++)
-			if (pl == strlen(arr[i].name) + 4 && strncmp(arr[i].name, p, pl - 4) == 0 &&
-			    strcmp(p + pl - 4, ".npy") == 0)
-				break;
 		if (i == narr) {
 			pipar_errf(err, "'%s': unexpected entry '%.80s'", name, p);
 			goto fail;
@@ -812,36 +849,8 @@ static int load_archive(struct archive *a, const char *name,
 			goto fail;
 		}
 		seen[i] = 1;
-		want = sizeof(float) * arr[i].p->count;
-		if (read_entry(a, &buf, &len, want + 65536 + 10, p, name, err) < 0)
+		if (load_array(a, p, &arr[i], name, err) < 0)
 			goto fail;
-		p = arr[i].name;
-		{
-			char what[PIPAR_ERRLEN];
-
-			snprintf(what, sizeof(what), "'%s': array '%s'", name, p);
-			off = npy_parse(buf, len, arr[i].p, what, err);
-		}
-		if (off == 0) {
-			free(buf);
-			goto fail;
-		}
-		if (len - off != want) {
-			pipar_errf(err, "'%s': array '%s' holds %zu bytes of data, its shape needs %zu",
-				   name, p, len - off, want);
-			free(buf);
-			goto fail;
-		}
-		to_le(arr[i].data, (const float *)(const void *)(buf + off), arr[i].p->count);
-		free(buf);
-		/* Stored values must be usable numbers. */
-		for (size_t k = 0; k < arr[i].p->count; k++)
-			if (!(arr[i].data[k] == arr[i].data[k]) ||
-			    arr[i].data[k] > 3.4e38f || arr[i].data[k] < -3.4e38f) {
-				pipar_errf(err, "'%s': array '%s' holds a non-finite value at %zu",
-					   name, p, k);
-				goto fail;
-			}
 		found++;
 	}
 	if (r != ARCHIVE_EOF) {
@@ -849,14 +858,11 @@ static int load_archive(struct archive *a, const char *name,
 			   archive_error_string(a) ? archive_error_string(a) : "corrupt archive");
 		goto fail;
 	}
-	if (found != narr) {
-		for (int i = 0; i < narr; i++)
-			if (!seen[i]) {
-				pipar_errf(err, "'%s': array '%s' is missing", name, arr[i].name);
-				break;
-			}
-		goto fail;
-	}
+	for (int i = 0; found != narr && i < narr; i++)
+		if (!seen[i]) {
+			pipar_errf(err, "'%s': array '%s' is missing", name, arr[i].name);
+			goto fail;
+		}
 	info->has_momentum = momentum;
 	free(arr);
 	free(seen);

@@ -363,49 +363,31 @@ struct idx {
 
 /* Loads one IDX file whose magic must be magic (0x801 labels, 0x803
  * images), refusing anything short, long or out of bounds. */
-static int idx_load(const struct source *src, uint32_t magic,
-		    struct idx *out, char *err)
+/* The IDX header on s: the magic and the dimensions, each within the
+ * limits, into out. */
+static int idx_header(struct stream *s, const char *path, uint32_t magic, struct idx *out,
+		      size_t *hlen, char *err)
 {
-	const char *path = src->name;
 	const char *what = magic == IDX_IMAGES_MAGIC ? "images" : "labels";
 	int ndims = (int)(magic & 0xff);
-	size_t hlen = 4 + 4 * (size_t)ndims, got = 0, cap, done = 0;
-	uint64_t extra = 0;
-	struct gz_trailer tr;
-	struct stream *s;
-	uint8_t hdr[16], *buf = NULL;
+	uint8_t hdr[16];
+	size_t got = 0;
 
-	memset(out, 0, sizeof(*out));
-	if (probe(src, &tr, err))
+	*hlen = 4 + 4 * (size_t)ndims;
+	if (stream_read(s, hdr, *hlen, &got, err))
 		return -1;
-	s = malloc(sizeof(*s));
-	if (!s)
-		return pipar_errf(err, "'%s': out of memory", path);
-	stream_set(s, src);
-	if (stream_open(s, STREAM_RAW_ANY, err))
-		goto fail;
-
-	if (stream_read(s, hdr, hlen, &got, err))
-		goto fail;
 	if (got < 4 || be32(hdr) != magic) {
-		if (ends_with(path, ".gz") &&
-		    archive_filter_code(s->a, 0) == ARCHIVE_FILTER_NONE)
-			pipar_errf(err, "'%s': not gzip data (truncated or "
-				   "corrupt file)", path);
-		else if (got < 4)
-			pipar_errf(err, "'%s': truncated: %zu bytes expected, "
-				   "%zu read", path, hlen, got);
-		else
-			pipar_errf(err, "'%s': bad magic 0x%08x (expected "
-				   "0x%08x, IDX %s)", path, be32(hdr), magic,
-				   what);
-		goto fail;
+		if (ends_with(path, ".gz") && archive_filter_code(s->a, 0) == ARCHIVE_FILTER_NONE)
+			return pipar_errf(err, "'%s': not gzip data (truncated or corrupt file)", path);
+		if (got < 4)
+			return pipar_errf(err, "'%s': truncated: %zu bytes expected, %zu read", path,
+					  *hlen, got);
+		return pipar_errf(err, "'%s': bad magic 0x%08x (expected 0x%08x, IDX %s)", path,
+				  be32(hdr), magic, what);
 	}
-	if (got < hlen) {
-		pipar_errf(err, "'%s': truncated: %zu bytes expected, %zu read",
-			   path, hlen, got);
-		goto fail;
-	}
+	if (got < *hlen)
+		return pipar_errf(err, "'%s': truncated: %zu bytes expected, %zu read", path, *hlen,
+				  got);
 	out->size = 1;
 	for (int i = 0; i < ndims; i++) {
 		out->dims[i] = be32(hdr + 4 + 4 * i);
@@ -413,77 +395,88 @@ static int idx_load(const struct source *src, uint32_t magic,
 	}
 	if (ndims == 3 && (out->dims[0] == 0 || out->dims[0] > DATA_MAX_COUNT ||
 			   out->dims[1] == 0 || out->dims[1] > IDX_MAX_SIDE ||
-			   out->dims[2] == 0 || out->dims[2] > IDX_MAX_SIDE)) {
-		pipar_errf(err, "'%s': bad dimensions %ux%ux%u (expected 1 to "
-			   "%u images of at most %ux%u)", path, out->dims[0],
-			   out->dims[1], out->dims[2], DATA_MAX_COUNT,
-			   IDX_MAX_SIDE, IDX_MAX_SIDE);
-		goto fail;
-	}
-	if (ndims == 1 && (out->dims[0] == 0 ||
-			   out->dims[0] > DATA_MAX_COUNT)) {
-		pipar_errf(err, "'%s': bad label count %u (expected 1 to %u)",
-			   path, out->dims[0], DATA_MAX_COUNT);
-		goto fail;
-	}
+			   out->dims[2] == 0 || out->dims[2] > IDX_MAX_SIDE))
+		return pipar_errf(err, "'%s': bad dimensions %ux%ux%u (expected 1 to "
+				  "%u images of at most %ux%u)", path, out->dims[0],
+				  out->dims[1], out->dims[2], DATA_MAX_COUNT,
+				  IDX_MAX_SIDE, IDX_MAX_SIDE);
+	if (ndims == 1 && (out->dims[0] == 0 || out->dims[0] > DATA_MAX_COUNT))
+		return pipar_errf(err, "'%s': bad label count %u (expected 1 to %u)", path,
+				  out->dims[0], DATA_MAX_COUNT);
 	/* Each dimension may be plausible while their product is not: a
 	 * small compressed file could then decompress to terabytes. */
-	if (out->size > IDX_MAX_BYTES) {
-		pipar_errf(err, "'%s': %ux%ux%u images are %zu bytes, more than the limit of %zu",
-			   path, out->dims[0], ndims == 3 ? out->dims[1] : 1,
-			   ndims == 3 ? out->dims[2] : 1, out->size, (size_t)IDX_MAX_BYTES);
-		goto fail;
-	}
+	if (out->size > IDX_MAX_BYTES)
+		return pipar_errf(err, "'%s': %ux%ux%u images are %zu bytes, more than the limit of %zu",
+				  path, out->dims[0], ndims == 3 ? out->dims[1] : 1,
+				  ndims == 3 ? out->dims[2] : 1, out->size, (size_t)IDX_MAX_BYTES);
+	return 0;
+}
 
-	/* Grow with the data rather than trusting the header for one big
-	 * allocation: a corrupt header must not reserve gigabytes. */
-	cap = out->size < ((size_t)64 << 20) ? out->size : (size_t)64 << 20;
-	buf = malloc(cap);
-	if (!buf)
-		goto oom;
+/* The size bytes after the header, into *buf, then nothing more.  The
+ * buffer grows with the data rather than trusting the header for one
+ * big allocation: a corrupt header must not reserve gigabytes. */
+static int idx_body(struct stream *s, const char *path, size_t hlen, size_t size, uint8_t **buf,
+		    char *err)
+{
+	size_t cap = size < ((size_t)64 << 20) ? size : (size_t)64 << 20, done = 0, got;
+	uint64_t extra = 0;
+
+	if (!(*buf = malloc(cap)))
+		return pipar_errf(err, "'%s': out of memory", path);
 	for (;;) {
 		uint8_t *nbuf;
 
-		if (stream_read(s, buf + done, cap - done, &got, err))
-			goto fail;
+		if (stream_read(s, *buf + done, cap - done, &got, err))
+			return -1;
 		done += got;
-		if (done < cap) {
-			pipar_errf(err, "'%s': truncated: %zu bytes expected, "
-				   "%zu read", path, hlen + out->size,
-				   hlen + done);
-			goto fail;
-		}
-		if (cap == out->size)
+		if (done < cap)
+			return pipar_errf(err, "'%s': truncated: %zu bytes expected, %zu read", path,
+					  hlen + size, hlen + done);
+		if (cap == size)
 			break;
-		cap = cap * 2 < out->size ? cap * 2 : out->size;
-		nbuf = realloc(buf, cap);
-		if (!nbuf)
-			goto oom;
-		buf = nbuf;
+		cap = cap * 2 < size ? cap * 2 : size;
+		if (!(nbuf = realloc(*buf, cap)))
+			return pipar_errf(err, "'%s': out of memory", path);
+		*buf = nbuf;
 	}
 	for (;;) {
 		uint8_t scratch[4096];
 
 		if (stream_read(s, scratch, sizeof(scratch), &got, err))
-			goto fail;
+			return -1;
 		if (got == 0)
 			break;
 		extra += got;
 	}
-	if (extra) {
-		pipar_errf(err, "'%s': trailing data: %zu bytes expected, "
-			   "%llu read", path, hlen + out->size,
-			   (unsigned long long)(hlen + out->size + extra));
-		goto fail;
-	}
-	if (s->gzip && gz_check(path, &tr, &s->crc, s->total, err))
+	if (extra)
+		return pipar_errf(err, "'%s': trailing data: %zu bytes expected, %llu read", path,
+				  hlen + size, (unsigned long long)(hlen + size + extra));
+	return 0;
+}
+
+static int idx_load(const struct source *src, uint32_t magic,
+		    struct idx *out, char *err)
+{
+	const char *path = src->name;
+	struct gz_trailer tr;
+	struct stream *s;
+	uint8_t *buf = NULL;
+	size_t hlen;
+
+	memset(out, 0, sizeof(*out));
+	if (probe(src, &tr, err))
+		return -1;
+	if (!(s = malloc(sizeof(*s))))
+		return pipar_errf(err, "'%s': out of memory", path);
+	stream_set(s, src);
+	if (stream_open(s, STREAM_RAW_ANY, err) || idx_header(s, path, magic, out, &hlen, err) ||
+	    idx_body(s, path, hlen, out->size, &buf, err) ||
+	    (s->gzip && gz_check(path, &tr, &s->crc, s->total, err)))
 		goto fail;
 	stream_close(s);
 	free(s);
 	out->data = buf;
 	return 0;
-oom:
-	pipar_errf(err, "'%s': out of memory", path);
 fail:
 	stream_close(s);
 	free(s);
@@ -634,12 +627,72 @@ static void cifar_batch_name(int slot, int test, char *buf, size_t len)
 		snprintf(buf, len, "data_batch_%d.bin", slot + 1);
 }
 
+/* The records of one CIFAR-10 batch, the entry e now at s: a regular
+ * file, a whole number of records, every label in range. */
+static int cifar_entry(struct stream *s, struct archive_entry *e, const char *path,
+		       const char *name, size_t total, uint8_t **raw, size_t *records, char *err)
+{
+	la_int64_t size = archive_entry_size(e);
+	size_t got = 0;
+
+	if (archive_entry_filetype(e) != AE_IFREG)
+		return pipar_errf(err, "'%s': entry '%s' is not a regular file", path, name);
+	if (*raw)
+		return pipar_errf(err, "'%s': duplicate entry '%s'", path, name);
+	if (!archive_entry_size_is_set(e) || size <= 0 || size % CIFAR_RECORD != 0)
+		return pipar_errf(err, "'%s': entry '%s' has %lld bytes, not a positive multiple of %d",
+				  path, name, (long long)size, CIFAR_RECORD);
+	if ((uint64_t)size / CIFAR_RECORD > DATA_MAX_COUNT - total)
+		return pipar_errf(err, "'%s': more than %u records", path, DATA_MAX_COUNT);
+	*records = (size_t)size / CIFAR_RECORD;
+	if (!(*raw = malloc((size_t)size)))
+		return pipar_errf(err, "'%s': out of memory", path);
+	if (stream_read(s, *raw, (size_t)size, &got, err))
+		return -1;
+	if (got != (size_t)size)
+		return pipar_errf(err, "'%s': entry '%s' truncated: %lld bytes expected, %zu read",
+				  path, name, (long long)size, got);
+	for (size_t k = 0; k < *records; k++) {
+		uint8_t label = (*raw)[k * CIFAR_RECORD];
+
+		if (label >= CIFAR_CLASSES)
+			return pipar_errf(err, "'%s': entry '%s': label %u of record %zu out of range (0..%d)",
+					  path, name, label, k, CIFAR_CLASSES - 1);
+	}
+	return 0;
+}
+
+/* The batches' records into d, in batch order. */
+static int cifar_fill(struct pipar_data *d, const char *path, uint8_t *const *raw,
+		      const size_t *records, int nslots, size_t total, char *err)
+{
+	size_t k = 0;
+
+	d->pixels = pipar_alloc(total * CIFAR_PIXELS);
+	d->labels = malloc(total);
+	if (!d->pixels || !d->labels)
+		return pipar_errf(err, "'%s': out of memory", path);
+	for (int i = 0; i < nslots; i++)
+		for (size_t j = 0; j < records[i]; j++, k++) {
+			const uint8_t *rec = raw[i] + j * CIFAR_RECORD;
+
+			d->labels[k] = rec[0];
+			memcpy(d->pixels + k * CIFAR_PIXELS, rec + 1, CIFAR_PIXELS);
+		}
+	d->count = (int)total;
+	d->shape.c = 3;
+	d->shape.h = CIFAR_SIDE;
+	d->shape.w = CIFAR_SIDE;
+	d->classes = CIFAR_CLASSES;
+	return 0;
+}
+
 static int load_cifar(struct pipar_data *d, const struct source *src,
 		      int test, char *err)
 {
 	const char *path = src->name;
 	uint8_t *raw[CIFAR_BATCHES] = { NULL };
-	size_t records[CIFAR_BATCHES] = { 0 }, total = 0, got = 0, k;
+	size_t records[CIFAR_BATCHES] = { 0 }, total = 0;
 	int nslots = test ? 1 : CIFAR_BATCHES, rc = -1, r;
 	struct archive_entry *e;
 	struct gz_trailer tr;
@@ -660,59 +713,12 @@ static int load_cifar(struct pipar_data *d, const struct source *src,
 	}
 	while ((r = archive_read_next_header(s->a, &e)) == ARCHIVE_OK) {
 		const char *name = archive_entry_pathname(e);
-		la_int64_t size;
 		int slot;
 
 		if (!name || (slot = cifar_slot(name, test)) < 0)
 			continue;
-		if (archive_entry_filetype(e) != AE_IFREG) {
-			pipar_errf(err, "'%s': entry '%s' is not a regular "
-				   "file", path, name);
+		if (cifar_entry(s, e, path, name, total, &raw[slot], &records[slot], err) < 0)
 			goto out;
-		}
-		if (raw[slot]) {
-			pipar_errf(err, "'%s': duplicate entry '%s'", path,
-				   name);
-			goto out;
-		}
-		size = archive_entry_size(e);
-		if (!archive_entry_size_is_set(e) || size <= 0 ||
-		    size % CIFAR_RECORD != 0) {
-			pipar_errf(err, "'%s': entry '%s' has %lld bytes, "
-				   "not a positive multiple of %d", path, name,
-				   (long long)size, CIFAR_RECORD);
-			goto out;
-		}
-		if ((uint64_t)size / CIFAR_RECORD > DATA_MAX_COUNT - total) {
-			pipar_errf(err, "'%s': more than %u records", path,
-				   DATA_MAX_COUNT);
-			goto out;
-		}
-		records[slot] = (size_t)size / CIFAR_RECORD;
-		raw[slot] = malloc((size_t)size);
-		if (!raw[slot]) {
-			pipar_errf(err, "'%s': out of memory", path);
-			goto out;
-		}
-		if (stream_read(s, raw[slot], (size_t)size, &got, err))
-			goto out;
-		if (got != (size_t)size) {
-			pipar_errf(err, "'%s': entry '%s' truncated: %lld "
-				   "bytes expected, %zu read", path, name,
-				   (long long)size, got);
-			goto out;
-		}
-		for (k = 0; k < records[slot]; k++) {
-			uint8_t label = raw[slot][k * CIFAR_RECORD];
-
-			if (label >= CIFAR_CLASSES) {
-				pipar_errf(err, "'%s': entry '%s': label %u of "
-					   "record %zu out of range (0..%d)",
-					   path, name, label, k,
-					   CIFAR_CLASSES - 1);
-				goto out;
-			}
-		}
 		total += records[slot];
 	}
 	if (r != ARCHIVE_EOF) {
@@ -731,28 +737,7 @@ static int load_cifar(struct pipar_data *d, const struct source *src,
 		pipar_errf(err, "'%s': no %s in the archive", path, missing);
 		goto out;
 	}
-	d->pixels = pipar_alloc(total * CIFAR_PIXELS);
-	d->labels = malloc(total);
-	if (!d->pixels || !d->labels) {
-		pipar_errf(err, "'%s': out of memory", path);
-		goto out;
-	}
-	k = 0;
-	for (int i = 0; i < nslots; i++) {
-		for (size_t j = 0; j < records[i]; j++, k++) {
-			const uint8_t *rec = raw[i] + j * CIFAR_RECORD;
-
-			d->labels[k] = rec[0];
-			memcpy(d->pixels + k * CIFAR_PIXELS, rec + 1,
-			       CIFAR_PIXELS);
-		}
-	}
-	d->count = (int)total;
-	d->shape.c = 3;
-	d->shape.h = CIFAR_SIDE;
-	d->shape.w = CIFAR_SIDE;
-	d->classes = CIFAR_CLASSES;
-	rc = 0;
+	rc = cifar_fill(d, path, raw, records, nslots, total, err);
 out:
 	stream_close(s);
 	free(s);

@@ -469,6 +469,151 @@ static int bind_unit(struct pipar_model *m, struct pipar_unit *u, int index,
 	return 0;
 }
 
+/* The layers of every unit of a spec, built in order. */
+struct built {
+	struct pipar_layer **all;
+	int nall, cap;
+	int *unit_start, *unit_len;     /* per unit: its range in all */
+	struct pipar_layer *last_param_layer;
+	size_t nstate;
+	struct pipar_shape shape;       /* the output so far */
+};
+
+static void built_free(struct built *b)
+{
+	for (int i = 0; i < b->nall; i++)
+		pipar_layer_free(b->all[i]);
+	free(b->all);
+	free(b->unit_start);
+	free(b->unit_len);
+}
+
+/* Appends layer l (layer i of unit u) after the limits are checked, so
+ * that the next layer never sees an oversized input.  l is b's, or freed. */
+static int add_layer(struct built *b, struct pipar_layer *l, int u, int i, char *err)
+{
+	for (int j = 0; j < l->nparams; j++)
+		b->nstate += l->params[j].count;
+	if (b->nstate > MODEL_MAX_STATE || pipar_shape_size(l->out) > MODEL_MAX_ACTIVATION) {
+		if (b->nstate > MODEL_MAX_STATE)
+			pipar_errf(err, "model spec: unit %d, layer %d (%s): more than %zu parameters and buffers in the model (%zu MiB)",
+				   u + 1, i + 1, l->ops->type, MODEL_MAX_STATE,
+				   MODEL_MAX_STATE * sizeof(float) >> 20);
+		else
+			pipar_errf(err, "model spec: unit %d, layer %d (%s): output of %zu values per sample, more than the limit of %zu",
+				   u + 1, i + 1, l->ops->type, pipar_shape_size(l->out),
+				   MODEL_MAX_ACTIVATION);
+		pipar_layer_free(l);
+		return -1;
+	}
+	if (b->nall == b->cap) {
+		int ncap = b->cap ? 2 * b->cap : 64;
+		struct pipar_layer **na = realloc(b->all, sizeof(*b->all) * (size_t)ncap);
+
+		if (!na) {
+			pipar_layer_free(l);
+			return pipar_errf(err, "out of memory");
+		}
+		b->all = na;
+		b->cap = ncap;
+	}
+	b->all[b->nall++] = l;
+	b->shape = l->out;
+	if (l->nparams)
+		b->last_param_layer = l;
+	return 0;
+}
+
+/* Unit u of the spec, its layers built for the shape so far. */
+static int build_unit(struct built *b, const cJSON *uo, int u, int classes, char *err)
+{
+	const cJSON *layers = cJSON_GetObjectItemCaseSensitive(uo, "layers");
+	struct where w = {u, 0, NULL};
+	const char *unknown;
+
+	if (!cJSON_IsObject(uo) || !cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1)
+		return pipar_errf(err, "model spec: unit %d: needs a non-empty 'layers' array", u + 1);
+	if ((unknown = pipar_json_unknown_field(uo, (const char *const[]){"layers", NULL})))
+		return pipar_errf(err, "model spec: unit %d: unknown field '%s'", u + 1, unknown);
+	b->unit_start[u] = b->nall;
+	for (int i = 0; i < cJSON_GetArraySize(layers); i++) {
+		struct pipar_layer *l;
+		int skip;
+
+		w.layer = i;
+		if (build_layer(cJSON_GetArrayItem(layers, i), b->shape, classes, &l, &skip, &w, err) < 0)
+			return -1;
+		if (skip)
+			continue;
+		/* batch-norm then ReLU run as one layer. */
+		if (strcmp(l->ops->type, "relu") == 0 && b->nall > b->unit_start[u] &&
+		    pipar_layer_fuse_relu(b->all[b->nall - 1]) == 0) {
+			pipar_layer_free(l);
+			continue;
+		}
+		if (add_layer(b, l, u, i, err) < 0)
+			return -1;
+	}
+	b->unit_len[u] = b->nall - b->unit_start[u];
+	if (b->unit_len[u] == 0)
+		return pipar_errf(err, "model spec: unit %d: no layer fits the input", u + 1);
+	return 0;
+}
+
+/* Every unit (the shapes of the earlier ones give the input of the first
+ * one held), ending in the classes. */
+static int build_units(struct built *b, const cJSON *units, int L, int classes, char *err)
+{
+	if (!(b->unit_start = calloc((size_t)L, sizeof(int))) ||
+	    !(b->unit_len = calloc((size_t)L, sizeof(int))))
+		return pipar_errf(err, "out of memory");
+	for (int u = 0; u < L; u++)
+		if (build_unit(b, cJSON_GetArrayItem(units, u), u, classes, err) < 0)
+			return -1;
+	if (b->shape.c != classes || b->shape.h != 1 || b->shape.w != 1) {
+		char s[48];
+
+		pipar_shape_str(b->shape, s, sizeof(s));
+		return pipar_errf(err, "model spec: the output is %s, not %d classes", s, classes);
+	}
+	/* The classifier is not followed by a ReLU: Xavier fits it better. */
+	if (b->last_param_layer && strcmp(b->last_param_layer->ops->type, "dense") == 0)
+		b->last_param_layer->params[0].init = PIPAR_INIT_XAVIER;
+	return 0;
+}
+
+/* The model of units first..last of what b built, its layers taken from
+ * b and its parameters made. */
+static int assemble(struct built *b, struct pipar_model *m, int first, int last, char *err)
+{
+	m->first_unit = first;
+	m->nunits = last - first + 1;
+	m->nlayers = b->unit_start[last] + b->unit_len[last] - b->unit_start[first];
+	m->layers = calloc((size_t)m->nlayers, sizeof(*m->layers));
+	m->units = calloc((size_t)m->nunits, sizeof(*m->units));
+	if (!m->spec || !m->layers || !m->units)
+		return pipar_errf(err, "out of memory");
+	for (int i = 0; i < b->nall; i++) {
+		int k = i - b->unit_start[first];
+
+		if (k >= 0 && k < m->nlayers) {
+			m->layers[k] = b->all[i];
+			b->all[i] = NULL;
+		}
+	}
+	for (int u = 0; u < m->nunits; u++) {
+		struct pipar_unit *un = &m->units[u];
+
+		un->first_layer = b->unit_start[first + u] - b->unit_start[first];
+		un->nlayers = b->unit_len[first + u];
+		un->in = m->layers[un->first_layer]->in;
+		un->out = m->layers[un->first_layer + un->nlayers - 1]->out;
+		if (bind_unit(m, un, first + u, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 		    int first, int last, uint64_t seed,
 		    struct pipar_model **out, char *err)
@@ -478,12 +623,8 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 	const cJSON *units, *name;
 	const char *unknown;
 	struct pipar_model *m = NULL;
-	struct pipar_shape shape = in;
-	struct pipar_layer **all = NULL;
-	int nall = 0, cap = 0, L;
-	int *unit_start = NULL, *unit_len = NULL;
-	struct pipar_layer *last_param_layer = NULL;
-	size_t nstate = 0;
+	struct built b = {.shape = in};
+	int L;
 
 	*out = NULL;
 	if (!root)
@@ -516,154 +657,29 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 	if (last < 0)
 		last = L - 1;
 	if (first < 0 || first > last || last >= L) {
-		pipar_errf(err, "model spec: units %d..%d outside 1..%d", first + 1,
-			   last + 1, L);
+		pipar_errf(err, "model spec: units %d..%d outside 1..%d", first + 1, last + 1, L);
 		goto fail;
 	}
-	unit_start = calloc((size_t)L, sizeof(int));
-	unit_len = calloc((size_t)L, sizeof(int));
-	if (!unit_start || !unit_len) {
+	if (build_units(&b, units, L, classes, err) < 0)
+		goto fail;
+	if (!(m = calloc(1, sizeof(*m)))) {
 		pipar_errf(err, "out of memory");
 		goto fail;
 	}
-	/* Build every unit (the shapes of the earlier ones give the input of
-	 * the first one held), then keep the range asked for. */
-	for (int u = 0; u < L; u++) {
-		const cJSON *uo = cJSON_GetArrayItem(units, u);
-		const cJSON *layers = cJSON_GetObjectItemCaseSensitive(uo, "layers");
-		struct where w = {u, 0, NULL};
-
-		if (!cJSON_IsObject(uo) || !cJSON_IsArray(layers) ||
-		    cJSON_GetArraySize(layers) < 1) {
-			pipar_errf(err, "model spec: unit %d: needs a non-empty 'layers' array",
-				   u + 1);
-			goto fail;
-		}
-		if ((unknown = pipar_json_unknown_field(uo, (const char *const[]){"layers", NULL}))) {
-			pipar_errf(err, "model spec: unit %d: unknown field '%s'", u + 1, unknown);
-			goto fail;
-		}
-		unit_start[u] = nall;
-		for (int i = 0; i < cJSON_GetArraySize(layers); i++) {
-			struct pipar_layer *l;
-			int skip;
-
-			w.layer = i;
-			if (build_layer(cJSON_GetArrayItem(layers, i), shape, classes,
-					&l, &skip, &w, err) < 0)
-				goto fail;
-			if (skip)
-				continue;
-			/* batch-norm then ReLU run as one layer. */
-			if (strcmp(l->ops->type, "relu") == 0 && nall > unit_start[u] &&
-			    pipar_layer_fuse_relu(all[nall - 1]) == 0) {
-				pipar_layer_free(l);
-				continue;
-			}
-			/* Checked as the layers come, so that the next layer
-			 * never sees an oversized input. */
-			for (int j = 0; j < l->nparams; j++)
-				nstate += l->params[j].count;
-			if (pipar_shape_size(l->out) > MODEL_MAX_ACTIVATION ||
-			    nstate > MODEL_MAX_STATE) {
-				if (nstate > MODEL_MAX_STATE)
-					pipar_errf(err, "model spec: unit %d, layer %d (%s): more than %zu parameters and buffers in the model (%zu MiB)",
-						   u + 1, i + 1, l->ops->type, MODEL_MAX_STATE,
-						   MODEL_MAX_STATE * sizeof(float) >> 20);
-				else
-					pipar_errf(err, "model spec: unit %d, layer %d (%s): output of %zu values per sample, more than the limit of %zu",
-						   u + 1, i + 1, l->ops->type,
-						   pipar_shape_size(l->out), MODEL_MAX_ACTIVATION);
-				pipar_layer_free(l);
-				goto fail;
-			}
-			if (nall == cap) {
-				int ncap = cap ? 2 * cap : 64;
-				struct pipar_layer **na = realloc(all, sizeof(*all) * (size_t)ncap);
-
-				if (!na) {
-					pipar_layer_free(l);
-					pipar_errf(err, "out of memory");
-					goto fail;
-				}
-				all = na;
-				cap = ncap;
-			}
-			all[nall++] = l;
-			shape = l->out;
-			if (l->nparams)
-				last_param_layer = l;
-		}
-		unit_len[u] = nall - unit_start[u];
-		if (unit_len[u] == 0) {
-			pipar_errf(err, "model spec: unit %d: no layer fits the input", u + 1);
-			goto fail;
-		}
-	}
-	if (shape.c != classes || shape.h != 1 || shape.w != 1) {
-		char s[48];
-
-		pipar_shape_str(shape, s, sizeof(s));
-		pipar_errf(err, "model spec: the output is %s, not %d classes", s, classes);
-		goto fail;
-	}
-	/* The classifier is not followed by a ReLU: Xavier fits it better. */
-	if (last_param_layer && strcmp(last_param_layer->ops->type, "dense") == 0)
-		last_param_layer->params[0].init = PIPAR_INIT_XAVIER;
-
-	m = calloc(1, sizeof(*m));
-	if (!m) {
-		pipar_errf(err, "out of memory");
-		goto fail;
-	}
-	snprintf(m->name, sizeof(m->name), "%s",
-		 cJSON_IsString(name) ? name->valuestring : "custom");
+	snprintf(m->name, sizeof(m->name), "%s", cJSON_IsString(name) ? name->valuestring : "custom");
 	m->spec = cJSON_PrintUnformatted(root);
 	m->in = in;
 	m->classes = classes;
 	m->total_units = L;
-	m->first_unit = first;
-	m->nunits = last - first + 1;
 	m->seed = seed;
-	m->nlayers = unit_start[last] + unit_len[last] - unit_start[first];
-	m->layers = calloc((size_t)m->nlayers, sizeof(*m->layers));
-	m->units = calloc((size_t)m->nunits, sizeof(*m->units));
-	if (!m->spec || !m->layers || !m->units) {
-		pipar_errf(err, "out of memory");
+	if (assemble(&b, m, first, last, err) < 0)
 		goto fail;
-	}
-	for (int i = 0; i < nall; i++) {
-		int k = i - unit_start[first];
-
-		if (k >= 0 && k < m->nlayers) {
-			m->layers[k] = all[i];
-			all[i] = NULL;
-		}
-	}
-	for (int u = 0; u < m->nunits; u++) {
-		struct pipar_unit *un = &m->units[u];
-
-		un->first_layer = unit_start[first + u] - unit_start[first];
-		un->nlayers = unit_len[first + u];
-		un->in = m->layers[un->first_layer]->in;
-		un->out = m->layers[un->first_layer + un->nlayers - 1]->out;
-		if (bind_unit(m, un, first + u, err) < 0)
-			goto fail;
-	}
-	for (int i = 0; i < nall; i++)
-		pipar_layer_free(all[i]);
-	free(all);
-	free(unit_start);
-	free(unit_len);
+	built_free(&b);
 	cJSON_Delete(root);
 	*out = m;
 	return 0;
 fail:
-	for (int i = 0; i < nall; i++)
-		pipar_layer_free(all[i]);
-	free(all);
-	free(unit_start);
-	free(unit_len);
+	built_free(&b);
 	cJSON_Delete(root);
 	pipar_model_free(m);
 	return -1;

@@ -153,141 +153,166 @@ static void host_facts(struct pipar_profile *p)
 		fclose(f);
 }
 
+/* What a profiling run holds: each unit alone as a split model holds it,
+ * with its workspace for the batch and an output gradient, and the times
+ * of every repeat. */
+struct bench {
+	int L, B, R;
+	struct pipar_model **um;
+	struct pipar_exec **ue;
+	float **dy;
+	double *tf, *tb;                /* R x L forward and backward times */
+};
+
+/* Unit u alone: built, its workspace made, its sizes and costs noted. */
+static int unit_setup(struct pipar_profile *p, struct bench *b, const char *spec,
+		      const struct pipar_model *whole, int u, char *err)
+{
+	struct pipar_unit_profile *up = &p->units[u];
+	size_t ob = pipar_shape_size(whole->units[u].out);
+	struct pipar_exec *e1;
+	int B = b->B;
+
+	if (pipar_model_new(spec, p->in, p->classes, u, u, 1, &b->um[u], err) < 0 ||
+	    !(b->ue[u] = pipar_exec_new(b->um[u], B, (uint64_t)u, err)) ||
+	    !(e1 = pipar_exec_new(b->um[u], 1, 0, err)))
+		return -1;
+	if (!(b->dy[u] = pipar_alloc(sizeof(float) * ob * (size_t)B))) {
+		pipar_exec_free(e1);
+		return pipar_errf(err, "out of memory");
+	}
+	for (size_t i = 0; i < ob * (size_t)B; i++)
+		b->dy[u][i] = (float)((i * 2654435761u) % 1000) * 2e-6f - 1e-3f;
+	up->out_bytes = sizeof(float) * (double)ob;
+	up->param_bytes = sizeof(float) * (double)b->um[u]->units[0].nstate;
+	up->mem_per_sample = B > 1 ? ((double)b->ue[u]->bytes - (double)e1->bytes) / (B - 1) : 0;
+	up->mem_fixed = (double)e1->bytes - up->mem_per_sample +
+			sizeof(float) * (double)(b->um[u]->units[0].nstate + 2 * b->um[u]->units[0].ntrain);
+	up->flops_fwd = pipar_model_unit_flops(b->um[u], 0, 0);
+	up->flops_bwd = pipar_model_unit_flops(b->um[u], 0, 1);
+	pipar_exec_free(e1);
+	return 0;
+}
+
+/* Size s: forward through every unit, the loss, backward, R times after
+ * one untimed round (caches, pages and the pool warm up). */
+static void time_size(struct pipar_profile *p, struct bench *b, int s, const float *x,
+		      const int *labels)
+{
+	int n = p->sizes[s], L = b->L, R = b->R;
+
+	for (int rep = -1; rep < R; rep++) {
+		const float *a = x;
+
+		for (int u = 0; u < L; u++) {
+			double t0 = pipar_now();
+
+			a = pipar_exec_forward(b->ue[u], a, n, 1);
+			/* The loss belongs to the last unit's forward. */
+			if (u == L - 1)
+				pipar_softmax_xent(a, labels, n, p->classes, 1.0f / n, b->dy[u], NULL);
+			if (rep >= 0)
+				b->tf[rep * L + u] = pipar_now() - t0;
+		}
+		for (int u = L - 1; u >= 0; u--) {
+			double t0 = pipar_now();
+
+			pipar_exec_backward(b->ue[u], b->dy[u], u > 0);
+			if (rep >= 0)
+				b->tb[rep * L + u] = pipar_now() - t0;
+		}
+	}
+	for (int u = 0; u < L; u++) {
+		double vf[R], vb[R];
+
+		for (int rep = 0; rep < R; rep++) {
+			vf[rep] = b->tf[rep * L + u];
+			vb[rep] = b->tb[rep * L + u];
+		}
+		p->units[u].fwd[s] = summarise(vf, R, p->slowdown);
+		p->units[u].bwd[s] = summarise(vb, R, p->slowdown);
+	}
+}
+
+/* Each unit's optimizer step, R times. */
+static void time_steps(struct pipar_profile *p, struct bench *b)
+{
+	struct pipar_sgd sgd = {0.01f, 0.9f, 0};
+
+	for (int u = 0; u < b->L; u++) {
+		double t[b->R];
+
+		for (int rep = 0; rep < b->R; rep++) {
+			double t0 = pipar_now();
+
+			pipar_model_sgd_step(b->um[u], &sgd);
+			t[rep] = pipar_now() - t0;
+		}
+		p->units[u].step = summarise(t, b->R, p->slowdown).median;
+	}
+}
+
 int pipar_profile_run(const char *spec, struct pipar_shape in, int classes,
 		      const float *x, const int *labels,
 		      const struct pipar_profile_cfg *cfg,
 		      struct pipar_profile **out, char *err)
 {
 	struct pipar_profile *p = calloc(1, sizeof(*p));
-	struct pipar_model *whole = NULL, **um = NULL;
-	struct pipar_exec **ue = NULL;
-	float **dy = NULL;
-	double *tf = NULL, *tb = NULL;
-	int L, B = cfg->batch, R = cfg->repeat, r = -1;
-	struct pipar_sgd sgd = {0.01f, 0.9f, 0};
+	struct pipar_model *whole = NULL;
+	struct bench b = {.B = cfg->batch, .R = cfg->repeat};
+	int L, r = -1;
 
 	*out = NULL;
 	if (!p)
 		return pipar_errf(err, "out of memory");
 	if (pipar_model_new(spec, in, classes, 0, -1, 1, &whole, err) < 0)
 		goto out;
-	L = whole->nunits;
+	b.L = L = whole->nunits;
 	snprintf(p->role, sizeof(p->role), "%s", cfg->role);
 	snprintf(p->model_name, sizeof(p->model_name), "%s", whole->name);
 	p->spec = strdup(whole->spec);
 	p->in = in;
 	p->classes = classes;
-	p->batch = B;
+	p->batch = b.B;
 	p->nsizes = cfg->nsizes;
 	memcpy(p->sizes, cfg->sizes, sizeof(p->sizes));
 	p->nunits = L;
-	p->repeat = R;
+	p->repeat = b.R;
 	p->threads = pipar_threads();
 	p->slowdown = cfg->slowdown;
 	p->units = calloc((size_t)L, sizeof(*p->units));
-	um = calloc((size_t)L, sizeof(*um));
-	ue = calloc((size_t)L, sizeof(*ue));
-	dy = calloc((size_t)L, sizeof(*dy));
-	tf = malloc(sizeof(double) * (size_t)R * (size_t)L);
-	tb = malloc(sizeof(double) * (size_t)R * (size_t)L);
-	if (!p->spec || !p->units || !um || !ue || !dy || !tf || !tb) {
+	b.um = calloc((size_t)L, sizeof(*b.um));
+	b.ue = calloc((size_t)L, sizeof(*b.ue));
+	b.dy = calloc((size_t)L, sizeof(*b.dy));
+	b.tf = malloc(sizeof(double) * (size_t)b.R * (size_t)L);
+	b.tb = malloc(sizeof(double) * (size_t)b.R * (size_t)L);
+	if (!p->spec || !p->units || !b.um || !b.ue || !b.dy || !b.tf || !b.tb) {
 		pipar_errf(err, "out of memory");
 		goto out;
 	}
 	host_facts(p);
-	/* Every unit alone, as a split model holds it. */
-	for (int u = 0; u < L; u++) {
-		struct pipar_unit_profile *up = &p->units[u];
-		size_t ob = pipar_shape_size(whole->units[u].out);
-		struct pipar_exec *e1;
-
-		if (pipar_model_new(spec, in, classes, u, u, 1, &um[u], err) < 0 ||
-		    !(ue[u] = pipar_exec_new(um[u], B, (uint64_t)u, err)) ||
-		    !(e1 = pipar_exec_new(um[u], 1, 0, err)))
+	for (int u = 0; u < L; u++)
+		if (unit_setup(p, &b, spec, whole, u, err) < 0)
 			goto out;
-		dy[u] = pipar_alloc(sizeof(float) * ob * (size_t)B);
-		if (!dy[u]) {
-			pipar_exec_free(e1);
-			pipar_errf(err, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < ob * (size_t)B; i++)
-			dy[u][i] = (float)((i * 2654435761u) % 1000) * 2e-6f - 1e-3f;
-		up->out_bytes = sizeof(float) * (double)ob;
-		up->param_bytes = sizeof(float) * (double)um[u]->units[0].nstate;
-		up->mem_per_sample = B > 1 ? ((double)ue[u]->bytes - (double)e1->bytes) / (B - 1) : 0;
-		up->mem_fixed = (double)e1->bytes - up->mem_per_sample +
-				sizeof(float) * (double)(um[u]->units[0].nstate + 2 * um[u]->units[0].ntrain);
-		up->flops_fwd = pipar_model_unit_flops(um[u], 0, 0);
-		up->flops_bwd = pipar_model_unit_flops(um[u], 0, 1);
-		pipar_exec_free(e1);
-	}
-	for (int s = 0; s < p->nsizes; s++) {
-		int n = p->sizes[s];
-
-		/* One untimed round first: caches, pages and the pool warm up. */
-		for (int rep = -1; rep < R; rep++) {
-			const float *a = x;
-
-			for (int u = 0; u < L; u++) {
-				double t0 = pipar_now();
-
-				a = pipar_exec_forward(ue[u], a, n, 1);
-				if (u == L - 1) {
-					/* The loss belongs to the last unit's forward. */
-					float *dl = dy[u];
-
-					pipar_softmax_xent(a, labels, n, classes, 1.0f / n, dl, NULL);
-				}
-				if (rep >= 0)
-					tf[rep * L + u] = pipar_now() - t0;
-			}
-			for (int u = L - 1; u >= 0; u--) {
-				double t0 = pipar_now();
-
-				pipar_exec_backward(ue[u], dy[u], u > 0);
-				if (rep >= 0)
-					tb[rep * L + u] = pipar_now() - t0;
-			}
-		}
-		for (int u = 0; u < L; u++) {
-			double vf[R], vb[R];
-
-			for (int rep = 0; rep < R; rep++) {
-				vf[rep] = tf[rep * L + u];
-				vb[rep] = tb[rep * L + u];
-			}
-			p->units[u].fwd[s] = summarise(vf, R, cfg->slowdown);
-			p->units[u].bwd[s] = summarise(vb, R, cfg->slowdown);
-		}
-	}
-	for (int u = 0; u < L; u++) {
-		double t[R];
-
-		for (int rep = 0; rep < R; rep++) {
-			double t0 = pipar_now();
-
-			pipar_model_sgd_step(um[u], &sgd);
-			t[rep] = pipar_now() - t0;
-		}
-		p->units[u].step = summarise(t, R, cfg->slowdown).median;
-	}
+	for (int s = 0; s < p->nsizes; s++)
+		time_size(p, &b, s, x, labels);
+	time_steps(p, &b);
 	fit_all(p);
 	r = 0;
 out:
 	for (int u = 0; whole && u < whole->nunits; u++) {
-		if (ue)
-			pipar_exec_free(ue[u]);
-		if (um)
-			pipar_model_free(um[u]);
-		if (dy)
-			free(dy[u]);
+		if (b.ue)
+			pipar_exec_free(b.ue[u]);
+		if (b.um)
+			pipar_model_free(b.um[u]);
+		if (b.dy)
+			free(b.dy[u]);
 	}
-	free(um);
-	free(ue);
-	free(dy);
-	free(tf);
-	free(tb);
+	free(b.um);
+	free(b.ue);
+	free(b.dy);
+	free(b.tf);
+	free(b.tb);
 	pipar_model_free(whole);
 	if (r < 0)
 		pipar_profile_free(p);
@@ -402,67 +427,50 @@ static int get_time(const cJSON *arr, int s, const char *what, int u,
 	return 0;
 }
 
-int pipar_profile_parse(const char *text, const char *name,
-			struct pipar_profile **out, char *err)
+/* The profile's fields other than its units. */
+static int profile_fields(const cJSON *root, struct pipar_profile *p, const struct pipar_json_ctx *cc)
 {
-	static const char *const known[] = {
-		"format", "role", "host", "slowdown", "repeat", "model_name", "model",
-		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
-	};
-	struct pipar_json_ctx c = {name, err};
-	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-profile/1", 0, err);
-	struct pipar_profile *p = NULL;
+	const struct pipar_json_ctx c = *cc;
 	const cJSON *v, *arr;
-	const char *unknown;
 	double d;
 
-	*out = NULL;
-	if (!root)
-		return -1;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		goto oom;
-	if ((unknown = pipar_json_unknown_field(root, known))) {
-		pipar_json_bad(&c, unknown, "unknown field");
-		goto fail;
-	}
 	if (get_str(root, "role", p->role, sizeof(p->role), &c))
-		goto fail;
+		return -1;
 	if (strcmp(p->role, "device") && strcmp(p->role, "server")) {
 		pipar_json_bad(&c, "role", "not \"device\" or \"server\"");
-		goto fail;
+		return -1;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "host");
 	if (!cJSON_IsObject(v)) {
 		pipar_json_bad(&c, "host", "missing or not an object");
-		goto fail;
+		return -1;
 	}
 	if (get_str(v, "cpu", p->cpu, sizeof(p->cpu), &c) ||
 	    pipar_json_num(v, "cores", "host.cores", 0, 1e6, &d, &c))
-		goto fail;
+		return -1;
 	p->cores = (int)d;
 	if (pipar_json_num(v, "threads", "host.threads", 1, 1e6, &d, &c))
-		goto fail;
+		return -1;
 	p->threads = (int)d;
 	if (pipar_json_num(root, "slowdown", "slowdown", 1e-6, 1e6, &p->slowdown, &c) ||
 	    pipar_json_num(root, "repeat", "repeat", 1, 1e6, &d, &c))
-		goto fail;
+		return -1;
 	p->repeat = (int)d;
 	if (get_str(root, "model_name", p->model_name, sizeof(p->model_name), &c) ||
 	    get_str(root, "data", p->data, sizeof(p->data), &c))
-		goto fail;
+		return -1;
 	v = cJSON_GetObjectItemCaseSensitive(root, "model");
 	if (!cJSON_IsObject(v)) {
 		pipar_json_bad(&c, "model", "missing or not an object");
-		goto fail;
+		return -1;
 	}
 	p->spec = cJSON_PrintUnformatted(v);
 	if (!p->spec)
-		goto oom;
+		return pipar_errf(c.err, "out of memory");
 	v = cJSON_GetObjectItemCaseSensitive(root, "input");
 	if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) {
 		pipar_json_bad(&c, "input", "not [C, H, W]");
-		goto fail;
+		return -1;
 	}
 	{
 		int dims[3];
@@ -473,26 +481,26 @@ int pipar_profile_parse(const char *text, const char *name,
 			if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > 65536 ||
 			    x->valuedouble != floor(x->valuedouble)) {
 				pipar_json_bad(&c, "input", "not [C, H, W] of positive integers");
-				goto fail;
+				return -1;
 			}
 			dims[i] = (int)x->valuedouble;
 		}
 		p->in = (struct pipar_shape){dims[0], dims[1], dims[2]};
 	}
 	if (pipar_json_num(root, "classes", "classes", 1, 1 << 20, &d, &c))
-		goto fail;
+		return -1;
 	p->classes = (int)d;
 	if (pipar_json_num(root, "data_samples", "data_samples", 0, 1e12, &d, &c))
-		goto fail;
+		return -1;
 	p->data_samples = (long)d;
 	if (pipar_json_num(root, "batch", "batch", 1, 1 << 20, &d, &c))
-		goto fail;
+		return -1;
 	p->batch = (int)d;
 	arr = cJSON_GetObjectItemCaseSensitive(root, "sizes");
 	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1 ||
 	    cJSON_GetArraySize(arr) > PIPAR_PROFILE_MAXSIZES) {
 		pipar_json_bad(&c, "sizes", "not an array of 1 to 32 sizes");
-		goto fail;
+		return -1;
 	}
 	p->nsizes = cJSON_GetArraySize(arr);
 	for (int s = 0; s < p->nsizes; s++) {
@@ -502,19 +510,29 @@ int pipar_profile_parse(const char *text, const char *name,
 		    x->valuedouble != floor(x->valuedouble) ||
 		    (s && x->valuedouble <= p->sizes[s - 1])) {
 			pipar_json_bad(&c, "sizes", "not ascending positive integers");
-			goto fail;
+			return -1;
 		}
 		p->sizes[s] = (int)x->valuedouble;
 	}
+	return 0;
+}
+
+/* The profile's units: times per size, forward and backward, and the
+ * unit's sizes and costs. */
+static int profile_units(const cJSON *root, struct pipar_profile *p, const struct pipar_json_ctx *cc)
+{
+	const struct pipar_json_ctx c = *cc;
+	const cJSON *arr;
+
 	arr = cJSON_GetObjectItemCaseSensitive(root, "units");
 	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) < 1 || cJSON_GetArraySize(arr) > 4096) {
 		pipar_json_bad(&c, "units", "not a non-empty array");
-		goto fail;
+		return -1;
 	}
 	p->nunits = cJSON_GetArraySize(arr);
 	p->units = calloc((size_t)p->nunits, sizeof(*p->units));
 	if (!p->units)
-		goto oom;
+		return pipar_errf(c.err, "out of memory");
 	for (int u = 0; u < p->nunits; u++) {
 		const cJSON *uo = cJSON_GetArrayItem(arr, u), *fw, *bw;
 		struct pipar_unit_profile *up = &p->units[u];
@@ -523,7 +541,7 @@ int pipar_profile_parse(const char *text, const char *name,
 		snprintf(path, sizeof(path), "units[%d]", u);
 		if (!cJSON_IsObject(uo)) {
 			pipar_json_bad(&c, path, "not an object");
-			goto fail;
+			return -1;
 		}
 		fw = cJSON_GetObjectItemCaseSensitive(uo, "forward");
 		bw = cJSON_GetObjectItemCaseSensitive(uo, "backward");
@@ -531,17 +549,17 @@ int pipar_profile_parse(const char *text, const char *name,
 		    !cJSON_IsArray(bw) || cJSON_GetArraySize(bw) != p->nsizes) {
 			snprintf(path, sizeof(path), "units[%d].forward", u);
 			pipar_json_bad(&c, path, "needs one time per size, forward and backward");
-			goto fail;
+			return -1;
 		}
 		for (int s = 0; s < p->nsizes; s++)
 			if (get_time(fw, s, "forward", u, &up->fwd[s], &c) ||
 			    get_time(bw, s, "backward", u, &up->bwd[s], &c))
-				goto fail;
+				return -1;
 #define UNUM(key, field, hi)                                                   \
 	do {                                                                   \
 		snprintf(path, sizeof(path), "units[%d]." key, u);             \
 		if (pipar_json_num(uo, key, path, 0, hi, &up->field, &c))             \
-			goto fail;                                             \
+			return -1;                                             \
 	} while (0)
 		UNUM("step_seconds", step, 1e9);
 		UNUM("output_bytes_per_sample", out_bytes, 1e15);
@@ -552,12 +570,39 @@ int pipar_profile_parse(const char *text, const char *name,
 		UNUM("flops_backward_per_sample", flops_bwd, 1e18);
 #undef UNUM
 	}
+	return 0;
+}
+
+int pipar_profile_parse(const char *text, const char *name,
+			struct pipar_profile **out, char *err)
+{
+	static const char *const known[] = {
+		"format", "role", "host", "slowdown", "repeat", "model_name", "model",
+		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
+	};
+	struct pipar_json_ctx c = {name, err};
+	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-profile/1", 0, err);
+	struct pipar_profile *p = NULL;
+	const char *unknown;
+
+	*out = NULL;
+	if (!root)
+		return -1;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		pipar_errf(err, "out of memory");
+		goto fail;
+	}
+	if ((unknown = pipar_json_unknown_field(root, known))) {
+		pipar_json_bad(&c, unknown, "unknown field");
+		goto fail;
+	}
+	if (profile_fields(root, p, &c) < 0 || profile_units(root, p, &c) < 0)
+		goto fail;
 	fit_all(p);
 	cJSON_Delete(root);
 	*out = p;
 	return 0;
-oom:
-	pipar_errf(err, "out of memory");
 fail:
 	cJSON_Delete(root);
 	pipar_profile_free(p);

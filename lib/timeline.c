@@ -151,50 +151,19 @@ static int select_events(struct tl_run *r, int it_from, int it_to, char *err)
 	return 0;
 }
 
-static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
+/* What the picture's parts share: its time span and geometry. */
+struct frame {
+	double t0, t1, span, x_scale;
+	int nl, nparties, nkeys, height, y_axis, y_leg;
+	int present[NSTYLES];
+};
+
+/* Lanes: background and label, one per party and resource. */
+static void draw_lanes(FILE *f, const struct tl_run *r)
 {
 	static const char *const res_names[] = {"", "compute", "uplink", "downlink"};
-	double t0 = INFINITY, t1 = -INFINITY, span, step, x_scale;
-	int nl = 0, nparties = 0, present[NSTYLES] = {0}, nkeys = 0, height, y_axis, y_leg;
 	char name[128];
 
-	for (size_t i = 0; i < r->nev; i++) {
-		const struct tl_event *e = &r->ev[i];
-
-		t0 = fmin(t0, e->start);
-		t1 = fmax(t1, e->start + e->dur);
-		present[e->style] = 1;
-		if (i == 0 || e->pid != e[-1].pid || e->tid != e[-1].tid)
-			nl++;
-		if (i == 0 || e->pid != e[-1].pid)
-			nparties++;
-	}
-	for (int s = 0; s < NSTYLES; s++)
-		nkeys += present[s];
-	span = fmax(t1 - t0, 1e-9);
-	x_scale = PLOT_W / span;
-	step = pipar_svg_tick(span, 10);
-	y_axis = TOP + nl * LANE_PITCH;
-	y_leg = y_axis + 48;
-	height = y_leg + (nkeys + LEGEND_COLS - 1) / LEGEND_COLS * LEGEND_ROW_H + 10;
-
-	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-		"viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-		"<title>pipar timeline</title>\n"
-		"<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n",
-		WIDTH, height, WIDTH, height, WIDTH, height);
-	fprintf(f, "<text class=\"heading\" x=\"%d\" y=\"24\" font-size=\"14\">%d part%s, "
-		"%d lane%s, %zu event%s over %.3f s",
-		LEFT, nparties, nparties == 1 ? "y" : "ies", nl, nl == 1 ? "" : "s", r->nev,
-		r->nev == 1 ? "" : "s", t1 - t0);
-	if (it_from >= 0 && it_from == it_to)
-		fprintf(f, ", iteration %d", it_from);
-	else if (it_from >= 0)
-		fprintf(f, ", iterations %d to %d", it_from, it_to);
-	fprintf(f, "</text>\n");
-
-	/* Lanes: background and label. */
 	fprintf(f, "<g class=\"lanes\">\n");
 	for (size_t i = 0, l = 0; i < r->nev; i++) {
 		const struct tl_event *e = &r->ev[i];
@@ -217,7 +186,14 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 	}
 	fprintf(f, "</g>\n");
 
-	/* The time axis, with grid lines across the lanes. */
+}
+
+/* The time axis, with grid lines across the lanes. */
+static void draw_axis(FILE *f, const struct frame *fr)
+{
+	double step = pipar_svg_tick(fr->span, 10), span = fr->span, x_scale = fr->x_scale;
+	int y_axis = fr->y_axis;
+
 	fprintf(f, "<g class=\"axis\" stroke=\"#999999\">\n<line x1=\"%d\" y1=\"%d\" x2=\"%.0f\" "
 		"y2=\"%d\"/>\n", LEFT, y_axis, LEFT + PLOT_W, y_axis);
 	for (int i = 0; i * step <= span * (1 + 1e-9); i++) {
@@ -238,7 +214,13 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 		"fill=\"#333333\">seconds from the first event drawn</text>\n</g>\n",
 		LEFT + PLOT_W / 2, y_axis + 34);
 
-	/* One box per event, its details as a tooltip. */
+}
+
+/* One box per event, its details as a tooltip. */
+static void draw_events(FILE *f, const struct tl_run *r, const struct frame *fr)
+{
+	double t0 = fr->t0, x_scale = fr->x_scale;
+
 	fprintf(f, "<g class=\"events\">\n");
 	for (size_t i = 0, l = 0; i < r->nev; i++) {
 		const struct tl_event *e = &r->ev[i];
@@ -267,7 +249,14 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 	}
 	fprintf(f, "</g>\n");
 
-	/* The legend: the stages drawn, in the order of the table. */
+}
+
+/* The legend: the stages drawn, in the order of the table. */
+static void draw_legend(FILE *f, const struct frame *fr)
+{
+	const int *present = fr->present;
+	int y_leg = fr->y_leg;
+
 	fprintf(f, "<g class=\"legend\">\n");
 	for (int s = 0, k = 0; s < NSTYLES; s++) {
 		int x = LEFT + k % LEGEND_COLS * LEGEND_COL_W;
@@ -282,6 +271,50 @@ static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
 			y + 11, styles[s].label);
 		k++;
 	}
+}
+
+static void write_svg(FILE *f, const struct tl_run *r, int it_from, int it_to)
+{
+	struct frame fr = {.t0 = INFINITY, .t1 = -INFINITY};
+
+	for (size_t i = 0; i < r->nev; i++) {
+		const struct tl_event *e = &r->ev[i];
+
+		fr.t0 = fmin(fr.t0, e->start);
+		fr.t1 = fmax(fr.t1, e->start + e->dur);
+		fr.present[e->style] = 1;
+		if (i == 0 || e->pid != e[-1].pid || e->tid != e[-1].tid)
+			fr.nl++;
+		if (i == 0 || e->pid != e[-1].pid)
+			fr.nparties++;
+	}
+	for (int s = 0; s < NSTYLES; s++)
+		fr.nkeys += fr.present[s];
+	fr.span = fmax(fr.t1 - fr.t0, 1e-9);
+	fr.x_scale = PLOT_W / fr.span;
+	fr.y_axis = TOP + fr.nl * LANE_PITCH;
+	fr.y_leg = fr.y_axis + 48;
+	fr.height = fr.y_leg + (fr.nkeys + LEGEND_COLS - 1) / LEGEND_COLS * LEGEND_ROW_H + 10;
+
+	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+		"viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+		"<title>pipar timeline</title>\n"
+		"<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n",
+		WIDTH, fr.height, WIDTH, fr.height, WIDTH, fr.height);
+	fprintf(f, "<text class=\"heading\" x=\"%d\" y=\"24\" font-size=\"14\">%d part%s, "
+		"%d lane%s, %zu event%s over %.3f s",
+		LEFT, fr.nparties, fr.nparties == 1 ? "y" : "ies", fr.nl, fr.nl == 1 ? "" : "s", r->nev,
+		r->nev == 1 ? "" : "s", fr.t1 - fr.t0);
+	if (it_from >= 0 && it_from == it_to)
+		fprintf(f, ", iteration %d", it_from);
+	else if (it_from >= 0)
+		fprintf(f, ", iterations %d to %d", it_from, it_to);
+	fprintf(f, "</text>\n");
+	draw_lanes(f, r);
+	draw_axis(f, &fr);
+	draw_events(f, r, &fr);
+	draw_legend(f, &fr);
 	fprintf(f, "</g>\n</svg>\n");
 }
 

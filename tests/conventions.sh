@@ -169,9 +169,10 @@ fi
 spid=$!
 PIDS="$PIDS $spid"
 port=
-for i in $(seq 1 100); do
+for i in $(seq 1 600); do
 	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$T/serve.log")
 	[ -n "$port" ] && break
+	kill -0 $spid 2>/dev/null || break
 	sleep 0.1
 done
 check "port 0: the server names the port the kernel gave it ($port)" "[ -n '$port' ] && [ '$port' -gt 0 ]"

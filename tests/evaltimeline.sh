@@ -226,9 +226,11 @@ check "a plan for a tiny run" "[ \$? -eq 0 ] && [ -s '$T/run.plan' ]"
 spid=$!
 PIDS="$PIDS $spid"
 port=
-for i in $(seq 50); do
+# The server may be slow to start on a loaded machine: wait while it runs.
+for i in $(seq 600); do
 	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/run.log")
 	[ -n "$port" ] && break
+	kill -0 $spid 2>/dev/null || break
 	sleep 0.1
 done
 for i in 0 1; do
