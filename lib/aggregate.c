@@ -13,6 +13,7 @@
 
 #include "json.h"
 #include "runtime.h"
+#include "summary.h"
 #include "train.h"
 
 void pipar_server_progress_show(struct server *s, int force)
@@ -70,14 +71,8 @@ static void epoch_record(struct server *s, const cJSON *e)
 	char tail[64] = "";
 
 	if (s->cfg->records) {
-		cJSON *r = cJSON_CreateObject();
-		char *line;
+		char *line = pipar_summary_epoch_line(e);
 
-		cJSON_AddStringToObject(r, "format", "pipar-epoch/1");
-		for (const cJSON *it = e->child; it; it = it->next)
-			cJSON_AddItemToObject(r, it->string, cJSON_Duplicate(it, 1));
-		line = cJSON_PrintUnformatted(r);
-		cJSON_Delete(r);
 		if (!line || fprintf(s->cfg->records, "%s\n", line) < 0 ||
 		    fflush(s->cfg->records) != 0)
 			SLOG(s, "cannot write the record of epoch %d: %s", s->epoch_done,
@@ -139,42 +134,37 @@ static void fedavg(struct server *s)
 	pipar_runtime_set_state(s->whole, s->G);
 }
 
-/* The busy and idle seconds of every live device's resources and of the
- * server over wall seconds, into e; the counts start again. */
-static void resources(struct server *s, cJSON *e, double wall)
+/* The busy and idle seconds of every live device's resources (into dev,
+ * one per live device) and of the server over wall seconds, into r; the
+ * counts start again. */
+static void resources(struct server *s, struct pipar_summary_record *r,
+		      struct pipar_summary_device *dev, double wall)
 {
-	static const char *const names[3][2] = {
-		{"compute_busy_seconds", "compute_idle_seconds"},
-		{"uplink_busy_seconds", "uplink_idle_seconds"},
-		{"downlink_busy_seconds", "downlink_idle_seconds"},
-	};
-	cJSON *res = cJSON_AddArrayToObject(e, "device_resources");
-
+	r->dev = dev;
+	r->ndev = 0;
 	for (int k = 0; k < s->K; k++) {
-		cJSON *d;
+		struct pipar_summary_device *d = &dev[r->ndev];
 
 		if (!s->c[k].alive)
 			continue;
-		d = cJSON_CreateObject();
-		cJSON_AddNumberToObject(d, "device", k + 1);
-		for (int r = 0; r < 3; r++) {
-			pipar_json_add_fixed(d, names[r][0], s->c[k].busy[r], 6);
-			pipar_json_add_fixed(d, names[r][1],
-					     wall > s->c[k].busy[r] ? wall - s->c[k].busy[r] : 0, 6);
-			s->c[k].busy[r] = 0;
+		d->device = k + 1;
+		for (int j = 0; j < 3; j++) {
+			d->busy[j] = s->c[k].busy[j];
+			d->idle[j] = wall > s->c[k].busy[j] ? wall - s->c[k].busy[j] : 0;
+			s->c[k].busy[j] = 0;
 		}
-		cJSON_AddItemToArray(res, d);
+		r->ndev++;
 	}
 	pthread_mutex_lock(&s->compute);
-	pipar_json_add_fixed(e, "server_busy_seconds", s->busy, 6);
-	pipar_json_add_fixed(e, "server_idle_seconds", wall > s->busy ? wall - s->busy : 0, 6);
+	r->server_busy = s->busy;
+	r->server_idle = wall > s->busy ? wall - s->busy : 0;
 	s->busy = 0;
 	pthread_mutex_unlock(&s->compute);
 }
 
-/* The global model's test accuracy and loss into e, normalised as the
+/* The global model's test accuracy and loss into r, normalised as the
  * first live device normalises its input. */
-static void evaluate(struct server *s, cJSON *e)
+static void evaluate(struct server *s, struct pipar_summary_record *r)
 {
 	char err[PIPAR_ERRLEN] = "no device left";
 	struct pipar_exec *ex = pipar_exec_new(s->whole, 100, 0, err);
@@ -183,8 +173,9 @@ static void evaluate(struct server *s, cJSON *e)
 
 	if (ex && first >= 0 &&
 	    pipar_train_evaluate(s->whole, ex, s->cfg->test, &s->c[first].norm, 0, &st, NULL, err) == 0) {
-		pipar_json_add_fixed(e, "test_accuracy", st.accuracy, 6);
-		pipar_json_add_fixed(e, "test_loss", st.loss, 6);
+		r->tested = 1;
+		r->test_accuracy = st.accuracy;
+		r->test_loss = st.loss;
 	} else {
 		SLOG(s, "evaluation failed: %s", err);
 	}
@@ -219,28 +210,32 @@ void pipar_aggregate(struct server *s)
 		c->bytes_up = c->bytes_down = 0;
 		c->it_done = 0;
 	}
-	e = cJSON_CreateObject();
+	struct pipar_summary_record rec = {.devices = s->live, .loss = seen ? loss / (double)seen : 0,
+					   .train_accuracy = seen ? (double)correct / (double)seen : 0,
+					   .bytes_up = up, .bytes_down = down};
+	struct pipar_summary_device *dev = calloc((size_t)s->K, sizeof(*dev));
+
 	s->epoch_done++;
 	s->prog_loss = 0;
 	s->prog_seen = 0;
 	double t_agg = pipar_now();
 
-	/* Seconds to the microsecond, bytes whole, loss and accuracy to 6
-	 * decimals. */
-	cJSON_AddNumberToObject(e, "epoch", s->epoch_done);
-	pipar_json_add_fixed(e, "seconds", pipar_now() - s->t_epoch, 6);
-	pipar_json_add_fixed(e, "loss", seen ? loss / (double)seen : 0, 6);
-	pipar_json_add_fixed(e, "train_accuracy", seen ? (double)correct / (double)seen : 0, 6);
-	cJSON_AddNumberToObject(e, "devices", s->live);
-	pipar_json_add_fixed(e, "bytes_up", up, 0);
-	pipar_json_add_fixed(e, "bytes_down", down, 0);
-	resources(s, e, pipar_now() - s->t_epoch);
+	rec.epoch = s->epoch_done;
+	rec.seconds = pipar_now() - s->t_epoch;
+	if (dev)
+		resources(s, &rec, dev, pipar_now() - s->t_epoch);
 	if (s->cfg->test)
-		evaluate(s, e);
+		evaluate(s, &rec);
+	e = pipar_summary_epoch_json(&rec);
+	free(dev);
 	pipar_trace_event(s->trace, "aggregate", PIPAR_RES_COMPUTE, t_agg, pipar_now() - t_agg,
 			  s->epoch_done, -1);
-	cJSON_AddItemToArray(s->epochs, e);
-	epoch_record(s, e);
+	if (e) {
+		cJSON_AddItemToArray(s->epochs, e);
+		epoch_record(s, e);
+	} else {
+		SLOG(s, "out of memory recording epoch %d", s->epoch_done);
+	}
 	s->t_epoch = pipar_now();
 }
 

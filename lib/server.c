@@ -16,8 +16,8 @@
 #include "checkpoint.h"
 #include "proto.h"
 #include "runtime.h"
+#include "summary.h"
 #include "wire.h"
-#include "file.h"
 
 /* The run's settings for device k (-1: for the checkpoint). */
 static char *plan_message(const struct pipar_serve_cfg *cfg, int k)
@@ -199,45 +199,17 @@ static int admission(struct server *s, char *err)
 static int write_summary(struct server *s, char *err)
 {
 	const struct pipar_serve_cfg *cfg = s->cfg;
-	cJSON *sum = cJSON_CreateObject(), *failed;
-	struct pipar_out o;
-	char *text;
+	cJSON *sum = pipar_summary_doc(pipar_mode_name(cfg->plan->mode), s->K, cfg->plan->dev[0].P,
+				       cfg->plan->dev[0].N, s->epochs);
+	int r;
 
-	cJSON_AddStringToObject(sum, "format", "pipar-summary/1");
-	cJSON_AddStringToObject(sum, "mode", pipar_mode_name(cfg->plan->mode));
-	cJSON_AddNumberToObject(sum, "devices", s->K);
-	cJSON_AddNumberToObject(sum, "split_point", cfg->plan->dev[0].P);
-	cJSON_AddNumberToObject(sum, "parallel_batches", cfg->plan->dev[0].N);
-	cJSON_AddItemToObject(sum, "epochs", s->epochs);
 	s->epochs = NULL;
-	failed = cJSON_AddArrayToObject(sum, "failed_devices");
 	for (int k = 0; k < s->K; k++)
-		if (!s->c[k].finished) {
-			cJSON *f = cJSON_CreateObject();
-
-			cJSON_AddNumberToObject(f, "device", k + 1);
-			cJSON_AddStringToObject(f, "id", s->c[k].id);
-			cJSON_AddStringToObject(f, "fault", s->c[k].fault);
-			cJSON_AddItemToArray(failed, f);
-		}
-	/* On standard output it follows the epoch records as one line. */
-	text = strcmp(cfg->summary, "-") == 0 ? cJSON_PrintUnformatted(sum) : cJSON_Print(sum);
+		if (!s->c[k].finished)
+			pipar_summary_add_failed(sum, k + 1, s->c[k].id, s->c[k].fault);
+	r = pipar_summary_save(sum, cfg->summary, err);
 	cJSON_Delete(sum);
-	if (!text)
-		return pipar_errf(err, "cannot write the summary: out of memory");
-	if (pipar_out_open(&o, cfg->summary, err) < 0) {
-		free(text);
-		return -1;
-	}
-	int bad = fprintf(o.f, "%s\n", text) < 0, e = errno;
-
-	free(text);
-	if (pipar_out_close(&o, bad, err) < 0) {
-		if (bad)
-			pipar_errf(err, "cannot write '%s': %s", cfg->summary, strerror(e));
-		return -1;
-	}
-	return 0;
+	return r;
 }
 
 /* The global model to cfg->checkpoint, with the run's settings and the

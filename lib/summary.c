@@ -509,3 +509,105 @@ int pipar_summary_plot(struct pipar_summary *s, int n, const char *title,
 	draw_plot(o.f, s, n, title, target);
 	return pipar_out_close(&o, 0, err);
 }
+
+/* ---------------------------------------------------------------- writing */
+
+cJSON *pipar_summary_epoch_json(const struct pipar_summary_record *r)
+{
+	static const char *const names[3][2] = {
+		{"compute_busy_seconds", "compute_idle_seconds"},
+		{"uplink_busy_seconds", "uplink_idle_seconds"},
+		{"downlink_busy_seconds", "downlink_idle_seconds"},
+	};
+	cJSON *e = cJSON_CreateObject(), *res;
+
+	if (!e)
+		return NULL;
+	cJSON_AddNumberToObject(e, "epoch", r->epoch);
+	pipar_json_add_fixed(e, "seconds", r->seconds, 6);
+	pipar_json_add_fixed(e, "loss", r->loss, 6);
+	pipar_json_add_fixed(e, "train_accuracy", r->train_accuracy, 6);
+	cJSON_AddNumberToObject(e, "devices", r->devices);
+	pipar_json_add_fixed(e, "bytes_up", r->bytes_up, 0);
+	pipar_json_add_fixed(e, "bytes_down", r->bytes_down, 0);
+	res = cJSON_AddArrayToObject(e, "device_resources");
+	for (int k = 0; k < r->ndev; k++) {
+		cJSON *d = cJSON_CreateObject();
+
+		cJSON_AddNumberToObject(d, "device", r->dev[k].device);
+		for (int j = 0; j < 3; j++) {
+			pipar_json_add_fixed(d, names[j][0], r->dev[k].busy[j], 6);
+			pipar_json_add_fixed(d, names[j][1], r->dev[k].idle[j], 6);
+		}
+		cJSON_AddItemToArray(res, d);
+	}
+	pipar_json_add_fixed(e, "server_busy_seconds", r->server_busy, 6);
+	pipar_json_add_fixed(e, "server_idle_seconds", r->server_idle, 6);
+	if (r->tested) {
+		pipar_json_add_fixed(e, "test_accuracy", r->test_accuracy, 6);
+		pipar_json_add_fixed(e, "test_loss", r->test_loss, 6);
+	}
+	return e;
+}
+
+char *pipar_summary_epoch_line(const cJSON *entry)
+{
+	cJSON *r = cJSON_CreateObject();
+	char *line;
+
+	cJSON_AddStringToObject(r, "format", "pipar-epoch/1");
+	for (const cJSON *it = entry->child; it; it = it->next)
+		cJSON_AddItemToObject(r, it->string, cJSON_Duplicate(it, 1));
+	line = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	return line;
+}
+
+cJSON *pipar_summary_doc(const char *mode, int devices, int split_point, int parallel_batches,
+			 cJSON *epochs)
+{
+	cJSON *sum = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(sum, "format", "pipar-summary/1");
+	cJSON_AddStringToObject(sum, "mode", mode);
+	cJSON_AddNumberToObject(sum, "devices", devices);
+	cJSON_AddNumberToObject(sum, "split_point", split_point);
+	cJSON_AddNumberToObject(sum, "parallel_batches", parallel_batches);
+	cJSON_AddItemToObject(sum, "epochs", epochs);
+	cJSON_AddArrayToObject(sum, "failed_devices");
+	return sum;
+}
+
+void pipar_summary_add_failed(cJSON *doc, int device, const char *id, const char *fault)
+{
+	cJSON *f = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(f, "device", device);
+	cJSON_AddStringToObject(f, "id", id);
+	cJSON_AddStringToObject(f, "fault", fault);
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(doc, "failed_devices"), f);
+}
+
+int pipar_summary_save(const cJSON *doc, const char *path, char *err)
+{
+	/* On standard output it follows the epoch records as one line. */
+	char *text = strcmp(path, "-") == 0 ? cJSON_PrintUnformatted(doc) : cJSON_Print(doc);
+	struct pipar_out o;
+	int bad, e;
+
+	if (!text)
+		return pipar_errf(err, "cannot write the summary: out of memory");
+	if (pipar_out_open(&o, path, err) < 0) {
+		free(text);
+		return -1;
+	}
+	bad = fprintf(o.f, "%s\n", text) < 0;
+	e = errno;
+	free(text);
+	if (pipar_out_close(&o, bad, err) < 0) {
+		if (bad)
+			pipar_errf(err, "cannot write '%s': %s", path, strerror(e));
+		return -1;
+	}
+	return 0;
+}

@@ -1,7 +1,8 @@
 /*
- * summary: reading the run summaries pipar-serve writes (pipar-summary/1)
- * and putting several side by side: a comparison table (Markdown or JSON)
- * and a picture of test accuracy against wall-clock time (SVG).
+ * summary: the run summaries pipar-serve writes (pipar-summary/1) and its
+ * epoch records (pipar-epoch/1), written and read here; and several runs
+ * side by side: a comparison table (Markdown or JSON) and a picture of
+ * test accuracy against wall-clock time (SVG).
  *
  * Wall-clock time here is training time: the sum of the epochs' "seconds"
  * (from the start of an epoch to its aggregation, evaluation excluded).
@@ -12,6 +13,7 @@
 #ifndef PIPAR_SUMMARY_H
 #define PIPAR_SUMMARY_H
 
+#include <cJSON.h>
 #include <stdio.h>
 
 struct pipar_summary_epoch {
@@ -28,6 +30,45 @@ struct pipar_summary {
 	int nepochs;
 	struct pipar_summary_epoch *epochs;
 };
+
+/* ---- writing, as a run goes ---- */
+
+/* One device's resources over an epoch: compute, uplink, downlink. */
+struct pipar_summary_device {
+	int device;                     /* from 1 */
+	double busy[3], idle[3];        /* seconds */
+};
+
+/* What an epoch's entry records. */
+struct pipar_summary_record {
+	int epoch, devices;
+	double seconds, loss, train_accuracy, bytes_up, bytes_down;
+	const struct pipar_summary_device *dev;
+	int ndev;
+	double server_busy, server_idle;
+	int tested;                     /* test_accuracy and test_loss are set */
+	double test_accuracy, test_loss;
+};
+
+/* The epoch's entry of the summary: seconds to the microsecond, bytes
+ * whole, loss and accuracy to 6 decimals.  NULL when out of memory. */
+cJSON *pipar_summary_epoch_json(const struct pipar_summary_record *r);
+
+/* The entry as a pipar-epoch/1 record: one line of JSON, malloc'd. */
+char *pipar_summary_epoch_line(const cJSON *entry);
+
+/* The summary document of a run: its mode, devices and first device's
+ * choice, the epochs' entries (taken over), and the devices that did not
+ * finish, added with pipar_summary_add_failed. */
+cJSON *pipar_summary_doc(const char *mode, int devices, int split_point, int parallel_batches,
+			 cJSON *epochs);
+void pipar_summary_add_failed(cJSON *doc, int device, const char *id, const char *fault);
+
+/* Writes doc to path atomically, or to standard output ("-") as one line
+ * after the epoch records.  -1 with err. */
+int pipar_summary_save(const cJSON *doc, const char *path, char *err);
+
+/* ---- reading ---- */
 
 /* Reads a pipar-summary/1 file into *s (free with pipar_summary_free);
  * -1 with err naming the file and the field at fault. */
