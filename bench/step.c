@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec.h"
 #include "model.h"
 #include "pool.h"
 #include "rng.h"

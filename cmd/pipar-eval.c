@@ -20,6 +20,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "data.h"
+#include "exec.h"
 #include "model.h"
 #include "pool.h"
 #include "summary.h"

@@ -16,6 +16,7 @@
 
 #include "checkpoint.h"
 #include "data.h"
+#include "exec.h"
 #include "model.h"
 #include "pool.h"
 #include "cli.h"

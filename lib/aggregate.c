@@ -15,6 +15,7 @@
 #include "runtime.h"
 #include "summary.h"
 #include "train.h"
+#include "exec.h"
 
 void pipar_server_progress_show(struct server *s, int force)
 {

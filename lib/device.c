@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "link.h"
+#include "exec.h"
 #include "model.h"
 #include "plan.h"
 #include "proto.h"

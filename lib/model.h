@@ -29,9 +29,9 @@
  * of float32, 768 MiB with gradients and momentum) or when the input or
  * any layer's output exceeds 2^26 values per sample.
  *
- * Running: struct pipar_exec holds all memory for passes up to a batch size
- * (activations, what backward needs, scratch), allocated once and reused.
- * One model may have several execs (PiPar's micro-batches in flight).
+ * Running a model is exec.h: a struct pipar_exec holds all memory for
+ * passes up to a batch size, allocated once and reused; one model may have
+ * several execs (PiPar's micro-batches in flight).
  */
 #ifndef PIPAR_MODEL_H
 #define PIPAR_MODEL_H
@@ -40,7 +40,6 @@
 #include <stdint.h>
 
 #include "layers.h"
-#include "rng.h"
 #include "tensor.h"
 
 struct pipar_unit {
@@ -112,42 +111,5 @@ void pipar_model_zero_grad(struct pipar_model *m);
 /* One SGD step with momentum and weight decay on the accumulated gradients
  * (PyTorch's formulation: v = mu v + (g + wd w); w -= lr v). */
 void pipar_model_sgd_step(struct pipar_model *m, const struct pipar_sgd *opt);
-
-/* ---- running a model ---- */
-
-struct pipar_exec {
-	const struct pipar_model *m;
-	int max_n, n, train;
-	int nthreads;                   /* pool threads the scratch is sized for */
-	const float *x;                 /* input of the last forward, not owned */
-	float **act;                    /* per layer: its output */
-	void **state;                   /* per layer: what backward needs */
-	void *scratch;
-	float *grad[2];                 /* ping-pong input gradients */
-	struct pipar_rng rng;
-	void *block;                    /* the single allocation behind it all */
-	size_t bytes;
-};
-
-/* Allocates the memory for passes of up to max_n samples, with scratch for
- * the pool's current thread count (pipar_threads_set first; the pool must
- * not grow while the exec is in use).  The exec refers to m, which must
- * outlive it.  rng_stream seeds dropout masks.  NULL with
- * err when out of memory. */
-struct pipar_exec *pipar_exec_new(const struct pipar_model *m, int max_n,
-				  uint64_t rng_stream, char *err);
-void pipar_exec_free(struct pipar_exec *e);
-
-/* Forward over all units held: x is n samples (n <= max_n) and must stay
- * valid until the matching backward.  Returns the output (owned by e, valid
- * until the next forward on e). */
-const float *pipar_exec_forward(struct pipar_exec *e, const float *x, int n,
-				int train);
-
-/* Backward for the last forward: dy is the gradient of the output.
- * Parameter gradients are added to the units' grad buffers.  Returns the
- * gradient of the input (owned by e) when want_dx, else NULL. */
-const float *pipar_exec_backward(struct pipar_exec *e, const float *dy,
-				 int want_dx);
 
 #endif

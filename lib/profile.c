@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "exec.h"
 #include "model.h"
 #include "pool.h"
 

@@ -18,6 +18,7 @@
 #include "runtime.h"
 #include "summary.h"
 #include "wire.h"
+#include "exec.h"
 
 /* The run's settings for device k (-1: for the checkpoint). */
 static char *plan_message(const struct pipar_serve_cfg *cfg, int k)

@@ -21,6 +21,7 @@
 #include "server.h"
 #include "trace.h"
 #include "util.h"
+#include "exec.h"
 
 struct server;
 

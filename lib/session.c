@@ -13,6 +13,7 @@
 #include "proto.h"
 #include "runtime.h"
 #include "wire.h"
+#include "exec.h"
 
 struct session {
 	struct conn *c;

@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
 #include "rng.h"
+#include "exec.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "data.h"
+#include "exec.h"
 #include "model.h"
 
 struct pipar_train_cfg {
