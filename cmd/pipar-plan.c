@@ -561,8 +561,12 @@ int main(int argc, char **argv)
 	r->top_n = 5;
 	r->mode = PIPAR_MODE_PIPAR;
 	if ((status = parse_args(r, argc, argv)) >= 0 || (status = check_args(r)) >= 0 ||
-	    (status = load(r)) != 0 || (status = search(r) < 0 ? 1 : 0) != 0)
+	    (status = load(r)) != 0)
 		goto out;
+	if (search(r) < 0) {
+		status = 1;
+		goto out;
+	}
 	root = plan_json(r);
 	text = root ? cJSON_Print(root) : NULL;
 	cJSON_Delete(root);

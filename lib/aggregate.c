@@ -54,21 +54,11 @@ int pipar_server_next_alive(const struct server *s, int k)
 	return -1;
 }
 
-/* The number under key in o, written as a number or as fixed text
- * (pipar_json_add_fixed); NAN when absent. */
-static double field(const cJSON *o, const char *key)
+/* The epoch's record: its entry e as one JSON line on cfg->records (the
+ * summary's entry with its format first), and a line a person reads in
+ * the log, from r. */
+static void epoch_record(struct server *s, const cJSON *e, const struct pipar_summary_record *r)
 {
-	double v;
-
-	return pipar_json_number(cJSON_GetObjectItemCaseSensitive(o, key), &v) ? v : NAN;
-}
-
-/* The epoch's record e: one JSON line on cfg->records (the summary's
- * epoch entry with its format first), and a line a person reads in the
- * log. */
-static void epoch_record(struct server *s, const cJSON *e)
-{
-	double acc = field(e, "test_accuracy");
 	char tail[64] = "";
 
 	if (s->cfg->records) {
@@ -80,10 +70,10 @@ static void epoch_record(struct server *s, const cJSON *e)
 			     line ? strerror(errno) : "out of memory");
 		free(line);
 	}
-	if (!isnan(acc))
-		snprintf(tail, sizeof(tail), ", test accuracy %.4f", acc);
+	if (r->tested)
+		snprintf(tail, sizeof(tail), ", test accuracy %.4f", pipar_json_round(r->test_accuracy, 6));
 	SLOG(s, "epoch %d/%d: loss %.4f%s, %d device(s), %.1f s", s->epoch_done, s->cfg->epochs,
-	     field(e, "loss"), tail, s->live, field(e, "seconds"));
+	     pipar_json_round(r->loss, 6), tail, s->live, pipar_json_round(r->seconds, 6));
 	pipar_server_progress_show(s, 1);
 }
 
@@ -233,7 +223,7 @@ void pipar_aggregate(struct server *s)
 			  s->epoch_done, -1);
 	if (e) {
 		cJSON_AddItemToArray(s->epochs, e);
-		epoch_record(s, e);
+		epoch_record(s, e, &rec);
 	} else {
 		SLOG(s, "out of memory recording epoch %d", s->epoch_done);
 	}

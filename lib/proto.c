@@ -161,9 +161,8 @@ int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file *
 	    setting(o, "seed", 0, 18446744073709551615.0, &d[5], err) < 0 ||
 	    setting(o, "aggregate_every", 0, 1e9, &d[6], err) < 0 ||
 	    setting(o, "server_time", -1e15, 1e15, &d[7], err) < 0 ||
-	    d[0] != floor(d[0]) || d[1] != floor(d[1]) || d[6] != floor(d[6])) {
-		if (d[0] != floor(d[0]) || d[1] != floor(d[1]) || d[6] != floor(d[6]))
-			pipar_errf(err, "the server's training settings are malformed: not an integer");
+	    ((d[0] != floor(d[0]) || d[1] != floor(d[1]) || d[6] != floor(d[6])) &&
+	     pipar_errf(err, "the server's training settings are malformed: not an integer"))) {
 		pipar_plan_file_free(*plan);
 		*plan = NULL;
 		goto out;

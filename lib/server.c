@@ -77,13 +77,14 @@ static int setup(struct server *s, char *err)
 	return 0;
 }
 
-/* Refuses the connection of c with err, sent as ERROR, and makes c
- * ready for the next. */
-static void refuse(struct conn *c, const char *err)
+/* Drops the connection of c, first telling the peer err as ERROR when
+ * err is not NULL, and makes c ready for the next. */
+static void drop(struct conn *c, const char *err)
 {
 	char e2[PIPAR_ERRLEN];
 
-	pipar_wire_send(c->fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
+	if (err)
+		pipar_wire_send(c->fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
 	close(c->fd);
 	c->fd = -1;
 	c->seq_in = c->seq_out = 0;
@@ -131,14 +132,14 @@ static int admit(struct server *s, struct conn *c, int fd, int connected)
 	c->fd = fd;
 	if (read_hello(c, cfg->plan->in.c, err) < 0) {
 		SLOG(s, "refused a connection: %s", err);
-		refuse(c, err);
+		drop(c, err);
 		return -1;
 	}
 	if (cfg->aggregate_every && connected > 0 && c->samples != s->c[0].samples) {
 		snprintf(err, PIPAR_ERRLEN, "--aggregate-every needs shards of equal size: %ld samples, the first device has %ld",
 			 c->samples, s->c[0].samples);
 		SLOG(s, "refused device '%s': %s", c->id, err);
-		refuse(c, err);
+		drop(c, err);
 		return -1;
 	}
 	msg = plan_message(cfg, c->k);
@@ -148,9 +149,7 @@ static int admit(struct server *s, struct conn *c, int fd, int connected)
 			pipar_errf(err, "out of memory");
 		free(msg);
 		SLOG(s, "device %s lost during the handshake: %s", c->id, err);
-		close(fd);
-		c->fd = -1;
-		c->seq_in = c->seq_out = 0;
+		drop(c, NULL);
 		return -1;
 	}
 	free(msg);

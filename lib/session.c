@@ -7,6 +7,8 @@
 #include "server_int.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,11 +34,17 @@ struct session {
 
 /* Ends the session with a message, sent to the device as ERROR when
  * tell is set.  Always -1. */
-static int fail(struct session *ss, int tell, const char *fmt, const char *arg)
+static int fail(struct session *ss, int tell, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct session *ss, int tell, const char *fmt, ...)
 {
 	char err[PIPAR_ERRLEN];
+	va_list ap;
 
-	snprintf(ss->why, sizeof(ss->why), fmt, arg);
+	va_start(ap, fmt);
+	vsnprintf(ss->why, sizeof(ss->why), fmt, ap);
+	va_end(ap);
 	if (tell)
 		pipar_wire_send(ss->c->fd, PIPAR_FRAME_ERROR, ss->c->seq_out++, ss->why,
 				strlen(ss->why), err);
@@ -124,16 +132,12 @@ static int on_activations(struct session *ss, uint32_t len)
 				   err) < 0)
 		return fail(ss, 1, "%s", err);
 	if (m.n > max_n)
-		return fail(ss, 1, "%s", "micro-batch larger than the plan's");
-	if (m.iteration != ss->it || m.micro != ss->micro_i || (int)m.batch > s->B) {
-		char what[160];
-
-		snprintf(what, sizeof(what), "ACTIVATIONS out of order (iteration %u micro %u, expected %u %u)",
-			 m.iteration, m.micro, ss->it, ss->micro_i);
-		return fail(ss, 1, "%s", what);
-	}
+		return fail(ss, 1, "micro-batch larger than the plan's");
+	if (m.iteration != ss->it || m.micro != ss->micro_i || (int)m.batch > s->B)
+		return fail(ss, 1, "ACTIVATIONS out of order (iteration %u micro %u, expected %u %u)",
+			    m.iteration, m.micro, ss->it, ss->micro_i);
 	if (!(gsize = compute(ss, &m, &loss, &correct)))
-		return fail(ss, 0, "%s", "out of memory");
+		return fail(ss, 0, "out of memory");
 	ss->got += m.n;
 	c->loss += loss;
 	c->seen += m.n;
@@ -167,13 +171,9 @@ static int on_params_up(struct session *ss, uint32_t len, int *mid)
 	 * counts only from a device that computes its own loss. */
 	if (pipar_up_head_decode(ss->buf, len, c->dn, &h, err) < 0 || ss->micro_i != 0 ||
 	    (h.mid && (!s->cfg->aggregate_every || !s->ops->mid_aggregation)) ||
-	    (c->replica && (h.seen || h.correct || h.loss != 0))) {
-		char what[160];
-
-		snprintf(what, sizeof(what), "malformed PARAMS_UP (%u bytes, expected %zu)", len,
-			 PIPAR_UP_HEAD + sizeof(float) * c->dn);
-		return fail(ss, 1, "%s", what);
-	}
+	    (c->replica && (h.seen || h.correct || h.loss != 0)))
+		return fail(ss, 1, "malformed PARAMS_UP (%u bytes, expected %zu)", len,
+			    PIPAR_UP_HEAD + sizeof(float) * c->dn);
 	c->seen += h.seen;
 	c->correct += h.correct;
 	c->loss += h.loss;
@@ -182,7 +182,7 @@ static int on_params_up(struct session *ss, uint32_t len, int *mid)
 	memcpy(c->up, ss->buf + PIPAR_UP_HEAD, sizeof(float) * c->dn);
 	for (size_t i = 0; i < c->dn; i++)
 		if (!isfinite(c->up[i]))
-			return fail(ss, 1, "%s", "PARAMS_UP holds a non-finite value");
+			return fail(ss, 1, "PARAMS_UP holds a non-finite value");
 	*mid = (int)h.mid;
 	return 0;
 }
@@ -257,12 +257,8 @@ static int epoch(struct session *ss)
 				return -1;
 			continue;
 		}
-		if (h.type != PIPAR_FRAME_PARAMS_UP) {
-			char what[64];
-
-			snprintf(what, sizeof(what), "unexpected %s frame", pipar_frame_type_name(h.type));
-			return fail(ss, 1, "%s", what);
-		}
+		if (h.type != PIPAR_FRAME_PARAMS_UP)
+			return fail(ss, 1, "unexpected %s frame", pipar_frame_type_name(h.type));
 		if (on_params_up(ss, h.length, &mid) < 0 || meet(ss, mid) < 0)
 			return -1;
 		if (s->ops->turns)
@@ -289,7 +285,7 @@ void *pipar_session_run(void *arg)
 	ss.dl = pipar_alloc(sizeof(float) * (size_t)ss.classes * max_n);
 	ss.labels = malloc(sizeof(int) * max_n);
 	if (!ss.x || !ss.dl || !ss.labels) {
-		fail(&ss, 0, "%s", "out of memory");
+		fail(&ss, 0, "out of memory");
 		goto dead;
 	}
 	for (int e = 1; e <= s->cfg->epochs; e++)
