@@ -587,14 +587,75 @@ static int read_entry(struct archive *a, unsigned char **out, size_t *len,
 	return 0;
 }
 
-static int json_int(const cJSON *v, long lo, long hi, long *out)
+/* The integers of array field key in root: exactly n of them, each in
+ * [lo, hi]. */
+static int manifest_ints(const cJSON *root, const char *key, int n, long lo, long hi,
+			 long *out, const struct pipar_json_ctx *c)
 {
-	/* The range first: converting a double outside long's range (or a
-	 * NaN) to long is undefined. */
-	if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
-	    v->valuedouble != (double)(long)v->valuedouble)
-		return -1;
-	*out = (long)v->valuedouble;
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, key);
+	char path[32], why[40];
+	double d;
+
+	if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) {
+		snprintf(why, sizeof(why), "%s an array of %d integers",
+			 a ? "not" : "missing:", n);
+		return pipar_json_bad(c, key, why);
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s[%d]", key, i);
+		if (pipar_json_item(cJSON_GetArrayItem(a, i), path, lo, hi, 1, &d, c) < 0)
+			return -1;
+		out[i] = (long)d;
+	}
+	return 0;
+}
+
+/* The normalisation: a mean and a std per input channel, as floats
+ * (std positive). */
+static int manifest_norm(const cJSON *root, int channels, struct pipar_norm *norm,
+			 const struct pipar_json_ctx *c)
+{
+	const cJSON *nj = cJSON_GetObjectItemCaseSensitive(root, "normalisation");
+	const cJSON *mean = cJSON_GetObjectItemCaseSensitive(nj, "mean");
+	const cJSON *sd = cJSON_GetObjectItemCaseSensitive(nj, "std");
+	char path[48];
+	double a, b;
+
+	if (!cJSON_IsObject(nj) || cJSON_GetArraySize(nj) != 2 || !cJSON_IsArray(mean) ||
+	    !cJSON_IsArray(sd) || cJSON_GetArraySize(mean) != channels ||
+	    cJSON_GetArraySize(sd) != channels || channels > PIPAR_DATA_MAXCH)
+		return pipar_json_bad(c, "normalisation",
+				      "not {\"mean\": [...], \"std\": [...]} with a number per input channel");
+	memset(norm, 0, sizeof(*norm));
+	norm->channels = channels;
+	for (int i = 0; i < channels; i++) {
+		snprintf(path, sizeof(path), "normalisation.mean[%d]", i);
+		if (pipar_json_item(cJSON_GetArrayItem(mean, i), path, -1e30, 1e30, 0, &a, c) < 0)
+			return -1;
+		snprintf(path, sizeof(path), "normalisation.std[%d]", i);
+		if (pipar_json_item(cJSON_GetArrayItem(sd, i), path, 1e-30, 1e30, 0, &b, c) < 0)
+			return -1;
+		norm->mean[i] = (float)a;
+		norm->std[i] = (float)b;
+	}
+	return 0;
+}
+
+/* The rng state: 32 lower-case hex digits, two 64-bit words. */
+static int manifest_rng(const cJSON *root, uint64_t rng[2], const struct pipar_json_ctx *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "rng");
+	char hi[17], lo[17];
+
+	if (!cJSON_IsString(v) || strlen(v->valuestring) != 32 ||
+	    strspn(v->valuestring, "0123456789abcdef") != 32)
+		return pipar_json_bad(c, "rng", v ? "not 32 lower-case hex digits" : "missing");
+	memcpy(hi, v->valuestring, 16);
+	hi[16] = 0;
+	memcpy(lo, v->valuestring + 16, 16);
+	lo[16] = 0;
+	rng[0] = strtoull(hi, NULL, 16);
+	rng[1] = strtoull(lo, NULL, 16);
 	return 0;
 }
 
@@ -607,11 +668,12 @@ static int manifest_read(const char *text, const char *name,
 		"format", "model", "input", "classes", "units", "normalisation",
 		"epoch", "training", "rng", "arrays", NULL,
 	};
+	const struct pipar_json_ctx c = {name, err, MANIFEST};
 	cJSON *root = pipar_json_parse(text, name, MANIFEST, "pipar-checkpoint/1", 0, err);
-	const cJSON *f, *in, *units, *norm, *rng;
+	const cJSON *f;
 	const char *unknown;
 	char lerr[PIPAR_ERRLEN], *spec = NULL;
-	long c, h, w, classes, u0, u1, epoch;
+	long in[3], classes, units[2], epoch;
 	int r = -1;
 
 	if (!root)
@@ -620,84 +682,36 @@ static int manifest_read(const char *text, const char *name,
 		pipar_errf(err, "'%s': " MANIFEST ": unknown field '%s'", name, unknown);
 		goto out;
 	}
-#define FIELD_ERR(field)                                                        \
-	do {                                                                    \
-		pipar_errf(err, "'%s': " MANIFEST ": missing or bad field '%s'", \
-			   name, field);                                        \
-		goto out;                                                       \
-	} while (0)
-	in = cJSON_GetObjectItemCaseSensitive(root, "input");
-	if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) != 3 ||
-	    json_int(cJSON_GetArrayItem(in, 0), 1, 65536, &c) ||
-	    json_int(cJSON_GetArrayItem(in, 1), 1, 65536, &h) ||
-	    json_int(cJSON_GetArrayItem(in, 2), 1, 65536, &w))
-		FIELD_ERR("input");
-	if (json_int(cJSON_GetObjectItemCaseSensitive(root, "classes"), 1, 1 << 20, &classes))
-		FIELD_ERR("classes");
-	units = cJSON_GetObjectItemCaseSensitive(root, "units");
-	if (!cJSON_IsArray(units) || cJSON_GetArraySize(units) != 2 ||
-	    json_int(cJSON_GetArrayItem(units, 0), 1, 4096, &u0) ||
-	    json_int(cJSON_GetArrayItem(units, 1), u0, 4096, &u1))
-		FIELD_ERR("units");
-	if (json_int(cJSON_GetObjectItemCaseSensitive(root, "epoch"), 0, 1L << 30, &epoch))
-		FIELD_ERR("epoch");
-	norm = cJSON_GetObjectItemCaseSensitive(root, "normalisation");
-	{
-		const cJSON *mean = cJSON_GetObjectItemCaseSensitive(norm, "mean");
-		const cJSON *sd = cJSON_GetObjectItemCaseSensitive(norm, "std");
-		int nc = cJSON_GetArraySize(mean);
-
-		if (!cJSON_IsObject(norm) || !cJSON_IsArray(mean) || !cJSON_IsArray(sd) ||
-		    cJSON_GetArraySize(norm) != 2 || nc != c || cJSON_GetArraySize(sd) != nc ||
-		    nc > PIPAR_DATA_MAXCH)
-			FIELD_ERR("normalisation");
-		memset(&info->norm, 0, sizeof(info->norm));
-		info->norm.channels = nc;
-		for (int i = 0; i < nc; i++) {
-			const cJSON *a = cJSON_GetArrayItem(mean, i), *b = cJSON_GetArrayItem(sd, i);
-
-			if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !(b->valuedouble > 0) ||
-			    !(a->valuedouble > -1e30 && a->valuedouble < 1e30) || !(b->valuedouble < 1e30))
-				FIELD_ERR("normalisation");
-			info->norm.mean[i] = (float)a->valuedouble;
-			info->norm.std[i] = (float)b->valuedouble;
-		}
-	}
-	rng = cJSON_GetObjectItemCaseSensitive(root, "rng");
-	if (!cJSON_IsString(rng) || strlen(rng->valuestring) != 32 ||
-	    strspn(rng->valuestring, "0123456789abcdef") != 32)
-		FIELD_ERR("rng");
-	{
-		char hi[17], lo[17];
-
-		memcpy(hi, rng->valuestring, 16);
-		hi[16] = 0;
-		memcpy(lo, rng->valuestring + 16, 16);
-		lo[16] = 0;
-		info->rng[0] = strtoull(hi, NULL, 16);
-		info->rng[1] = strtoull(lo, NULL, 16);
-	}
+	if (manifest_ints(root, "input", 3, 1, 65536, in, &c) ||
+	    pipar_json_int(root, "classes", "classes", 1, 1 << 20, &classes, &c) ||
+	    manifest_ints(root, "units", 2, 1, 4096, units, &c) ||
+	    (units[1] < units[0] && pipar_json_bad(&c, "units", "the last unit is before the first")) ||
+	    pipar_json_int(root, "epoch", "epoch", 0, 1L << 30, &epoch, &c) ||
+	    manifest_norm(root, (int)in[0], &info->norm, &c) || manifest_rng(root, info->rng, &c))
+		goto out;
 	f = cJSON_GetObjectItemCaseSensitive(root, "training");
-	if (!f || (!cJSON_IsNull(f) && !cJSON_IsObject(f)))
-		FIELD_ERR("training");
+	if (!f || (!cJSON_IsNull(f) && !cJSON_IsObject(f))) {
+		pipar_json_bad(&c, "training", f ? "not an object or null" : "missing");
+		goto out;
+	}
 	info->training = cJSON_IsObject(f) ? cJSON_PrintUnformatted(f) : NULL;
 	*arrays = cJSON_DetachItemFromObjectCaseSensitive(root, "arrays");
 	if (!cJSON_IsArray(*arrays)) {
-		cJSON_Delete(*arrays);
-		*arrays = NULL;
-		FIELD_ERR("arrays");
+		pipar_json_bad(&c, "arrays", *arrays ? "not an array" : "missing");
+		goto out;
 	}
 	f = cJSON_GetObjectItemCaseSensitive(root, "model");
-	if (!cJSON_IsObject(f) || !(spec = cJSON_PrintUnformatted(f)))
-		FIELD_ERR("model");
+	if (!cJSON_IsObject(f) || !(spec = cJSON_PrintUnformatted(f))) {
+		pipar_json_bad(&c, "model", f ? "not an object" : "missing");
+		goto out;
+	}
 	info->epoch = (int)epoch;
-	if (pipar_model_new(spec, (struct pipar_shape){(int)c, (int)h, (int)w}, (int)classes,
-			    (int)u0 - 1, (int)u1 - 1, 0, out, lerr) < 0) {
+	if (pipar_model_new(spec, (struct pipar_shape){(int)in[0], (int)in[1], (int)in[2]},
+			    (int)classes, (int)units[0] - 1, (int)units[1] - 1, 0, out, lerr) < 0) {
 		pipar_errf(err, "'%s': %s", name, lerr);
 		goto out;
 	}
 	r = 0;
-#undef FIELD_ERR
 out:
 	if (r < 0) {
 		free(info->training);

@@ -198,27 +198,55 @@ double pipar_json_round(double v, int decimals)
 
 int pipar_json_bad(const struct pipar_json_ctx *c, const char *path, const char *why)
 {
-	return pipar_errf(c->err, "'%s': field '%s': %s", c->name, path, why);
+	char who[PIPAR_ERRLEN / 2];
+
+	subject(who, sizeof(who), c->name, c->part);
+	return pipar_errf(c->err, "%s: field '%s': %s", who, path, why);
+}
+
+int pipar_json_value(const cJSON *v, double lo, double hi, int whole, double *out,
+		     char *why, size_t len)
+{
+	double d;
+
+	if (!v) {
+		snprintf(why, len, "missing");
+		return -1;
+	}
+	if (!pipar_json_number(v, &d) || !isfinite(d)) {
+		snprintf(why, len, "not a number");
+		return -1;
+	}
+	if (d < lo || d > hi) {
+		if (isinf(hi))
+			snprintf(why, len, "%g is below %g", d, lo);
+		else
+			snprintf(why, len, "%g outside [%g, %g]%s", d, lo, hi,
+				 d < 0 && lo >= 0 ? " (negative)" : "");
+		return -1;
+	}
+	if (whole && d != floor(d)) {
+		snprintf(why, len, "%g is not an integer", d);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+int pipar_json_item(const cJSON *v, const char *path, double lo, double hi, int whole,
+		    double *out, const struct pipar_json_ctx *c)
+{
+	char why[96];
+
+	if (pipar_json_value(v, lo, hi, whole, out, why, sizeof(why)) < 0)
+		return pipar_json_bad(c, path, why);
+	return 0;
 }
 
 int pipar_json_num(const cJSON *o, const char *key, const char *path, double lo, double hi,
 		   double *out, const struct pipar_json_ctx *c)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	char msg[96];
-	double d;
-
-	if (!v)
-		return pipar_json_bad(c, path, "missing");
-	if (!pipar_json_number(v, &d) || !isfinite(d))
-		return pipar_json_bad(c, path, "not a number");
-	if (d < lo || d > hi) {
-		snprintf(msg, sizeof(msg), "%g outside [%g, %g]%s", d, lo, hi,
-			 d < 0 && lo >= 0 ? " (negative)" : "");
-		return pipar_json_bad(c, path, msg);
-	}
-	*out = d;
-	return 0;
+	return pipar_json_item(cJSON_GetObjectItemCaseSensitive(o, key), path, lo, hi, 0, out, c);
 }
 
 int pipar_json_int(const cJSON *o, const char *key, const char *path, long lo, long hi,
@@ -226,11 +254,21 @@ int pipar_json_int(const cJSON *o, const char *key, const char *path, long lo, l
 {
 	double d = 0;
 
-	if (pipar_json_num(o, key, path, (double)lo, (double)hi, &d, c) < 0)
+	if (pipar_json_item(cJSON_GetObjectItemCaseSensitive(o, key), path, (double)lo,
+			    (double)hi, 1, &d, c) < 0)
 		return -1;
-	if (d != floor(d))
-		return pipar_json_bad(c, path, "not an integer");
 	*out = (long)d;
+	return 0;
+}
+
+int pipar_json_bool(const cJSON *o, const char *key, const char *path, int *out,
+		    const struct pipar_json_ctx *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsBool(v))
+		return pipar_json_bad(c, path, v ? "not true or false" : "missing");
+	*out = cJSON_IsTrue(v);
 	return 0;
 }
 

@@ -77,12 +77,30 @@ int pipar_json_kind_error(char *err, const char *name, const char *found,
  * and returns -1 with c->err filled.  The value read goes to *out only
  * when it is accepted. */
 struct pipar_json_ctx {
-	const char *name;               /* the file, as messages show it */
+	const char *name;               /* the file as the user gave it, or NULL */
 	char *err;
+	const char *part;               /* what is read inside it, or NULL (as
+					 * in pipar_json_parse) */
 };
 
-/* "'NAME': field 'PATH': WHY"; always -1. */
+/* Whether v (NULL when the field is absent) is an acceptable number: a
+ * finite number (or fixed text) in [lo, hi], and whole when whole is set.
+ * 0 with *out set, or -1 with why (len bytes) saying what is wrong, in
+ * the words every reader uses: "missing", "not a number", "-1 outside
+ * [0, 1e+09] (negative)", "-1 is below 0" (hi infinite), "1.5 is not an
+ * integer".  Readers whose messages name the place their own way (the
+ * model spec by unit and layer, the run summary by epoch) put why in
+ * them. */
+int pipar_json_value(const cJSON *v, double lo, double hi, int whole, double *out,
+		     char *why, size_t len);
+
+/* "SUBJECT: field 'PATH': WHY", the subject as pipar_json_parse words
+ * it; always -1. */
 int pipar_json_bad(const struct pipar_json_ctx *c, const char *path, const char *why);
+/* Item v (an array element, or NULL when absent) as pipar_json_value
+ * accepts it, refused with pipar_json_bad naming path. */
+int pipar_json_item(const cJSON *v, const char *path, double lo, double hi, int whole,
+		    double *out, const struct pipar_json_ctx *c);
 /* The number under key in o (written as a number or as fixed text), in
  * [lo, hi]; path names it in messages. */
 int pipar_json_num(const cJSON *o, const char *key, const char *path, double lo, double hi,
@@ -90,6 +108,9 @@ int pipar_json_num(const cJSON *o, const char *key, const char *path, double lo,
 /* The same, and an integer. */
 int pipar_json_int(const cJSON *o, const char *key, const char *path, long lo, long hi,
 		   long *out, const struct pipar_json_ctx *c);
+/* The boolean under key. */
+int pipar_json_bool(const cJSON *o, const char *key, const char *path, int *out,
+		    const struct pipar_json_ctx *c);
 /* The string under key, copied into buf of len bytes. */
 int pipar_json_str(const cJSON *o, const char *key, const char *path, char *buf, size_t len,
 		   const struct pipar_json_ctx *c);

@@ -231,24 +231,22 @@ static int spec_errf(char *err, const struct where *w, const char *fmt, ...)
 			  w->layer + 1, msg);
 }
 
-/* Reads an integer field; absent gives def.  The value must be a whole
- * number in [lo, hi]. */
+/* Reads an integer field; absent gives def (INT32_MIN: required).  The
+ * value must be a whole number in [lo, hi]; json.h words the refusal. */
 static int get_int(const cJSON *o, const char *name, int def, int lo, int hi,
 		   int *out, const struct where *w, char *err)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	char why[96];
+	double d;
 
-	if (!v) {
-		if (def == INT32_MIN)
-			return spec_errf(err, w, "missing field '%s'", name);
+	if (!v && def != INT32_MIN) {
 		*out = def;
 		return 0;
 	}
-	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-	    v->valuedouble < lo || v->valuedouble > hi)
-		return spec_errf(err, w, "field '%s' must be an integer in [%d, %d]",
-				 name, lo, hi);
-	*out = (int)v->valuedouble;
+	if (pipar_json_value(v, lo, hi, 1, &d, why, sizeof(why)) < 0)
+		return spec_errf(err, w, "field '%s': %s", name, why);
+	*out = (int)d;
 	return 0;
 }
 
@@ -262,7 +260,7 @@ static int get_bool(const cJSON *o, const char *name, int def, int *out,
 		return 0;
 	}
 	if (!cJSON_IsBool(v))
-		return spec_errf(err, w, "field '%s' must be true or false", name);
+		return spec_errf(err, w, "field '%s': not true or false", name);
 	*out = cJSON_IsTrue(v);
 	return 0;
 }
@@ -271,15 +269,16 @@ static int get_float(const cJSON *o, const char *name, double def, double lo,
 		     double hi, float *out, const struct where *w, char *err)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	char why[96];
+	double d;
 
 	if (!v) {
 		*out = (float)def;
 		return 0;
 	}
-	if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
-		return spec_errf(err, w, "field '%s' must be a number in [%g, %g]",
-				 name, lo, hi);
-	*out = (float)v->valuedouble;
+	if (pipar_json_value(v, lo, hi, 0, &d, why, sizeof(why)) < 0)
+		return spec_errf(err, w, "field '%s': %s", name, why);
+	*out = (float)d;
 	return 0;
 }
 
@@ -310,7 +309,7 @@ static int build_layer(const cJSON *o, struct pipar_shape in, int classes,
 	if (!cJSON_IsObject(o))
 		return spec_errf(err, &w, "not an object");
 	if (!cJSON_IsString(t))
-		return spec_errf(err, &w, "missing string field 'type'");
+		return spec_errf(err, &w, "field 'type': missing or not a string");
 	type = t->valuestring;
 	w.type = type;
 	if (strcmp(type, "conv") == 0) {
@@ -527,7 +526,7 @@ static int build_unit(struct built *b, const cJSON *uo, int u, int classes, char
 	const char *unknown;
 
 	if (!cJSON_IsObject(uo) || !cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1)
-		return pipar_errf(err, "model spec: unit %d: needs a non-empty 'layers' array", u + 1);
+		return pipar_errf(err, "model spec: unit %d: field 'layers': missing or not a non-empty array", u + 1);
 	if ((unknown = pipar_json_unknown_field(uo, (const char *const[]){"layers", NULL})))
 		return pipar_errf(err, "model spec: unit %d: unknown field '%s'", u + 1, unknown);
 	b->unit_start[u] = b->nall;
@@ -640,12 +639,12 @@ int pipar_model_new(const char *spec_json, struct pipar_shape in, int classes,
 		goto fail;
 	}
 	if (name && (!cJSON_IsString(name) || strlen(name->valuestring) >= 64)) {
-		pipar_errf(err, "model spec: field 'name' must be a string of under 64 bytes");
+		pipar_errf(err, "model spec: field 'name': not a string of under 64 bytes");
 		goto fail;
 	}
 	if (!cJSON_IsArray(units) || cJSON_GetArraySize(units) < 1 ||
 	    cJSON_GetArraySize(units) > 4096) {
-		pipar_errf(err, "model spec: field 'units' must be a non-empty array");
+		pipar_errf(err, "model spec: field 'units': missing or not a non-empty array");
 		goto fail;
 	}
 	L = cJSON_GetArraySize(units);

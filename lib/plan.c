@@ -739,7 +739,7 @@ cJSON *pipar_plan_file_json(const struct pipar_plan_file *p)
 static int plan_num(const cJSON *o, const char *key, const char *path, double lo,
 		    double hi, double *out, const char *name, char *err)
 {
-	const struct pipar_json_ctx c = {name, err};
+	const struct pipar_json_ctx c = {name, err, NULL};
 
 	return pipar_json_num(o, key, path, lo, hi, out, &c);
 }
@@ -747,7 +747,7 @@ static int plan_num(const cJSON *o, const char *key, const char *path, double lo
 static int plan_int(const cJSON *o, const char *key, const char *path, long lo,
 		    long hi, long *out, const char *name, char *err)
 {
-	const struct pipar_json_ctx c = {name, err};
+	const struct pipar_json_ctx c = {name, err, NULL};
 
 	return pipar_json_int(o, key, path, lo, hi, out, &c);
 }
@@ -837,12 +837,14 @@ static int plan_device(const cJSON *d, int k, const char *name, struct pipar_pla
 	if (!(p->micro[k] = malloc(sizeof(int) * (size_t)N)))
 		return pipar_errf(err, "out of memory");
 	for (const cJSON *s = mb->child; s; s = s->next, i++) {
-		if (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble > p->batch ||
-		    s->valuedouble != floor(s->valuedouble))
-			return pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': not positive integers",
-					  name, k);
-		p->micro[k][i] = (int)s->valuedouble;
-		sum += (long)s->valuedouble;
+		const struct pipar_json_ctx c = {name, err, NULL};
+		double n;
+
+		snprintf(path, sizeof(path), "per_device[%d].micro_batches[%d]", k, i);
+		if (pipar_json_item(s, path, 1, p->batch, 1, &n, &c) < 0)
+			return -1;
+		p->micro[k][i] = (int)n;
+		sum += (long)n;
 	}
 	if (sum != p->batch)
 		return pipar_errf(err, "'%s': field 'per_device[%d].micro_batches': sum %ld, not the batch %d",

@@ -477,14 +477,13 @@ static int profile_fields(const cJSON *root, struct pipar_profile *p, const stru
 		int dims[3];
 
 		for (int i = 0; i < 3; i++) {
-			const cJSON *x = cJSON_GetArrayItem(v, i);
+			char path[16];
+			double x;
 
-			if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > 65536 ||
-			    x->valuedouble != floor(x->valuedouble)) {
-				pipar_json_bad(&c, "input", "not [C, H, W] of positive integers");
+			snprintf(path, sizeof(path), "input[%d]", i);
+			if (pipar_json_item(cJSON_GetArrayItem(v, i), path, 1, 65536, 1, &x, &c) < 0)
 				return -1;
-			}
-			dims[i] = (int)x->valuedouble;
+			dims[i] = (int)x;
 		}
 		p->in = (struct pipar_shape){dims[0], dims[1], dims[2]};
 	}
@@ -505,15 +504,14 @@ static int profile_fields(const cJSON *root, struct pipar_profile *p, const stru
 	}
 	p->nsizes = cJSON_GetArraySize(arr);
 	for (int s = 0; s < p->nsizes; s++) {
-		const cJSON *x = cJSON_GetArrayItem(arr, s);
+		char path[16];
+		double x;
 
-		if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > (1 << 20) ||
-		    x->valuedouble != floor(x->valuedouble) ||
-		    (s && x->valuedouble <= p->sizes[s - 1])) {
-			pipar_json_bad(&c, "sizes", "not ascending positive integers");
+		snprintf(path, sizeof(path), "sizes[%d]", s);
+		if (pipar_json_item(cJSON_GetArrayItem(arr, s), path, s ? p->sizes[s - 1] + 1 : 1,
+				    1 << 20, 1, &x, &c) < 0)
 			return -1;
-		}
-		p->sizes[s] = (int)x->valuedouble;
+		p->sizes[s] = (int)x;
 	}
 	return 0;
 }
@@ -581,7 +579,7 @@ int pipar_profile_parse(const char *text, const char *name,
 		"format", "role", "host", "slowdown", "repeat", "model_name", "model",
 		"input", "classes", "data", "data_samples", "batch", "sizes", "units", NULL,
 	};
-	struct pipar_json_ctx c = {name, err};
+	struct pipar_json_ctx c = {name, err, NULL};
 	cJSON *root = pipar_json_parse(text, name, NULL, "pipar-profile/1", 0, err);
 	struct pipar_profile *p = NULL;
 	const char *unknown;

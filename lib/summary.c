@@ -21,27 +21,27 @@ static const cJSON *field(const cJSON *o, const char *name)
 	return cJSON_GetObjectItemCaseSensitive(o, name);
 }
 
-/* A finite number >= 0 from o[name] into *v; -1 with err otherwise. */
+/* A finite number >= 0 from o[name] into *v; -1 with err otherwise, the
+ * place named by epoch ("epoch 3:") and the fault worded by json.h. */
 static int num(const cJSON *o, const char *name, const char *path, const char *where,
 	       double *v, char *err)
 {
-	const cJSON *x = field(o, name);
+	char why[96];
 
-	if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < 0)
-		return pipar_errf(err, "'%s': %s%s\"%s\" is %s", path, where, *where ? " " : "",
-				  name, x ? "not a number >= 0" : "missing");
-	*v = x->valuedouble;
+	if (pipar_json_value(field(o, name), 0, INFINITY, 0, v, why, sizeof(why)) < 0)
+		return pipar_errf(err, "'%s': %s%s\"%s\": %s", path, where, *where ? " " : "",
+				  name, why);
 	return 0;
 }
 
+/* A whole number in [lo, 10^6]. */
 static int count(const cJSON *o, const char *name, const char *path, int lo, int *v, char *err)
 {
+	char why[96];
 	double d = 0;
 
-	if (num(o, name, path, "", &d, err) < 0)
-		return -1;
-	if (d != floor(d) || d < lo || d > 1e6)
-		return pipar_errf(err, "'%s': \"%s\" is not a count (%g)", path, name, d);
+	if (pipar_json_value(field(o, name), lo, 1e6, 1, &d, why, sizeof(why)) < 0)
+		return pipar_errf(err, "'%s': \"%s\": %s", path, name, why);
 	*v = (int)d;
 	return 0;
 }
@@ -75,13 +75,15 @@ static int read_epoch(const cJSON *e, int i, const char *path, struct pipar_summ
 		if (num(e, "test_accuracy", path, where, &ep->test_accuracy, err) < 0)
 			return -1;
 		if (ep->test_accuracy > 1)
-			return pipar_errf(err, "'%s': %s \"test_accuracy\" is above 1", path, where);
+			return pipar_errf(err, "'%s': %s \"test_accuracy\": %g is above 1", path, where,
+					  ep->test_accuracy);
 	}
 	if (ep->train_accuracy > 1)
-		return pipar_errf(err, "'%s': %s \"train_accuracy\" is above 1", path, where);
+		return pipar_errf(err, "'%s': %s \"train_accuracy\": %g is above 1", path, where,
+				  ep->train_accuracy);
 	res = field(e, "device_resources");
 	if (!cJSON_IsArray(res))
-		return pipar_errf(err, "'%s': %s \"device_resources\" is %s", path, where,
+		return pipar_errf(err, "'%s': %s \"device_resources\": %s", path, where,
 				  res ? "not an array" : "missing");
 	int nd = 0;
 
@@ -122,7 +124,7 @@ int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 	if (!cJSON_IsString(mode) ||
 	    (strcmp(mode->valuestring, "pipar") && strcmp(mode->valuestring, "sfl") &&
 	     strcmp(mode->valuestring, "sl") && strcmp(mode->valuestring, "fl"))) {
-		pipar_errf(err, "'%s': \"mode\" is not one of pipar, sfl, sl, fl", path);
+		pipar_errf(err, "'%s': \"mode\": not one of pipar, sfl, sl, fl", path);
 		goto out;
 	}
 	snprintf(s->mode, sizeof(s->mode), "%s", mode->valuestring);
@@ -132,7 +134,7 @@ int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 		goto out;
 	failed = field(root, "failed_devices");
 	if (!cJSON_IsArray(failed)) {
-		pipar_errf(err, "'%s': \"failed_devices\" is %s", path,
+		pipar_errf(err, "'%s': \"failed_devices\": %s", path,
 			   failed ? "not an array" : "missing");
 		goto out;
 	}
@@ -140,7 +142,7 @@ int pipar_summary_read(const char *path, struct pipar_summary *s, char *err)
 	eps = field(root, "epochs");
 	if (!cJSON_IsArray(eps) || !eps->child) {
 		pipar_errf(err, "'%s': %s", path, cJSON_IsArray(eps) ? "no epochs" :
-			   "\"epochs\" is missing or not an array");
+			   "\"epochs\": missing or not an array");
 		goto out;
 	}
 	s->nepochs = cJSON_GetArraySize(eps);

@@ -188,12 +188,10 @@ static const char *clean(const char *s, char *buf, size_t size)
 /* x as an integer in [lo, hi] in *out; -1 if it is not one. */
 static int int_in(const cJSON *x, double lo, double hi, int *out)
 {
+	char why[96];
 	double v;
 
-	if (!cJSON_IsNumber(x))
-		return -1;
-	v = x->valuedouble;
-	if (!(v >= lo && v <= hi) || v != floor(v))
+	if (pipar_json_value(x, lo, hi, 1, &v, why, sizeof(why)) < 0)
 		return -1;
 	*out = (int)v;
 	return 0;

@@ -337,6 +337,27 @@ int main(void)
 	man_from = "\"classes\":";
 	man_to = "\"classes\":\"ten\",\"x\":";
 	refused(path, "a bad field type", "unknown field 'x'", manifest_edit);
+	/* Field values are refused by path, in the words of every reader. */
+	man_from = "\"classes\":\t10";
+	man_to = "\"classes\":\t2.5";
+	refused(path, "a class count that is not whole",
+		"bad.npz': pipar.json: field 'classes': 2.5 is not an integer", manifest_edit);
+	man_from = "\"std\":\t[0.375]";
+	man_to = "\"std\":\t[0]";
+	refused(path, "a zero standard deviation",
+		"pipar.json: field 'normalisation.std[0]': 0 outside [1e-30, 1e+30]", manifest_edit);
+	man_from = "\"mean\":\t[0.25]";
+	man_to = "\"mean\":\t[1e39]";
+	refused(path, "a mean that is no float",
+		"pipar.json: field 'normalisation.mean[0]': 1e+39 outside [-1e+30, 1e+30]", manifest_edit);
+	man_from = "\"units\":\t[1, 5]";
+	man_to = "\"units\":\t[5, 1]";
+	refused(path, "units in the wrong order",
+		"pipar.json: field 'units': the last unit is before the first", manifest_edit);
+	man_from = "\"input\":\t[1, 12, 12]";
+	man_to = "\"input\":\t[1, 12]";
+	refused(path, "an input shape of two numbers",
+		"pipar.json: field 'input': not an array of 3 integers", manifest_edit);
 	{
 		err[0] = 0;
 		ok(pipar_checkpoint_load("/nonexistent/m.npz", &r, &back, err) < 0 &&

@@ -228,6 +228,52 @@ static void helper(void)
 	   "pipar_json_kind_error: %s", err);
 }
 
+/* Field values: one judgement and one wording for every reader. */
+static void fields(void)
+{
+	char err[PIPAR_ERRLEN], why[96];
+	cJSON *o = cJSON_Parse("{\"a\":-1,\"b\":1.5,\"c\":\"x\",\"d\":true,\"e\":1e39,\"f\":4}");
+	const struct pipar_json_ctx in_file = {"p.json", err, NULL};
+	const struct pipar_json_ctx in_part = {"m.npz", err, "pipar.json"};
+	const struct pipar_json_ctx alone = {NULL, err, "model spec"};
+	double d = 7;
+	long l = 7;
+	int b = 0;
+
+#define WHY(key, lo, hi, whole, want)                                                    \
+	do {                                                                             \
+		why[0] = 0;                                                              \
+		ok(pipar_json_value(cJSON_GetObjectItem(o, key), lo, hi, whole, &d, why,  \
+				    sizeof(why)) < 0 && strcmp(why, want) == 0 && d == 7, \
+		   "%s in [%g, %g]: %s", key, (double)lo, (double)hi, why);               \
+	} while (0)
+	WHY("a", 0, 10, 0, "-1 outside [0, 10] (negative)");
+	WHY("a", 0, INFINITY, 0, "-1 is below 0");
+	WHY("b", 0, 10, 1, "1.5 is not an integer");
+	WHY("c", 0, 10, 0, "not a number");
+	WHY("d", 0, 10, 0, "not a number");
+	WHY("nothere", 0, 10, 0, "missing");
+	WHY("e", -1e30, 1e30, 0, "1e+39 outside [-1e+30, 1e+30]");
+#undef WHY
+	ok(pipar_json_value(cJSON_GetObjectItem(o, "f"), 4, 4, 1, &d, why, sizeof(why)) == 0 &&
+		   d == 4,
+	   "a value at both bounds is taken");
+	ok(pipar_json_int(o, "b", "x.b", 0, 10, &l, &in_file) < 0 && l == 7 &&
+		   strcmp(err, "'p.json': field 'x.b': 1.5 is not an integer") == 0,
+	   "pipar_json_int names the file and path: %s", err);
+	ok(pipar_json_item(cJSON_GetObjectItem(o, "a"), "units[1]", 1, 4096, 1, &d, &in_part) < 0 &&
+		   strcmp(err, "'m.npz': pipar.json: field 'units[1]': -1 outside [1, 4096] (negative)") == 0,
+	   "inside a file, the part read is named: %s", err);
+	ok(pipar_json_num(o, "nothere", "n", 0, 1, &d, &alone) < 0 &&
+		   strcmp(err, "model spec: field 'n': missing") == 0,
+	   "without a file, the part alone is the subject: %s", err);
+	ok(pipar_json_bool(o, "d", "d", &b, &in_file) == 0 && b == 1, "a boolean is read");
+	ok(pipar_json_bool(o, "f", "f", &b, &in_file) < 0 &&
+		   strcmp(err, "'p.json': field 'f': not true or false") == 0,
+	   "a number is not a boolean: %s", err);
+	cJSON_Delete(o);
+}
+
 /* Numbers written in fixed notation. */
 static void fixed(void)
 {
@@ -329,6 +375,7 @@ int main(void)
 	PIPAR_ASSERT(mkdtemp(dir));
 	PIPAR_ASSERT(getcwd(cwd, sizeof(cwd)));
 	helper();
+	fields();
 	fixed();
 	for (size_t i = 0; i < NDOCS; i++)
 		put(docs[i].file, docs[i].text);

@@ -320,5 +320,13 @@ int main(void)
 	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"conv\",\"out\":4,"
 		     "\"kernel\":3,\"stride\":1.5}]}]}", "stride");
 	spec_refused("{\"format\":\"pipar-model/1\",\"extra\":1,\"units\":[]}", "extra");
+	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"conv\",\"out\":4,"
+		     "\"kernel\":0}]}]}",
+		     "model spec: unit 1, layer 1 (conv): field 'kernel': 0 outside [1, 64]");
+	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"conv\",\"out\":4,"
+		     "\"kernel\":3,\"bias\":1}]}]}",
+		     "model spec: unit 1, layer 1 (conv): field 'bias': not true or false");
+	spec_refused("{\"format\":\"pipar-model/1\",\"units\":[{\"layers\":[{\"type\":\"dropout\",\"rate\":2}]}]}",
+		     "field 'rate': 2 outside");
 	return tap_done();
 }
