@@ -46,6 +46,8 @@ PROGS = $(addprefix $(O)/bin/,$(PROG_NAMES))
 
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
 TEST_BINS = $(patsubst tests/%.c,$(O)/tests/bin/%,$(TEST_SRC))
+# Programs the test scripts drive (a hostile peer), not tests themselves.
+TEST_HELPERS = $(O)/tests/bin/peer
 
 MAN1 = $(sort $(wildcard man/man1/*.1))
 MAN5 = $(sort $(wildcard man/man5/*.5))
@@ -72,7 +74,7 @@ $(O)/tests/bin/%: tests/%.c $(LIBA) $(wildcard lib/*.h) tests/tap.h
 
 # The tests find the programs and test binaries through PIPAR_BIN and
 # PIPAR_TESTBIN, so the same scripts run against the sanitizer build.
-check: all $(TEST_BINS)
+check: all $(TEST_BINS) $(TEST_HELPERS)
 	PIPAR_BIN=$(abspath $(O)/bin) PIPAR_TESTBIN=$(abspath $(O)/tests/bin) \
 	OPENBLAS_NUM_THREADS=1 \
 	prove --directives --exec '' $(TEST_BINS) $(sort $(wildcard tests/*.sh))

@@ -21,6 +21,7 @@
 #include "progress.h"
 #include "device.h"
 #include "file.h"
+#include "proto.h"
 
 #define PROG "pipar-device"
 #define VERSION "0.1.0"
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *server = NULL, *data = NULL, *shard_arg = NULL, *part = NULL;
-	char idbuf[64], err[PIPAR_ERRLEN], host[256];
+	char idbuf[64], err[PIPAR_ERRLEN], host[256], why[96];
 	struct pipar_device_cfg cfg = {.prog = PROG, .timeout = 120, .log = stderr, .slowdown = 1};
 	struct pipar_shard_spec shard = {0, 1, PIPAR_PARTITION_IID, 0, 1};
 	struct pipar_data *d = NULL;
@@ -144,6 +145,11 @@ int main(int argc, char **argv)
 	if (!cfg.id) {
 		snprintf(idbuf, sizeof(idbuf), "device-%d", shard.index);
 		cfg.id = idbuf;
+	} else if (pipar_hello_id_check(cfg.id, why, sizeof(why)) < 0) {
+		char shown[PIPAR_ERRLEN];
+
+		snprintf(err, sizeof(err), "--id '%.100s': %s", cfg.id, why);
+		return usage_error(pipar_text_escape(shown, sizeof(shown), err, sizeof(err)));
 	}
 	signal(SIGPIPE, SIG_IGN);
 	pipar_threads_set(threads);

@@ -33,6 +33,7 @@ static const char usage_text[] =
 	"                   [--lr LR] [--momentum M] [--weight-decay WD] [--seed S]\n"
 	"                   [--checkpoint FILE|-] [--summary FILE|-] [--records FILE|-]\n"
 	"                   [--trace FILE|-] [--timeout SECS] [--aggregate-every ITERS|epoch]\n"
+	"                   [--aggregate RULE]\n"
 	"                   [--threads T] [--progress auto|always|never]\n";
 
 static int usage_error(const char *msg)
@@ -104,6 +105,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"trace", required_argument, NULL, 'X'},
 		{"aggregate-every", required_argument, NULL, 'A'},
+		{"aggregate", required_argument, NULL, 'G'},
 		{"progress", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
@@ -141,6 +143,14 @@ static int parse_args(struct args *a, int argc, char **argv)
 					       &cfg->aggregate_every, err) < 0)
 				bad = pipar_cli_bad(err, "--aggregate-every", optarg,
 						    "a number of iterations in [1, 1000000] or 'epoch'");
+			break;
+		case 'G':
+			if (pipar_agg_rule_parse(optarg, &cfg->rule, err) < 0) {
+				char why[PIPAR_ERRLEN + 16];
+
+				snprintf(why, sizeof(why), "--aggregate: %s", err);
+				return usage_error(why);
+			}
 			break;
 		case 'P':
 			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &a->when, err);

@@ -32,8 +32,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 		struct pipar_hello h;
 		int ch = 1 + buf[1] % 4;
 
-		if (pipar_hello_decode(p, n, ch, &h, err) == 0) {
-			if (h.samples < 1 || h.norm.channels != ch || strlen(h.id) >= sizeof(h.id))
+		char why[96];
+
+		if (pipar_hello_decode(p, n, ch, 1000000, &h, err) == 0) {
+			if (h.samples < 1 || h.samples > 1000000 || h.norm.channels != ch ||
+			    pipar_hello_id_check(h.id, why, sizeof(why)) < 0)
 				abort();
 			for (int c = 0; c < ch; c++)
 				if (!(h.norm.std[c] > 0) || !isfinite(h.norm.mean[c]) ||

@@ -16,6 +16,44 @@
 #include "summary.h"
 #include "train.h"
 #include "exec.h"
+#include "wire.h"
+
+int pipar_agg_rule_parse(const char *text, struct pipar_agg_rule *r, char *err)
+{
+	const char *colon = strchr(text, ':');
+	char *end;
+	double v = 0;
+
+	if (colon) {
+		errno = 0;
+		v = strtod(colon + 1, &end);
+		if (errno || end == colon + 1 || *end || !isfinite(v))
+			colon = NULL, v = -1;
+	}
+	if (!strcmp(text, "mean"))
+		*r = (struct pipar_agg_rule){PIPAR_AGG_MEAN, 0};
+	else if (!strcmp(text, "median"))
+		*r = (struct pipar_agg_rule){PIPAR_AGG_MEDIAN, 0};
+	else if (colon && !strncmp(text, "trimmed:", 8) && v >= 0 && v < 0.5)
+		*r = (struct pipar_agg_rule){PIPAR_AGG_TRIMMED, v};
+	else if (colon && !strncmp(text, "clip:", 5) && v > 0)
+		*r = (struct pipar_agg_rule){PIPAR_AGG_CLIP, v};
+	else
+		return pipar_errf(err, "'%s' is not a rule: mean, median, trimmed:F (0 <= F < 0.5) or clip:NORM (NORM > 0)",
+				  text);
+	return 0;
+}
+
+const char *pipar_agg_rule_name(const struct pipar_agg_rule *r, char *buf, size_t len)
+{
+	static const char *const names[] = {"mean", "median", "trimmed", "clip"};
+
+	if (r->kind == PIPAR_AGG_TRIMMED || r->kind == PIPAR_AGG_CLIP)
+		snprintf(buf, len, "%s:%g", names[r->kind], r->param);
+	else
+		snprintf(buf, len, "%s", names[r->kind]);
+	return buf;
+}
 
 void pipar_server_progress_show(struct server *s, int force)
 {
@@ -77,15 +115,187 @@ static void epoch_record(struct server *s, const cJSON *e, const struct pipar_su
 	pipar_server_progress_show(s, 1);
 }
 
-/* The sample-weighted average of every live device's whole model (its
- * part sent up, then its replica's units) into G, then G loaded into the
- * replicas and the global model.  Unit by unit: device k holds the units
- * before its split point and its replica the rest, so every unit has one
- * value from every device, whatever the split points. */
-static void fedavg(struct server *s)
+/* Device c's whole model into one: its part sent up, then its
+ * replica's units (device k holds the units before its split point and
+ * its replica the rest, so every unit has one value from every device,
+ * whatever the split points). */
+static void device_model(const struct server *s, const struct conn *c, float *one)
+{
+	memcpy(one, c->up, sizeof(float) * c->dn);
+	if (c->replica && c->dn < s->total_n)
+		pipar_runtime_get_state(c->replica, one + c->dn);
+}
+
+/* Marks c dead with why (s->mu held): logged, kept for the summary. */
+static void mark_lost(struct server *s, struct conn *c, const char *why)
+{
+	c->alive = 0;
+	s->live--;
+	snprintf(c->fault, sizeof(c->fault), "%s", why);
+	SLOG(s, "device %d (%s): %s; continuing with %d device(s)", c->k + 1, c->id, why, s->live);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Before any model is averaged, each live device's update (its model
+ * less the global one) is measured into norm[k]; a device whose model is
+ * not finite, or whose update is over PIPAR_AGG_FAR times the lower
+ * median of the devices' norms, is expelled by name.  one is scratch. */
+static void screen(struct server *s, float *one, double *norm)
+{
+	double *v = malloc(sizeof(double) * (size_t)s->K);
+	char why[PIPAR_ERRLEN];
+	int m = 0;
+
+	for (int k = 0; k < s->K; k++) {
+		struct conn *c = &s->c[k];
+		size_t bad;
+		double q = 0;
+
+		if (!c->alive)
+			continue;
+		device_model(s, c, one);
+		if ((bad = pipar_floats_nonfinite(one, s->total_n)) != SIZE_MAX) {
+			snprintf(why, sizeof(why), "refused at aggregation: its model holds a non-finite value (%zu of %zu)",
+				 bad, s->total_n);
+			mark_lost(s, c, why);
+			continue;
+		}
+		for (size_t i = 0; i < s->total_n; i++) {
+			double d = (double)one[i] - (double)s->G[i];
+
+			q += d * d;
+		}
+		norm[k] = sqrt(q);
+		if (v)
+			v[m++] = norm[k];
+	}
+	if (!v || m < 2) {
+		free(v);
+		return;
+	}
+	qsort(v, (size_t)m, sizeof(double), cmp_double);
+	double med = v[(m - 1) / 2];
+
+	free(v);
+	for (int k = 0; k < s->K && med > 0; k++)
+		if (s->c[k].alive && norm[k] > PIPAR_AGG_FAR * med) {
+			snprintf(why, sizeof(why), "refused at aggregation: its update's norm %.3g is over %g times the devices' median %.3g",
+				 norm[k], PIPAR_AGG_FAR, med);
+			mark_lost(s, &s->c[k], why);
+		}
+}
+
+/* Each live device's FedAvg weight: the samples it trained on since the
+ * last aggregation (counted by the server where it sees them), never
+ * more than the shard it declared; into w, summing to 1. */
+static void weights(const struct server *s, double *w)
 {
 	double total = 0;
+
+	for (int pass = 0; pass < 2 && !(total > 0); pass++) {
+		total = 0;
+		for (int k = 0; k < s->K; k++) {
+			const struct conn *c = &s->c[k];
+			long n = pass == 0 && c->round_seen < c->samples ? c->round_seen : c->samples;
+
+			w[k] = c->alive ? (double)n : 0;
+			total += w[k];
+		}
+	}
+	for (int k = 0; k < s->K; k++)
+		w[k] = total > 0 ? w[k] / total : 0;
+}
+
+/* The coordinate-wise median, or the mean of what is left after trimming
+ * cut values at each end, of the m models in mat (m rows of n) into out. */
+static void by_rank(const float *mat, int m, size_t n, int cut, float *out, float *col)
+{
+	for (size_t i = 0; i < n; i++) {
+		double sum = 0;
+
+		for (int j = 0; j < m; j++)
+			col[j] = mat[(size_t)j * n + i];
+		qsort(col, (size_t)m, sizeof(float), cmp_float);
+		if (cut < 0) {
+			out[i] = m % 2 ? col[m / 2] : (float)(((double)col[m / 2 - 1] + col[m / 2]) / 2);
+			continue;
+		}
+		for (int j = cut; j < m - cut; j++)
+			sum += col[j];
+		out[i] = (float)(sum / (m - 2 * cut));
+	}
+}
+
+/* The live devices' models combined by the rule (pipar_agg_rule): the
+ * sample-weighted mean (FedAvg), the mean of updates clipped to a norm,
+ * the coordinate-wise median or trimmed mean; into sum. */
+static int combine(struct server *s, const double *norm, float *sum, float *one)
+{
+	const struct pipar_agg_rule *rule = &s->cfg->rule;
+	double *w = malloc(sizeof(double) * (size_t)s->K);
+	int m = 0;
+
+	if (!w)
+		return -1;
+	weights(s, w);
+	if (rule->kind == PIPAR_AGG_MEDIAN || rule->kind == PIPAR_AGG_TRIMMED) {
+		float *mat = malloc(sizeof(float) * s->total_n * (size_t)s->live);
+		float *col = malloc(sizeof(float) * (size_t)s->live);
+
+		for (int k = 0; mat && col && k < s->K; k++)
+			if (s->c[k].alive)
+				device_model(s, &s->c[k], mat + (size_t)m++ * s->total_n);
+		if (mat && col)
+			by_rank(mat, m, s->total_n,
+				rule->kind == PIPAR_AGG_MEDIAN ? -1 : (int)floor(rule->param * m), sum,
+				col);
+		free(col);
+		free(w);
+		free(mat);
+		return mat && col ? 0 : -1;
+	}
+	for (size_t i = 0; i < s->total_n && rule->kind == PIPAR_AGG_CLIP; i++)
+		sum[i] = s->G[i];
+	for (int k = 0; k < s->K; k++) {
+		float wk = (float)w[k];
+
+		if (!s->c[k].alive)
+			continue;
+		device_model(s, &s->c[k], one);
+		if (rule->kind == PIPAR_AGG_CLIP) {
+			/* G plus the weighted updates, each at most the norm. */
+			double f = norm[k] > rule->param ? rule->param / norm[k] : 1;
+
+			for (size_t i = 0; i < s->total_n; i++)
+				sum[i] += (float)(w[k] * f * ((double)one[i] - (double)s->G[i]));
+		} else {
+			for (size_t i = 0; i < s->total_n; i++)
+				sum[i] += wk * one[i];
+		}
+	}
+	free(w);
+	return 0;
+}
+
+/* The live devices' models combined into G (see combine), then G loaded
+ * into the replicas and the global model. */
+static void fedavg(struct server *s)
+{
 	float *sum = NULL, *one = NULL;
+	double *norm = NULL;
 
 	if (s->ops->turns) {
 		/* One model, passed from device to device: the device part
@@ -97,31 +307,21 @@ static void fedavg(struct server *s)
 	}
 	sum = calloc(s->total_n, sizeof(float));
 	one = malloc(sizeof(float) * s->total_n);
-	if (!sum || !one) {
+	norm = calloc((size_t)s->K, sizeof(double));
+	if (sum && one && norm)
+		screen(s, one, norm);
+	if (!sum || !one || !norm || (s->live > 0 && combine(s, norm, sum, one) < 0))
 		SLOG(s, "out of memory aggregating; the model stays as it was");
-	} else {
-		for (int k = 0; k < s->K; k++)
-			if (s->c[k].alive)
-				total += (double)s->c[k].samples;
-		for (int k = 0; k < s->K; k++) {
-			struct conn *c = &s->c[k];
-			float w = (float)((double)c->samples / total);
-
-			if (!c->alive)
-				continue;
-			memcpy(one, c->up, sizeof(float) * c->dn);
-			if (c->replica && c->dn < s->total_n)
-				pipar_runtime_get_state(c->replica, one + c->dn);
-			for (size_t i = 0; i < s->total_n; i++)
-				sum[i] += w * one[i];
-		}
+	else if (s->live > 0)
 		memcpy(s->G, sum, sizeof(float) * s->total_n);
-	}
 	free(sum);
 	free(one);
-	for (int k = 0; k < s->K; k++)
+	free(norm);
+	for (int k = 0; k < s->K; k++) {
+		s->c[k].round_seen = 0;
 		if (s->c[k].alive && s->c[k].replica)
 			pipar_runtime_set_state(s->c[k].replica, s->G + s->c[k].dn);
+	}
 	pipar_runtime_set_state(s->whole, s->G);
 }
 
@@ -236,11 +436,7 @@ void pipar_server_conn_lost(struct conn *c, const char *why)
 
 	pthread_mutex_lock(&s->mu);
 	if (c->alive) {
-		c->alive = 0;
-		s->live--;
-		snprintf(c->fault, sizeof(c->fault), "%s", why);
-		SLOG(s, "device %d (%s): %s; continuing with %d device(s)", c->k + 1, c->id, why,
-		     s->live);
+		mark_lost(s, c, why);
 		if (s->ops->turns) {
 			/* Pass the turn on, closing the epoch if it was last. */
 			if (s->turn == c->k) {

@@ -630,10 +630,12 @@ static int manifest_norm(const cJSON *root, int channels, struct pipar_norm *nor
 	norm->channels = channels;
 	for (int i = 0; i < channels; i++) {
 		snprintf(path, sizeof(path), "normalisation.mean[%d]", i);
-		if (pipar_json_item(cJSON_GetArrayItem(mean, i), path, -1e30, 1e30, 0, &a, c) < 0)
+		if (pipar_json_item(cJSON_GetArrayItem(mean, i), path, -PIPAR_NORM_MAX, PIPAR_NORM_MAX,
+				    0, &a, c) < 0)
 			return -1;
 		snprintf(path, sizeof(path), "normalisation.std[%d]", i);
-		if (pipar_json_item(cJSON_GetArrayItem(sd, i), path, 1e-30, 1e30, 0, &b, c) < 0)
+		if (pipar_json_item(cJSON_GetArrayItem(sd, i), path, PIPAR_NORM_MIN, PIPAR_NORM_MAX,
+				    0, &b, c) < 0)
 			return -1;
 		norm->mean[i] = (float)a;
 		norm->std[i] = (float)b;

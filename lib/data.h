@@ -58,6 +58,13 @@ struct pipar_norm {
 	float std[PIPAR_DATA_MAXCH];
 };
 
+/* The bounds every reader of a normalisation holds it to (a checkpoint,
+ * a device's HELLO): means within PIPAR_NORM_MAX of 0, deviations in
+ * [PIPAR_NORM_MIN, PIPAR_NORM_MAX]; floats, and a divisor that is not
+ * zero, whatever the text said. */
+#define PIPAR_NORM_MAX 1e30
+#define PIPAR_NORM_MIN 1e-30
+
 /* Loads the data set named by spec.  On success *out owns a new data set
  * (release with pipar_data_free) and 0 is returned; on failure -1 with err
  * naming the spec or file and the fault. */

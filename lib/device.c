@@ -64,9 +64,10 @@ static int recv_expect(struct dev *d, int type, struct pipar_frame_header *h, ch
 	if (r < 0)
 		return -1;
 	if (h->type == PIPAR_FRAME_ERROR) {
-		int n = h->length > 200 ? 200 : (int)h->length;
+		char why[200];
 
-		return pipar_errf(err, "the server refused: %.*s", n, (const char *)d->buf);
+		pipar_text_escape(why, sizeof(why), (const char *)d->buf, h->length);
+		return pipar_errf(err, "the server refused: %s", why);
 	}
 	if (h->type != type)
 		return pipar_errf(err, "expected %s from the server, got %s",
@@ -122,6 +123,10 @@ static int recv_part(struct dev *d, int type, char *err)
 		return pipar_errf(err, "%s of %u bytes, %s %zu", pipar_frame_type_name(type), h.length,
 				  type == PIPAR_FRAME_MODEL ? "the device part needs" : "expected",
 				  sizeof(float) * d->dn);
+	size_t bad = pipar_floats_nonfinite(d->buf, d->dn);
+
+	if (bad != SIZE_MAX)
+		return pipar_errf(err, "%s: value %zu is not finite", pipar_frame_type_name(type), bad);
 	pipar_runtime_set_state(d->m, (const float *)(const void *)d->buf);
 	return 0;
 }

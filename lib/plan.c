@@ -787,7 +787,7 @@ static int plan_model(const cJSON *root, const char *name, struct pipar_plan_fil
 		return pipar_errf(err, "'%s': field 'input': not [C, H, W]", name);
 	for (int i = 0; i < 3; i++) {
 		cJSON *wrap = cJSON_CreateObject();
-		char path[16];
+		char path[32];
 		int r;
 
 		snprintf(path, sizeof(path), "input[%d]", i);

@@ -477,7 +477,7 @@ static int profile_fields(const cJSON *root, struct pipar_profile *p, const stru
 		int dims[3];
 
 		for (int i = 0; i < 3; i++) {
-			char path[16];
+			char path[32];
 			double x;
 
 			snprintf(path, sizeof(path), "input[%d]", i);
@@ -504,7 +504,7 @@ static int profile_fields(const cJSON *root, struct pipar_profile *p, const stru
 	}
 	p->nsizes = cJSON_GetArraySize(arr);
 	for (int s = 0; s < p->nsizes; s++) {
-		char path[16];
+		char path[32];
 		double x;
 
 		snprintf(path, sizeof(path), "sizes[%d]", s);

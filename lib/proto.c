@@ -37,17 +37,35 @@ char *pipar_hello_encode(const struct pipar_hello *h)
 	return text;
 }
 
-/* A number that is finite as a float. */
-static int float_ok(const cJSON *v)
+int pipar_hello_id_check(const char *id, char *why, size_t len)
 {
-	return cJSON_IsNumber(v) && isfinite(v->valuedouble) && fabs(v->valuedouble) <= FLT_MAX;
+	size_t n = strlen(id);
+
+	if (n < 1 || n > PIPAR_HELLO_ID_MAX) {
+		snprintf(why, len, "%zu bytes, not 1 to %d", n, PIPAR_HELLO_ID_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)id[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      strchr("._:@+/-", ch))) {
+			snprintf(why, len, "byte %zu (0x%02x) is not a letter, digit or one of ._:@+/-",
+				 i + 1, ch);
+			return -1;
+		}
+	}
+	return 0;
 }
 
-int pipar_hello_decode(const uint8_t *p, size_t len, int channels,
+int pipar_hello_decode(const uint8_t *p, size_t len, int channels, long max_samples,
 		       struct pipar_hello *h, char *err)
 {
 	cJSON *o = cJSON_ParseWithLength((const char *)p, len);
-	const cJSON *id, *n, *norm, *mean, *sd;
+	const struct pipar_json_ctx c = {NULL, err, "malformed HELLO"};
+	const cJSON *id, *norm, *mean, *sd;
+	char why[96];
+	double x;
 	int r = -1;
 
 	memset(h, 0, sizeof(*h));
@@ -56,40 +74,52 @@ int pipar_hello_decode(const uint8_t *p, size_t len, int channels,
 		goto out;
 	}
 	id = cJSON_GetObjectItemCaseSensitive(o, "id");
-	n = cJSON_GetObjectItemCaseSensitive(o, "samples");
 	norm = cJSON_GetObjectItemCaseSensitive(o, "norm");
 	mean = cJSON_GetObjectItemCaseSensitive(norm, "mean");
 	sd = cJSON_GetObjectItemCaseSensitive(norm, "std");
 	if (!cJSON_IsString(id)) {
-		pipar_errf(err, "malformed HELLO: field 'id': missing or not a string");
+		pipar_json_bad(&c, "id", "missing or not a string");
 		goto out;
 	}
-	if (!cJSON_IsNumber(n) || !(n->valuedouble >= 1 && n->valuedouble <= 1e12)) {
-		pipar_errf(err, "malformed HELLO: field 'samples': missing or not in [1, 10^12]");
+	/* The id is printed in logs and written in summaries: a safe set of
+	 * characters, so that no peer can forge a line. */
+	if (pipar_hello_id_check(id->valuestring, why, sizeof(why)) < 0) {
+		pipar_json_bad(&c, "id", why);
+		goto out;
+	}
+	/* The shard's size is its FedAvg weight: no device claims more than
+	 * the samples of every device the plan was made for. */
+	if (pipar_json_num(o, "samples", "samples", 1, (double)max_samples, &x, &c) < 0)
+		goto out;
+	if (x != floor(x)) {
+		pipar_json_bad(&c, "samples", "not an integer");
 		goto out;
 	}
 	if (!cJSON_IsArray(mean) || !cJSON_IsArray(sd) || cJSON_GetArraySize(mean) != channels ||
 	    cJSON_GetArraySize(sd) != channels) {
-		pipar_errf(err, "malformed HELLO: field 'norm': needs 'mean' and 'std' of %d number(s)",
-			   channels);
+		snprintf(why, sizeof(why), "needs 'mean' and 'std' of %d number(s)", channels);
+		pipar_json_bad(&c, "norm", why);
 		goto out;
 	}
 	snprintf(h->id, sizeof(h->id), "%s", id->valuestring);
-	h->samples = (long)n->valuedouble;
+	h->samples = (long)x;
 	h->norm.channels = channels;
 	for (int i = 0; i < channels; i++) {
-		const cJSON *a = cJSON_GetArrayItem(mean, i), *b = cJSON_GetArrayItem(sd, i);
+		char path[32];
+		double m, s;
 
-		if (!float_ok(a) || !float_ok(b) || !(b->valuedouble > 0)) {
-			pipar_errf(err, "malformed HELLO normalisation: channel %d", i);
+		/* As the checkpoint keeps them: floats, the deviation a
+		 * divisor. */
+		snprintf(path, sizeof(path), "norm.mean[%d]", i);
+		if (pipar_json_item(cJSON_GetArrayItem(mean, i), path, -PIPAR_NORM_MAX, PIPAR_NORM_MAX,
+				    0, &m, &c) < 0)
 			goto out;
-		}
-		h->norm.mean[i] = (float)a->valuedouble;
-		h->norm.std[i] = (float)b->valuedouble;
-		if (!(h->norm.std[i] > 0)) {
-			pipar_errf(err, "malformed HELLO normalisation: channel %d", i);
+		snprintf(path, sizeof(path), "norm.std[%d]", i);
+		if (pipar_json_item(cJSON_GetArrayItem(sd, i), path, PIPAR_NORM_MIN, PIPAR_NORM_MAX, 0,
+				    &s, &c) < 0)
 			goto out;
-		}
+		h->norm.mean[i] = (float)m;
+		h->norm.std[i] = (float)s;
 	}
 	r = 0;
 out:

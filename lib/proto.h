@@ -30,17 +30,27 @@
 #include "plan.h"
 
 /* HELLO. */
+#define PIPAR_HELLO_ID_MAX 63
+
 struct pipar_hello {
-	char id[64];                    /* the first 63 bytes of the id sent */
-	long samples;                   /* 1 .. 10^12: the shard, its weight */
+	char id[PIPAR_HELLO_ID_MAX + 1];
+	long samples;                   /* the shard, its FedAvg weight */
 	struct pipar_norm norm;
 };
 
+/* Whether id is a device id: 1 to 63 bytes of letters, digits and
+ * ._:@+/- (an id is printed in logs; no peer may put a line break or an
+ * escape in them).  0, or -1 with why (len bytes). */
+int pipar_hello_id_check(const char *id, char *why, size_t len);
+
 char *pipar_hello_encode(const struct pipar_hello *h);
-/* Requires an object with a string "id", a number "samples" from 1 to
- * 10^12 and "norm" {"mean": [..], "std": [..]} of channels finite numbers
- * each, the standard deviations > 0 (other keys are ignored). */
-int pipar_hello_decode(const uint8_t *p, size_t len, int channels,
+/* Requires an object with a string "id" that pipar_hello_id_check
+ * accepts, an integer "samples" from 1 to max_samples and "norm"
+ * {"mean": [..], "std": [..]} of channels numbers each, within
+ * PIPAR_NORM_MAX of 0 and the deviations at least PIPAR_NORM_MIN (as
+ * the checkpoint keeps them); other keys are ignored.  Refusals read
+ * "malformed HELLO: field 'norm.std[0]': 0 outside [1e-30, 1e+30]". */
+int pipar_hello_decode(const uint8_t *p, size_t len, int channels, long max_samples,
 		       struct pipar_hello *h, char *err);
 
 /* PLAN: the plan and the settings of the run for one device. */

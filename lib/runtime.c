@@ -32,7 +32,7 @@ static void put_line(struct pipar_meter *meter, FILE *log, const char *fmt, ...)
 void pipar_runtime_log(FILE *log, struct pipar_meter *meter, const char *prefix,
 		       const char *fmt, ...)
 {
-	char line[1024];
+	char line[1024], safe[1024];
 	va_list ap;
 
 	if (!log)
@@ -40,7 +40,9 @@ void pipar_runtime_log(FILE *log, struct pipar_meter *meter, const char *prefix,
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	put_line(meter, log, "%s: %s", prefix ? prefix : "pipar", line);
+	/* One event, one line, whatever a peer put in the text. */
+	pipar_text_escape(safe, sizeof(safe), line, sizeof(line));
+	put_line(meter, log, "%s: %s", prefix ? prefix : "pipar", safe);
 }
 
 void pipar_runtime_get_state(const struct pipar_model *m, float *dst)

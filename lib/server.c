@@ -91,7 +91,7 @@ static void drop(struct conn *c, const char *err)
 }
 
 /* Reads and checks c's HELLO. */
-static int read_hello(struct conn *c, int channels, char *err)
+static int read_hello(struct conn *c, const struct pipar_plan_file *pl, char *err)
 {
 	struct pipar_frame_header h;
 	struct pipar_hello hello;
@@ -110,7 +110,7 @@ static int read_hello(struct conn *c, int channels, char *err)
 		free(buf);
 		return pipar_errf(err, "expected HELLO, got %s", pipar_frame_type_name(h.type));
 	}
-	r = pipar_hello_decode(buf, h.length, channels, &hello, err);
+	r = pipar_hello_decode(buf, h.length, pl->in.c, pl->samples * pl->K, &hello, err);
 	free(buf);
 	if (r < 0)
 		return -1;
@@ -130,7 +130,7 @@ static int admit(struct server *s, struct conn *c, int fd, int connected)
 
 	pipar_runtime_timeout(fd, cfg->timeout);
 	c->fd = fd;
-	if (read_hello(c, cfg->plan->in.c, err) < 0) {
+	if (read_hello(c, cfg->plan, err) < 0) {
 		SLOG(s, "refused a connection: %s", err);
 		drop(c, err);
 		return -1;
@@ -275,6 +275,17 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	if (!(s.c = calloc((size_t)s.K, sizeof(*s.c)))) {
 		pipar_errf(err, "out of memory");
 		goto out;
+	}
+	if (cfg->rule.kind != PIPAR_AGG_MEAN) {
+		char rule[48];
+
+		pipar_agg_rule_name(&cfg->rule, rule, sizeof(rule));
+		if (s.ops->turns) {
+			pipar_errf(err, "--aggregate %s: %s passes one model from device to device and averages none",
+				   rule, pipar_mode_name(pl->mode));
+			goto out;
+		}
+		SLOG(&s, "combining the devices' models by %s", rule);
 	}
 	if (setup(&s, err) < 0 || (s.live = admission(&s, err)) < 0)
 		goto out;

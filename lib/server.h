@@ -37,6 +37,31 @@
 #include "plan.h"
 #include "progress.h"
 
+/* How the devices' models are combined at aggregation (--aggregate):
+ *   mean        FedAvg: weighted by the samples each device trained on
+ *               since the last aggregation (the default)
+ *   median      the coordinate-wise median, unweighted
+ *   trimmed:F   the coordinate-wise mean of what is left when the
+ *               fraction F (0 <= F < 0.5) of values is cut at each end
+ *   clip:NORM   FedAvg of the updates (a model less the global one), each
+ *               scaled down to an L2 norm of at most NORM
+ * Whatever the rule, a device whose model is not finite, or whose
+ * update's norm is over PIPAR_AGG_FAR times the lower median of the
+ * devices' norms, is expelled by name before anything is combined. */
+enum pipar_agg_kind { PIPAR_AGG_MEAN, PIPAR_AGG_MEDIAN, PIPAR_AGG_TRIMMED, PIPAR_AGG_CLIP };
+
+struct pipar_agg_rule {
+	enum pipar_agg_kind kind;
+	double param;                   /* F of trimmed, NORM of clip */
+};
+
+#define PIPAR_AGG_FAR 100.0
+
+/* Parses a rule as written above.  -1 with err saying what is accepted. */
+int pipar_agg_rule_parse(const char *text, struct pipar_agg_rule *r, char *err);
+/* The rule as written above, into buf (len bytes); returns buf. */
+const char *pipar_agg_rule_name(const struct pipar_agg_rule *r, char *buf, size_t len);
+
 struct pipar_serve_cfg {
 	const char *prog;               /* starts every log line */
 	const struct pipar_plan_file *plan;
@@ -56,6 +81,7 @@ struct pipar_serve_cfg {
 	int aggregate_every;            /* also aggregate every this many
 					 * iterations within an epoch; 0: at the
 					 * epoch's end only */
+	struct pipar_agg_rule rule;     /* zero: mean */
 };
 
 /* Runs the server until the epochs are done or no device is left.

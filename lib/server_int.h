@@ -48,6 +48,8 @@ struct conn {
 	double bytes_up, bytes_down;
 	double busy[3];                 /* the device's compute, uplink, downlink */
 	long it_done;                   /* mini-batches, under s->mu */
+	long round_seen;                /* samples trained on since the last
+					 * aggregation: its FedAvg weight */
 	char fault[PIPAR_ERRLEN];
 };
 

@@ -138,7 +138,15 @@ static int on_activations(struct session *ss, uint32_t len)
 			    m.iteration, m.micro, ss->it, ss->micro_i);
 	if (!(gsize = compute(ss, &m, &loss, &correct)))
 		return fail(ss, 0, "out of memory");
+	/* Finite values can still overflow the replica: the device whose
+	 * activations did it is the one refused, before anything is sent. */
+	if (!isfinite(loss) ||
+	    pipar_floats_nonfinite(ss->gbuf + PIPAR_TENSOR_HEAD,
+				   pipar_shape_size(cut) * m.n) != SIZE_MAX)
+		return fail(ss, 1, "ACTIVATIONS of iteration %u, micro-batch %u drive the server part to a non-finite %s",
+			    m.iteration, m.micro, isfinite(loss) ? "gradient" : "loss");
 	ss->got += m.n;
+	c->round_seen += m.n;
 	c->loss += loss;
 	c->seen += m.n;
 	c->correct += correct;
@@ -174,15 +182,20 @@ static int on_params_up(struct session *ss, uint32_t len, int *mid)
 	    (c->replica && (h.seen || h.correct || h.loss != 0)))
 		return fail(ss, 1, "malformed PARAMS_UP (%u bytes, expected %zu)", len,
 			    PIPAR_UP_HEAD + sizeof(float) * c->dn);
+	if ((long)h.seen > c->samples)
+		return fail(ss, 1, "PARAMS_UP: %u samples seen, but the shard has %ld", h.seen,
+			    c->samples);
 	c->seen += h.seen;
+	c->round_seen += h.seen;
 	c->correct += h.correct;
 	c->loss += h.loss;
 	for (int r = 0; r < 3; r++)
 		c->busy[r] += h.busy[r];
+	size_t bad = pipar_floats_nonfinite(ss->buf + PIPAR_UP_HEAD, c->dn);
+
+	if (bad != SIZE_MAX)
+		return fail(ss, 1, "PARAMS_UP: value %zu of the device part is not finite", bad);
 	memcpy(c->up, ss->buf + PIPAR_UP_HEAD, sizeof(float) * c->dn);
-	for (size_t i = 0; i < c->dn; i++)
-		if (!isfinite(c->up[i]))
-			return fail(ss, 1, "PARAMS_UP holds a non-finite value");
 	*mid = (int)h.mid;
 	return 0;
 }
@@ -222,7 +235,12 @@ static int meet(struct session *ss, int mid)
 		while (s->generation == gen)
 			pthread_cond_wait(&s->cv, &s->mu);
 	}
+	/* The aggregation may have refused this device's model. */
+	int refused = !c->alive;
+
 	pthread_mutex_unlock(&s->mu);
+	if (refused)
+		return fail(ss, 1, "%s", c->fault);
 	return send_down(ss);
 }
 

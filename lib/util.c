@@ -54,6 +54,30 @@ void *pipar_calloc(size_t n)
 	return p;
 }
 
+char *pipar_text_escape(char *dst, size_t cap, const char *src, size_t n)
+{
+	size_t o = 0;
+
+	if (!cap)
+		return dst;
+	for (size_t i = 0; i < n && src[i]; i++) {
+		unsigned char ch = (unsigned char)src[i];
+
+		if (ch < 0x20 || ch == 0x7f || ch == '\\') {
+			if (o + 4 >= cap)
+				break;
+			snprintf(dst + o, 5, "\\x%02x", ch);
+			o += 4;
+		} else {
+			if (o + 1 >= cap)
+				break;
+			dst[o++] = (char)ch;
+		}
+	}
+	dst[o] = 0;
+	return dst;
+}
+
 double pipar_now(void)
 {
 	struct timespec ts;

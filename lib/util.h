@@ -42,6 +42,12 @@ void *pipar_alloc(size_t n);
 /* As pipar_alloc, zero-filled. */
 void *pipar_calloc(size_t n);
 
+/* n bytes of src as one line of text in dst (cap bytes, always
+ * terminated, cut where it would overflow): control bytes, DEL and
+ * backslash escaped as \xNN, so that text a peer supplied cannot break or
+ * forge a log line.  Returns dst. */
+char *pipar_text_escape(char *dst, size_t cap, const char *src, size_t n);
+
 /* Monotonic clock in seconds. */
 double pipar_now(void);
 

@@ -326,6 +326,35 @@ void pipar_tensor_msg_head(int type, const struct pipar_tensor_msg *m,
 	put32(out + 28, 0);
 }
 
+size_t pipar_floats_nonfinite(const void *vp, size_t n)
+{
+	const uint8_t *p = vp;
+	const size_t step = 1024;
+
+	for (size_t i = 0; i < n; i += step) {
+		size_t e = i + step < n ? i + step : n;
+		uint32_t all = 0;
+
+		/* An exponent of all ones is NaN or infinity; a block at a
+		 * time, without branches, then the block searched. */
+		for (size_t j = i; j < e; j++) {
+			uint32_t v;
+
+			memcpy(&v, p + 4 * j, 4);
+			all |= (uint32_t)((v & 0x7f800000u) == 0x7f800000u);
+		}
+		if (all)
+			for (size_t j = i; j < e; j++) {
+				uint32_t v;
+
+				memcpy(&v, p + 4 * j, 4);
+				if ((v & 0x7f800000u) == 0x7f800000u)
+					return j;
+			}
+	}
+	return SIZE_MAX;
+}
+
 int pipar_tensor_msg_parse(int type, const uint8_t *p, size_t len,
 			   uint32_t c, uint32_t h, uint32_t w, uint32_t max_n,
 			   int classes, struct pipar_tensor_msg *m, char *err)
@@ -366,6 +395,13 @@ int pipar_tensor_msg_parse(int type, const uint8_t *p, size_t len,
 	if (type == PIPAR_FRAME_GRADIENTS && !(m->loss == m->loss && m->loss > -3.4e38f &&
 					       m->loss < 3.4e38f))
 		return pipar_errf(err, "%s frame with a non-finite loss", what);
+	/* A value that is not finite would poison every model it reaches;
+	 * the sender is the one to blame, so it is refused here. */
+	size_t bad = pipar_floats_nonfinite(p + PIPAR_TENSOR_HEAD, (size_t)m->n * c * h * w);
+
+	if (bad != SIZE_MAX)
+		return pipar_errf(err, "%s frame: value %zu of sample %zu is not finite", what,
+				  bad % ((size_t)c * h * w), bad / ((size_t)c * h * w));
 	m->data = (const float *)(const void *)(p + PIPAR_TENSOR_HEAD);
 	m->labels = NULL;
 	if (type == PIPAR_FRAME_ACTIVATIONS) {

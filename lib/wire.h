@@ -88,6 +88,11 @@ int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
 		    struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
 		    char *err);
 
+/* The index of the first of n floats at p (any alignment) that is NaN
+ * or infinite; SIZE_MAX when every one is finite.  Every tensor a peer
+ * sends is checked with it before use. */
+size_t pipar_floats_nonfinite(const void *p, size_t n);
+
 /* ACTIVATIONS and GRADIENTS payloads: a fixed 32-byte head then data.
  *   ACTIVATIONS: iteration, micro, n, c, h, w (u32 each), batch (u32: the
  *                samples of the whole mini-batch the micro-batch belongs
@@ -115,8 +120,8 @@ void pipar_tensor_msg_head(int type, const struct pipar_tensor_msg *m,
 
 /* Parses a tensor payload and checks it against what is expected: the
  * shape c x h x w exactly, 1 <= n <= max_n (and n <= batch <= max_n for
- * ACTIVATIONS), the length matching, labels in [0, classes).  -1 with err
- * naming the field. */
+ * ACTIVATIONS), the length matching, every value finite, labels in
+ * [0, classes).  -1 with err naming the field. */
 int pipar_tensor_msg_parse(int type, const uint8_t *p, size_t len,
 			   uint32_t c, uint32_t h, uint32_t w, uint32_t max_n,
 			   int classes, struct pipar_tensor_msg *m, char *err);

@@ -239,7 +239,7 @@ static int run_proto(const uint8_t *buf, size_t size, const char *path,
 	case 0: {
 		struct pipar_hello h;
 
-		rc = pipar_hello_decode(buf + 2, size - 2, 1 + buf[1] % 4, &h, err);
+		rc = pipar_hello_decode(buf + 2, size - 2, 1 + buf[1] % 4, 1000000, &h, err);
 		good = clean(rc, rc == 0 ? &h : NULL, err, path);
 		break;
 	}

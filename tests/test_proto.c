@@ -22,7 +22,7 @@ static int hello_refused(const char *json, int channels, const char *want)
 {
 	struct pipar_hello h;
 	char err[PIPAR_ERRLEN] = "";
-	int r = pipar_hello_decode((const uint8_t *)json, strlen(json), channels, &h, err);
+	int r = pipar_hello_decode((const uint8_t *)json, strlen(json), channels, 60000, &h, err);
 
 	if (r == 0 || !strstr(err, want))
 		diag("'%s': %d '%s'", json, r, err);
@@ -95,7 +95,7 @@ int main(void)
 		struct pipar_hello h = {"device-7", 1234, {2, {0.25f, -0.5f}, {0.125f, 2}}}, b;
 		char *t = pipar_hello_encode(&h);
 
-		ok(t && pipar_hello_decode((const uint8_t *)t, strlen(t), 2, &b, err) == 0 &&
+		ok(t && pipar_hello_decode((const uint8_t *)t, strlen(t), 2, 60000, &b, err) == 0 &&
 			   strcmp(b.id, "device-7") == 0 && b.samples == 1234 && b.norm.channels == 2 &&
 			   b.norm.mean[1] == -0.5f && b.norm.std[0] == 0.125f,
 		   "HELLO round-trips: %s", t ? t : "(null)");
@@ -103,26 +103,37 @@ int main(void)
 	}
 	{
 		char json[200];
-		struct pipar_hello b;
 
-		snprintf(json, sizeof(json), "{\"id\":\"%0100d\",\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 5);
-		ok(pipar_hello_decode((const uint8_t *)json, strlen(json), 1, &b, err) == 0 && strlen(b.id) == 63,
-		   "a long id is kept to its first 63 bytes");
+		snprintf(json, sizeof(json), "{\"id\":\"%064d\",\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 5);
+		ok(hello_refused(json, 1, "field 'id': 64 bytes, not 1 to 63"),
+		   "an id of 64 bytes is refused, not cut");
 	}
+	ok(hello_refused("{\"id\":\"a\\nb\",\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1,
+			 "field 'id': byte 2 (0x0a) is not a letter"),
+	   "an id holding a line break is refused: it could forge a log line");
+	ok(hello_refused("{\"id\":\"\",\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1,
+			 "field 'id': 0 bytes"),
+	   "an empty id is refused");
+	ok(hello_refused("{\"id\":\"a\",\"samples\":60001,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1,
+			 "field 'samples': 60001 outside [1, 60000]"),
+	   "more samples than the plan's devices hold together is refused: a FedAvg weight is bounded");
+	ok(hello_refused("{\"id\":\"a\",\"samples\":2.5,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1,
+			 "field 'samples': not an integer"),
+	   "a fraction of a sample is refused");
 	ok(hello_refused("[1]", 1, "not a JSON object"), "HELLO that is not an object is refused");
 	ok(hello_refused("{\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1, "field 'id'"),
 	   "HELLO without an id is refused naming 'id'");
 	ok(hello_refused("{\"id\":\"a\",\"samples\":0,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1, "field 'samples'"),
 	   "HELLO with 0 samples is refused naming 'samples'");
-	ok(hello_refused("{\"id\":\"a\",\"samples\":1e13,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1, "field 'samples'"),
-	   "HELLO with 10^13 samples is refused");
+	ok(hello_refused("{\"id\":\"a\",\"samples\":1e12,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1, "field 'samples': 1e+12 outside"),
+	   "HELLO with 10^12 samples is refused");
 	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[0],\"std\":[1]}}", 3, "field 'norm'"),
 	   "HELLO with the wrong number of channels is refused naming 'norm'");
-	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[1e39],\"std\":[1]}}", 1, "normalisation"),
+	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[1e39],\"std\":[1]}}", 1, "field 'norm.mean[0]': 1e+39 outside"),
 	   "HELLO with a mean beyond a float's range is refused");
-	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[0],\"std\":[1e-50]}}", 1, "normalisation"),
+	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[0],\"std\":[1e-50]}}", 1, "field 'norm.std[0]'"),
 	   "HELLO with a standard deviation that is 0 as a float is refused");
-	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[0],\"std\":[-1]}}", 1, "normalisation"),
+	ok(hello_refused("{\"id\":\"a\",\"samples\":5,\"norm\":{\"mean\":[0],\"std\":[-1]}}", 1, "field 'norm.std[0]': -1 outside"),
 	   "HELLO with a negative standard deviation is refused");
 
 	/* The plan's writer and reader. */
