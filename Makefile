@@ -16,7 +16,7 @@ MANDIR = $(PREFIX)/share/man
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS = openblas libarchive libcjson
+PKGS = openblas libarchive libcjson openssl
 
 OPT ?= -O3 -march=native -g
 SIMD = -fopenmp-simd

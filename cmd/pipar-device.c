@@ -31,46 +31,14 @@ static const char usage_text[] =
 	"                    [--partition iid|dirichlet:ALPHA] [--seed S] [--id NAME]\n"
 	"                    [--train-limit N] [--uplink RATE] [--downlink RATE]\n"
 	"                    [--slowdown F] [--trace FILE|-] [--timeout SECS] [--threads T]\n"
-	"                    [--progress auto|always|never]\n";
+	"                    [--progress auto|always|never] [--key-file FILE]\n"
+	"                    [--cert FILE] [--cert-key FILE] [--ca FILE] [--server-name NAME]\n"
+	"                    [--insecure]\n";
 
 static int usage_error(const char *msg)
 {
 	fprintf(stderr, PROG ": %s\n%s", msg, usage_text);
 	return 2;
-}
-
-/* Connects to host:port, retrying until timeout while the server may
- * still be starting. */
-static int connect_to(const char *host, int port, double timeout, char *err)
-{
-	char ports[8];
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *a;
-	int fd = -1, rc;
-	double t0 = pipar_now();
-
-	snprintf(ports, sizeof(ports), "%d", port);
-	rc = getaddrinfo(host, ports, &hints, &res);
-	if (rc)
-		return pipar_errf(err, "cannot resolve '%s': %s", host, gai_strerror(rc));
-	for (;;) {
-		for (a = res; a; a = a->ai_next) {
-			fd = socket(a->ai_family, SOCK_STREAM, 0);
-			if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-				break;
-			rc = errno;
-			if (fd >= 0)
-				close(fd);
-			fd = -1;
-		}
-		if (fd >= 0 || pipar_now() - t0 > timeout)
-			break;
-		nanosleep(&(struct timespec){0, 100000000}, NULL);
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return pipar_errf(err, "cannot connect to '%s:%d' within %g s: %s", host, port,
-				  timeout, strerror(rc));
-	return fd;
 }
 
 int main(int argc, char **argv)
@@ -90,6 +58,12 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"trace", required_argument, NULL, 'X'},
 		{"progress", required_argument, NULL, 'P'},
+		{"key-file", required_argument, NULL, 'K'},
+		{"cert", required_argument, NULL, 'C'},
+		{"cert-key", required_argument, NULL, 'Y'},
+		{"ca", required_argument, NULL, 'A'},
+		{"server-name", required_argument, NULL, 'N'},
+		{"insecure", no_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -101,7 +75,9 @@ int main(int argc, char **argv)
 	struct pipar_data *d = NULL;
 	struct pipar_norm norm;
 	struct pipar_meter meter;
+	struct pipar_tls_cfg tcfg = {0};
 	int c, threads = 1, status = 1, *idx = NULL, nidx = 0, port, when = PIPAR_PROGRESS_AUTO;
+	int insecure = 0;
 	long limit = 0;
 
 	opterr = 0;
@@ -125,6 +101,12 @@ int main(int argc, char **argv)
 		case 'P':
 			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &when, err);
 			break;
+		case 'K': tcfg.key_file = optarg; break;
+		case 'C': tcfg.cert = optarg; break;
+		case 'Y': tcfg.cert_key = optarg; break;
+		case 'A': tcfg.ca = optarg; break;
+		case 'N': cfg.server_name = optarg; break;
+		case 'I': insecure = 1; break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
@@ -151,11 +133,17 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "--id '%.100s': %s", cfg.id, why);
 		return usage_error(pipar_text_escape(shown, sizeof(shown), err, sizeof(err)));
 	}
+	if ((c = pipar_cli_transport(0, &tcfg, host, insecure, &cfg.tls, err)) == 2)
+		return usage_error(err);
+	if (c) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	pipar_threads_set(threads);
 	if (cfg.trace && pipar_out_check(cfg.trace, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
-		return 1;
+		goto out;
 	}
 	if (pipar_data_open(data, &d, err) < 0 || pipar_data_shard(d, &shard, &idx, &nidx, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -168,10 +156,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pipar_data_norm(d, &norm);
-	if ((cfg.fd = connect_to(host, port, cfg.timeout, err)) < 0) {
-		fprintf(stderr, PROG ": %s\n", err);
-		goto out;
-	}
+	cfg.host = host;
+	cfg.port = port;
 	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);
 	cfg.meter = &meter;
 	cfg.data = d;
@@ -180,7 +166,6 @@ int main(int argc, char **argv)
 	cfg.nidx = nidx;
 	status = pipar_device_run(&cfg, err) < 0;
 	pipar_meter_end(&meter);
-	close(cfg.fd);
 	if (status)
 		fprintf(stderr, PROG ": %s: %s\n", cfg.id, err);
 out:
@@ -190,5 +175,6 @@ out:
 	}
 	free(idx);
 	pipar_data_free(d);
+	pipar_tls_free(cfg.tls);
 	return status;
 }

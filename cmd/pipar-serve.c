@@ -34,7 +34,9 @@ static const char usage_text[] =
 	"                   [--checkpoint FILE|-] [--summary FILE|-] [--records FILE|-]\n"
 	"                   [--trace FILE|-] [--timeout SECS] [--aggregate-every ITERS|epoch]\n"
 	"                   [--aggregate RULE]\n"
-	"                   [--threads T] [--progress auto|always|never]\n";
+	"                   [--threads T] [--progress auto|always|never] [--key-file FILE]\n"
+	"                   [--cert FILE] [--cert-key FILE] [--ca FILE] [--hello-timeout SECS]\n"
+	"                   [--insecure]\n";
 
 static int usage_error(const char *msg)
 {
@@ -80,6 +82,8 @@ static int listen_on(const char *host, int port, char *err)
 /* The options, and what main makes of them. */
 struct args {
 	struct pipar_serve_cfg cfg;
+	struct pipar_tls_cfg tcfg;
+	int insecure;
 	const char *plan_path, *listen_spec, *data, *records_path;
 	char host[256];
 	int port, threads, when;
@@ -107,6 +111,12 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{"aggregate-every", required_argument, NULL, 'A'},
 		{"aggregate", required_argument, NULL, 'G'},
 		{"progress", required_argument, NULL, 'P'},
+		{"key-file", required_argument, NULL, 'K'},
+		{"cert", required_argument, NULL, 'C'},
+		{"cert-key", required_argument, NULL, 'Y'},
+		{"ca", required_argument, NULL, 'a'},
+		{"hello-timeout", required_argument, NULL, 'H'},
+		{"insecure", no_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -155,6 +165,14 @@ static int parse_args(struct args *a, int argc, char **argv)
 		case 'P':
 			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &a->when, err);
 			break;
+		case 'K': a->tcfg.key_file = optarg; break;
+		case 'C': a->tcfg.cert = optarg; break;
+		case 'Y': a->tcfg.cert_key = optarg; break;
+		case 'a': a->tcfg.ca = optarg; break;
+		case 'H':
+			bad = pipar_cli_positive("--hello-timeout", optarg, 1e6, &cfg->hello_timeout, err);
+			break;
+		case 'I': a->insecure = 1; break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
@@ -167,6 +185,15 @@ static int parse_args(struct args *a, int argc, char **argv)
 	if (pipar_cli_hostport("--listen", a->listen_spec, 1, a->host, sizeof(a->host), &a->port,
 			       err) < 0)
 		return usage_error(err);
+	/* The HELLO's deadline: at most --timeout, 10 s unless given. */
+	if (!cfg->hello_timeout)
+		cfg->hello_timeout = cfg->timeout < 10 ? cfg->timeout : 10;
+	if ((c = pipar_cli_transport(1, &a->tcfg, a->host, a->insecure, &cfg->tls, err)) == 2)
+		return usage_error(err);
+	if (c) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
 	return -1;
 }
 
@@ -215,8 +242,12 @@ int main(int argc, char **argv)
 	struct pipar_meter meter;
 	int status;
 
-	if ((status = parse_args(&a, argc, argv)) >= 0 || (status = outputs(&a)) >= 0)
+	if ((status = parse_args(&a, argc, argv)) >= 0)
 		return status;
+	if ((status = outputs(&a)) >= 0) {
+		pipar_tls_free(cfg->tls);
+		return status;
+	}
 	status = 1;
 	signal(SIGPIPE, SIG_IGN);
 	pipar_threads_set(a.threads);
@@ -258,5 +289,6 @@ out:
 	free(text);
 	pipar_plan_file_free(pl);
 	pipar_data_free(test);
+	pipar_tls_free(cfg->tls);
 	return status;
 }

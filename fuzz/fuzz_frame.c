@@ -12,6 +12,7 @@
  * the sanitizers catch the rest.
  */
 #include "util.h"
+#include "chan.h"
 #include "wire.h"
 
 #include <stddef.h>
@@ -64,12 +65,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 	if (size && write(fds[1], buf, size) != (ssize_t)size)
 		abort();
 	close(fds[1]);
+	struct pipar_chan *ch = pipar_chan_new(fds[0], NULL, NULL, err);
+
+	if (!ch)
+		abort();
 	for (;;) {
 		struct pipar_frame_header h;
 		int r;
 
 		err[0] = 0;
-		r = pipar_wire_recv(fds[0], 1 << 16, seq, &h, &frame, &cap, err);
+		r = pipar_wire_recv(ch, 1 << 16, seq, &h, &frame, &cap, err);
 		if (r == 0)
 			break;
 		if (r < 0) {
@@ -81,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 		if (h.type == PIPAR_FRAME_ACTIVATIONS || h.type == PIPAR_FRAME_GRADIENTS)
 			tensor(h.type, frame, h.length);
 	}
-	close(fds[0]);
+	pipar_chan_free(ch);
 	free(frame);
 	tensor(PIPAR_FRAME_ACTIVATIONS, buf, size);
 	tensor(PIPAR_FRAME_GRADIENTS, buf, size);

@@ -1,6 +1,11 @@
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "chan.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -220,5 +225,43 @@ int pipar_cli_operands(int argc, char *const *argv, const char *prog, const char
 	if (optind >= argc)
 		return -1;
 	fprintf(stderr, "%s: unexpected argument '%s'\n%s", prog, argv[optind], usage);
+	return 2;
+}
+
+/* Whether every address host resolves to is a loopback one. */
+static int loopback_only(const char *host)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *a;
+	int all = 1;
+
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return 0;
+	for (a = res; a; a = a->ai_next) {
+		if (a->ai_family == AF_INET) {
+			const struct sockaddr_in *v4 = (const struct sockaddr_in *)(const void *)a->ai_addr;
+
+			all &= (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+		} else if (a->ai_family == AF_INET6) {
+			const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)(const void *)a->ai_addr;
+
+			all &= IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+		} else {
+			all = 0;
+		}
+	}
+	freeaddrinfo(res);
+	return all;
+}
+
+int pipar_cli_transport(int server, const struct pipar_tls_cfg *tcfg, const char *host,
+			int insecure, struct pipar_tls **tls, char *err)
+{
+	*tls = NULL;
+	if (pipar_tls_wanted(tcfg))
+		return (*tls = pipar_tls_new(server, tcfg, err)) ? 0 : 1;
+	if (insecure || loopback_only(host))
+		return 0;
+	pipar_errf(err, "plain TCP %s '%s' is refused: it is not a loopback address; give credentials for TLS (--key-file, or --cert and --ca) or --insecure",
+		   server ? "on" : "to", host);
 	return 2;
 }

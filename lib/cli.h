@@ -80,4 +80,15 @@ int pipar_cli_operands(int argc, char *const *argv, const char *prog, const char
  * (NULL when not given).  -1 with err when more than one is "-". */
 int pipar_cli_one_stdout(const char *const *opts, const char *const *vals, int n, char *err);
 
+/* The transport a program is asked for: TLS when tcfg names any
+ * credential (*tls set, the caller frees it with pipar_tls_free), else
+ * plain TCP (*tls NULL), which is refused unless every address host
+ * resolves to is a loopback one or insecure is set.  Returns 0; 2 with
+ * err for a usage error (plain TCP refused); 1 with err when the
+ * credentials cannot be loaded. */
+struct pipar_tls_cfg;
+struct pipar_tls;
+int pipar_cli_transport(int server, const struct pipar_tls_cfg *tcfg, const char *host,
+			int insecure, struct pipar_tls **tls, char *err);
+
 #endif

@@ -9,7 +9,11 @@
 
 #include <errno.h>
 #include <math.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -17,6 +21,7 @@
 #include "exec.h"
 #include "model.h"
 #include "plan.h"
+#include "chan.h"
 #include "proto.h"
 #include "runtime.h"
 #include "trace.h"
@@ -31,7 +36,9 @@
 
 struct dev {
 	const struct pipar_device_cfg *cfg;
+	struct pipar_chan *ch;
 	struct pipar_link *link;
+	int fatal;                      /* the server refused: no retry */
 	struct pipar_plan_file *pl;
 	const struct pipar_mode_ops *ops;
 	struct pipar_settings st;
@@ -67,6 +74,7 @@ static int recv_expect(struct dev *d, int type, struct pipar_frame_header *h, ch
 		char why[200];
 
 		pipar_text_escape(why, sizeof(why), (const char *)d->buf, h->length);
+		d->fatal = 1;
 		return pipar_errf(err, "the server refused: %s", why);
 	}
 	if (h->type != type)
@@ -152,6 +160,7 @@ static int handshake(struct dev *d, char *err)
 		return -1;
 	double t_plan = pipar_now();
 
+	d->fatal = 1;           /* from here on the server answered */
 	if (pipar_plan_msg_decode(d->buf, h.length, &d->pl, &d->st, err) < 0)
 		return -1;
 	if (!pipar_shape_eq(d->pl->in, cfg->data->shape) || d->pl->classes != cfg->data->classes)
@@ -383,17 +392,111 @@ static void release(struct dev *d)
 	pipar_model_free(d->m);
 }
 
+/* A TCP connection to the server, retried until the deadline while the
+ * server may still be starting.  The socket, or -1 with err. */
+static int dial(const struct pipar_device_cfg *cfg, double deadline, char *err)
+{
+	char ports[8];
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *a;
+	int fd = -1, rc, e = 0;
+
+	snprintf(ports, sizeof(ports), "%d", cfg->port);
+	rc = getaddrinfo(cfg->host, ports, &hints, &res);
+	if (rc)
+		return pipar_errf(err, "cannot resolve '%s': %s", cfg->host, gai_strerror(rc));
+	for (;;) {
+		for (a = res; a; a = a->ai_next) {
+			fd = socket(a->ai_family, SOCK_STREAM, 0);
+			if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+				break;
+			e = errno;
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
+		}
+		if (fd >= 0 || pipar_now() > deadline)
+			break;
+		nanosleep(&(struct timespec){0, 100000000}, NULL);
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return pipar_errf(err, "cannot connect to '%s:%d' within %g s: %s", cfg->host, cfg->port,
+				  cfg->timeout, strerror(e));
+	return fd;
+}
+
+/* One try at joining: a connection, the TLS handshake, the link, HELLO
+ * and PLAN.  -1 with err, and d->fatal set when the server refused (a
+ * try that met a closed or reset connection may be made again: a busy
+ * server closes what it cannot admit yet). */
+static int join(struct dev *d, double deadline, char *err)
+{
+	const struct pipar_device_cfg *cfg = d->cfg;
+	int fd = dial(cfg, deadline, err);
+
+	if (fd < 0) {
+		d->fatal = 1;
+		return -1;
+	}
+	if (!(d->ch = pipar_chan_new(fd, cfg->tls, cfg->server_name ? cfg->server_name : cfg->host,
+				     err))) {
+		d->fatal = 1;
+		return -1;
+	}
+	pipar_chan_set_timeout(d->ch, cfg->timeout);
+	if (pipar_chan_handshake(d->ch, err) < 0) {
+		d->fatal = errno == EACCES;
+		return -1;
+	}
+	if (!(d->link = pipar_link_new(d->ch, cfg->up_bps, cfg->down_bps, CONTROL_MAX, err))) {
+		d->fatal = 1;
+		return -1;
+	}
+	char why[160];
+
+	if (handshake(d, err) == 0)
+		return 0;
+	/* In TLS 1.3 a server that refuses the device's certificate says so
+	 * after the handshake: an alert is a refusal, not a busy server. */
+	if (pipar_chan_tls_error(d->ch, why, sizeof(why)))
+		d->fatal = 1;
+	return -1;
+}
+
+/* Closes what a failed try made. */
+static void unjoin(struct dev *d)
+{
+	char e[PIPAR_ERRLEN];
+
+	if (d->link)
+		pipar_link_close(d->link, e);
+	d->link = NULL;
+	pipar_chan_free(d->ch);
+	d->ch = NULL;
+	pipar_trace_free(d->trace);
+	d->trace = NULL;
+}
+
 int pipar_device_run(const struct pipar_device_cfg *cfg, char *err)
 {
 	struct dev d = {.cfg = cfg};
 	struct pipar_frame_header h;
 	char perr[PIPAR_ERRLEN];
+	double t0 = pipar_now(), pause = 0.1;
 	int r = -1;
 
-	pipar_runtime_timeout(cfg->fd, cfg->timeout);
-	if (!(d.link = pipar_link_new(cfg->fd, cfg->up_bps, cfg->down_bps, CONTROL_MAX, err)))
-		return -1;
-	if (handshake(&d, err) < 0 || setup(&d, err) < 0)
+	while (join(&d, t0 + cfg->timeout, err) < 0) {
+		if (d.fatal || pipar_now() + pause > t0 + cfg->timeout) {
+			unjoin(&d);
+			release(&d);
+			return -1;
+		}
+		unjoin(&d);
+		nanosleep(&(struct timespec){(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)},
+			  NULL);
+		pause = pause * 2 > 2 ? 2 : pause * 2;
+	}
+	if (setup(&d, err) < 0)
 		goto out;
 	for (int epoch = 1; epoch <= d.st.epochs; epoch++)
 		if (run_epoch(&d, epoch, err) < 0)
@@ -403,7 +506,7 @@ int pipar_device_run(const struct pipar_device_cfg *cfg, char *err)
 	r = 0;
 out:
 	release(&d);
-	if (pipar_link_close(d.link, perr) < 0 && r == 0) {
+	if (d.link && pipar_link_close(d.link, perr) < 0 && r == 0) {
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}
@@ -412,5 +515,6 @@ out:
 		r = -1;
 	}
 	pipar_trace_free(d.trace);
+	pipar_chan_free(d.ch);
 	return r;
 }

@@ -6,22 +6,32 @@
  * (link.h), and a slowdown F makes its compute F times slower by sleeping
  * (F - 1) times each measured forward and backward pass.
  *
- * Who owns what: the caller owns the connected socket (and closes it)
- * and everything the cfg points to; pipar_device_run owns the link over
- * the socket, its threads and the model part, and frees all it made
- * before it returns.
+ * Joining: the device connects (retrying while the server is not yet
+ * listening), shakes hands (TLS when cfg->tls is set) and says HELLO;
+ * a connection the server closes or resets before it answers is tried
+ * again with a growing pause, until cfg->timeout from the start, since a
+ * busy server closes what it cannot admit yet.  An ERROR from the server,
+ * or credentials that do not match, end the run at once.
+ *
+ * Who owns what: the caller owns everything the cfg points to;
+ * pipar_device_run owns the connection, the link over it, its threads
+ * and the model part, and frees all it made before it returns.
  */
 #ifndef PIPAR_DEVICE_H
 #define PIPAR_DEVICE_H
 
 #include <stdio.h>
 
+#include "chan.h"
 #include "data.h"
 #include "progress.h"
 
 struct pipar_device_cfg {
 	const char *prog;               /* starts every log line */
-	int fd;                         /* connected to the server */
+	const char *host;               /* the server */
+	int port;
+	struct pipar_tls *tls;          /* NULL: plain TCP */
+	const char *server_name;        /* its certificate's name; NULL: host */
 	const char *id;
 	const struct pipar_data *data;
 	const struct pipar_norm *norm;

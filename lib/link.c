@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "chan.h"
 #include "trace.h"
 #include "util.h"
 
@@ -25,7 +26,7 @@ struct item {
 };
 
 struct pipar_link {
-	int fd;
+	struct pipar_chan *ch;
 	double up_bps, down_bps;
 	uint32_t max_len;
 	pthread_t sender, receiver;
@@ -108,7 +109,7 @@ static void *send_loop(void *arg)
 				sleep_until(free_at);
 			}
 			char e[PIPAR_ERRLEN];
-			int bad = pipar_wire_send(l->fd, it->type, l->seq_out++, it->data, it->len, e) < 0;
+			int bad = pipar_wire_send(l->ch, it->type, l->seq_out++, it->data, it->len, e) < 0;
 
 			pthread_mutex_lock(&l->mu);
 			if (bad) {
@@ -145,7 +146,7 @@ static void *recv_loop(void *arg)
 		pthread_mutex_lock(&l->mu);
 		max = l->max_len;
 		pthread_mutex_unlock(&l->mu);
-		int r = pipar_wire_recv(l->fd, max, l->seq_in, &h, &buf, &cap, err);
+		int r = pipar_wire_recv(l->ch, max, l->seq_in, &h, &buf, &cap, err);
 
 		pthread_mutex_lock(&l->mu);
 		if (r <= 0 || l->closing) {
@@ -201,14 +202,14 @@ static void *recv_loop(void *arg)
 	return NULL;
 }
 
-struct pipar_link *pipar_link_new(int fd, double up_bps, double down_bps,
+struct pipar_link *pipar_link_new(struct pipar_chan *ch, double up_bps, double down_bps,
 				  uint32_t max_len, char *err)
 {
 	struct pipar_link *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return pipar_errf(err, "out of memory"), NULL;
-	l->fd = fd;
+	l->ch = ch;
 	l->up_bps = up_bps;
 	l->down_bps = down_bps;
 	l->max_len = max_len;
@@ -318,7 +319,7 @@ int pipar_link_close(struct pipar_link *l, char *err)
 	pthread_mutex_unlock(&l->mu);
 	pthread_join(l->sender, NULL);
 	/* The receiver may be blocked in read: end the stream for it. */
-	shutdown(l->fd, SHUT_RDWR);
+	pipar_chan_shutdown(l->ch);
 	pthread_join(l->receiver, NULL);
 	r = l->send_failed ? pipar_errf(err, "%s", l->send_err) : 0;
 	while (l->in_head) {

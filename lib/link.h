@@ -20,9 +20,11 @@
 
 struct pipar_link;
 
-/* Starts the two threads for fd.  max_len bounds received frames.  NULL
+struct pipar_chan;
+
+/* Starts the two threads for ch.  max_len bounds received frames.  NULL
  * with err when threads or memory are not to be had. */
-struct pipar_link *pipar_link_new(int fd, double up_bps, double down_bps,
+struct pipar_link *pipar_link_new(struct pipar_chan *ch, double up_bps, double down_bps,
 				  uint32_t max_len, char *err);
 
 /* Queues a frame (the payload is copied).  -1 with err when the sender
@@ -46,7 +48,7 @@ void pipar_link_set_trace(struct pipar_link *l, struct pipar_trace *t);
 void pipar_link_set_max(struct pipar_link *l, uint32_t max_len);
 
 /* Waits until every queued frame is sent, stops the threads and frees l
- * (not fd).  Returns -1 with err if a send had failed. */
+ * (not ch).  Returns -1 with err if a send had failed. */
 int pipar_link_close(struct pipar_link *l, char *err);
 
 /* Bytes sent and received so far, frame headers included. */

@@ -10,16 +10,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-void pipar_runtime_timeout(int fd, double seconds)
-{
-	struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - floor(seconds)) * 1e6)};
-
-	if (seconds > 0) {
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	}
-}
-
 static void put_line(struct pipar_meter *meter, FILE *log, const char *fmt, ...)
 {
 	va_list ap;

@@ -1,6 +1,6 @@
 /*
  * runtime: what the server's files (server.c, session.c, aggregate.c) and
- * the device's (device.c) share: socket timeouts, log lines, and moving a
+ * the device's (device.c) share: log lines, and moving a
  * model part's state in and out of one flat array of floats.
  *
  * The library never names a program: every log line starts with the
@@ -13,9 +13,6 @@
 
 #include "model.h"
 #include "progress.h"
-
-/* Sets fd's receive and send timeouts (none for seconds <= 0). */
-void pipar_runtime_timeout(int fd, double seconds);
 
 /* One log line "PREFIX: MESSAGE" on log (nothing when log is NULL),
  * clearing a progress line meter draws on the same stream. */

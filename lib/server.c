@@ -7,12 +7,15 @@
 #include "server_int.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "checkpoint.h"
 #include "proto.h"
 #include "runtime.h"
@@ -56,7 +59,6 @@ static int setup(struct server *s, char *err)
 
 		c->s = s;
 		c->k = k;
-		c->fd = -1;
 		c->P = pl->dev[k].P;
 		c->max_n = pipar_plan_max_micro(pl, k);
 		c->dn = 0;
@@ -77,27 +79,33 @@ static int setup(struct server *s, char *err)
 	return 0;
 }
 
-/* Drops the connection of c, first telling the peer err as ERROR when
- * err is not NULL, and makes c ready for the next. */
-static void drop(struct conn *c, const char *err)
+/* A connection in its handshake, until it is admitted or refused. */
+struct pending {
+	struct pending *next;
+	struct server *s;
+	int fd;                         /* until ch owns it */
+	struct pipar_chan *ch;
+	uint32_t addr;                  /* the peer's IPv4 address */
+};
+
+/* Tells the peer why, as ERROR, within a second. */
+static void tell(struct pipar_chan *ch, uint32_t seq, const char *why)
 {
 	char e2[PIPAR_ERRLEN];
 
-	if (err)
-		pipar_wire_send(c->fd, PIPAR_FRAME_ERROR, c->seq_out, err, strlen(err), e2);
-	close(c->fd);
-	c->fd = -1;
-	c->seq_in = c->seq_out = 0;
+	pipar_chan_set_deadline(ch, pipar_now() + 1, 1);
+	if (pipar_wire_send(ch, PIPAR_FRAME_ERROR, seq, why, strlen(why), e2) == 0)
+		pipar_chan_linger(ch);
 }
 
-/* Reads and checks c's HELLO. */
-static int read_hello(struct conn *c, const struct pipar_plan_file *pl, char *err)
+/* Reads and checks the HELLO on ch into *hello. */
+static int read_hello(struct pipar_chan *ch, const struct pipar_plan_file *pl,
+		      struct pipar_hello *hello, char *err)
 {
 	struct pipar_frame_header h;
-	struct pipar_hello hello;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
-	int r = pipar_wire_recv(c->fd, 65536, c->seq_in, &h, &buf, &cap, err);
+	int r = pipar_wire_recv(ch, 65536, 0, &h, &buf, &cap, err);
 
 	if (r <= 0) {
 		if (r == 0)
@@ -105,94 +113,263 @@ static int read_hello(struct conn *c, const struct pipar_plan_file *pl, char *er
 		free(buf);
 		return -1;
 	}
-	c->seq_in++;
 	if (h.type != PIPAR_FRAME_HELLO) {
 		free(buf);
 		return pipar_errf(err, "expected HELLO, got %s", pipar_frame_type_name(h.type));
 	}
-	r = pipar_hello_decode(buf, h.length, pl->in.c, pl->samples * pl->K, &hello, err);
+	r = pipar_hello_decode(buf, h.length, pl->in.c, pl->samples * pl->K, hello, err);
 	free(buf);
-	if (r < 0)
-		return -1;
+	return r;
+}
+
+/* The lowest free device slot for a device with samples, reserved (s->mu
+ * held); -1 with why when there is none or the device does not fit. */
+static int reserve(struct server *s, long samples, char *why)
+{
+	const struct conn *first = NULL;
+
+	if (!s->admitting)
+		return pipar_errf(why, "the run has started; devices join only before it");
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].slot == SLOT_ADMITTED) {
+			first = &s->c[k];
+			break;
+		}
+	if (s->cfg->aggregate_every && first && samples != first->samples)
+		return pipar_errf(why, "--aggregate-every needs shards of equal size: %ld samples, the first device has %ld",
+				  samples, first->samples);
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].slot == SLOT_FREE) {
+			s->c[k].slot = SLOT_RESERVED;
+			return k;
+		}
+	return pipar_errf(why, "the run has its %d device(s)", s->K);
+}
+
+/* The handshake of one connection, on its own thread: TLS, HELLO within
+ * cfg->hello_timeout, a slot, then PLAN and MODEL.  A peer that is
+ * refused is told why (except when it proved no credentials). */
+static void *handshake_run(void *arg)
+{
+	struct pending *p = arg;
+	struct server *s = p->s;
+	const struct pipar_serve_cfg *cfg = s->cfg;
+	struct pipar_hello hello;
+	char err[PIPAR_ERRLEN], *msg = NULL;
+	int k = -1, kept = 0;
+
+	if (!(p->ch = pipar_chan_new(p->fd, cfg->tls, NULL, err))) {
+		SLOG(s, "refused a connection: %s", err);
+		goto done;
+	}
+	pipar_chan_set_timeout(p->ch, cfg->timeout);
+	/* One deadline for everything up to the HELLO, however the peer
+	 * spaces its bytes. */
+	pipar_chan_set_deadline(p->ch, pipar_now() + cfg->hello_timeout, cfg->hello_timeout);
+	if (pipar_chan_handshake(p->ch, err) < 0) {
+		SLOG(s, "refused a connection from %s: %s", pipar_chan_peer(p->ch), err);
+		if (strstr(err, "requires TLS"))
+			tell(p->ch, 0, err);
+		goto done;
+	}
+	if (read_hello(p->ch, cfg->plan, &hello, err) < 0) {
+		SLOG(s, "refused a connection from %s: %s", pipar_chan_peer(p->ch), err);
+		tell(p->ch, 0, err);
+		goto done;
+	}
+	pipar_chan_set_deadline(p->ch, 0, 0);
+	pthread_mutex_lock(&s->mu);
+	k = reserve(s, hello.samples, err);
+	pthread_mutex_unlock(&s->mu);
+	if (k < 0) {
+		SLOG(s, "refused device '%s' from %s: %s", hello.id, pipar_chan_peer(p->ch), err);
+		tell(p->ch, 0, err);
+		goto done;
+	}
+	struct conn *c = &s->c[k];
+
+	msg = plan_message(cfg, k);
+	if (!msg || pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
+	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, s->G, sizeof(float) * c->dn, err) < 0) {
+		if (!msg)
+			pipar_errf(err, "out of memory");
+		SLOG(s, "device %s lost during the handshake: %s", hello.id, err);
+		pthread_mutex_lock(&s->mu);
+		c->slot = SLOT_FREE;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		goto done;
+	}
+	pthread_mutex_lock(&s->mu);
+	c->ch = p->ch;
+	kept = 1;
+	c->seq_in = 1;
+	c->seq_out = 2;
 	memcpy(c->id, hello.id, sizeof(c->id));
 	c->samples = hello.samples;
 	c->norm = hello.norm;
-	return 0;
-}
-
-/* One connection on fd for slot c: HELLO, checked against the devices
- * admitted before, answered with PLAN and MODEL.  0 when c is admitted;
- * -1 when the connection was refused or lost (logged, c free again). */
-static int admit(struct server *s, struct conn *c, int fd, int connected)
-{
-	const struct pipar_serve_cfg *cfg = s->cfg;
-	char err[PIPAR_ERRLEN], *msg;
-
-	pipar_runtime_timeout(fd, cfg->timeout);
-	c->fd = fd;
-	if (read_hello(c, cfg->plan, err) < 0) {
-		SLOG(s, "refused a connection: %s", err);
-		drop(c, err);
-		return -1;
-	}
-	if (cfg->aggregate_every && connected > 0 && c->samples != s->c[0].samples) {
-		snprintf(err, PIPAR_ERRLEN, "--aggregate-every needs shards of equal size: %ld samples, the first device has %ld",
-			 c->samples, s->c[0].samples);
-		SLOG(s, "refused device '%s': %s", c->id, err);
-		drop(c, err);
-		return -1;
-	}
-	msg = plan_message(cfg, c->k);
-	if (!msg || pipar_wire_send(fd, PIPAR_FRAME_PLAN, c->seq_out++, msg, strlen(msg), err) < 0 ||
-	    pipar_wire_send(fd, PIPAR_FRAME_MODEL, c->seq_out++, s->G, sizeof(float) * c->dn, err) < 0) {
-		if (!msg)
-			pipar_errf(err, "out of memory");
-		free(msg);
-		SLOG(s, "device %s lost during the handshake: %s", c->id, err);
-		drop(c, NULL);
-		return -1;
-	}
-	free(msg);
+	c->slot = SLOT_ADMITTED;
 	c->alive = 1;
-	SLOG(s, "device %d is '%s' (%ld samples)", c->k + 1, c->id, c->samples);
-	return 0;
+	s->admitted++;
+	s->last_admit = pipar_now();
+	SLOG(s, "device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+done:
+	free(msg);
+	pthread_mutex_lock(&s->mu);
+	for (struct pending **q = &s->pending; *q; q = &(*q)->next)
+		if (*q == p) {
+			*q = p->next;
+			break;
+		}
+	s->handshaking--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	/* Closed only once off the list, where no one can shut it down. */
+	if (!kept && p->ch)
+		pipar_chan_free(p->ch);
+	else if (!kept)
+		close(p->fd);
+	free(p);
+	return NULL;
 }
 
-/* Admits devices one connection at a time until K have come or none came
- * within the timeout.  Returns how many came, -1 with err when none did or
- * accept failed. */
+/* Takes in one connection: closed at once when too many are in their
+ * handshake (in all, or from its address), else handed to a handshake
+ * thread.  Never blocks. */
+static void take(struct server *s)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int fd = accept(s->cfg->listen_fd, (struct sockaddr *)&sa, &sl), same = 0;
+	uint32_t addr = sl >= sizeof(sa) && sa.sin_family == AF_INET ? sa.sin_addr.s_addr : 0;
+	struct pending *p;
+	pthread_attr_t at;
+	pthread_t th;
+
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+			nanosleep(&(struct timespec){0, 10000000}, NULL);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	for (p = s->pending; p; p = p->next)
+		same += p->addr == addr;
+	if (s->stop || s->handshaking >= PIPAR_SERVE_HANDSHAKES ||
+	    same >= PIPAR_SERVE_HANDSHAKES_PER_ADDR || !(p = calloc(1, sizeof(*p)))) {
+		int quiet = s->refused_busy++ % 100 != 0;
+
+		pthread_mutex_unlock(&s->mu);
+		close(fd);
+		if (!quiet)
+			SLOG(s, "refused a connection: %d handshake(s) in progress, %d from its address (%d refused so far)",
+			     s->handshaking, same, s->refused_busy);
+		return;
+	}
+	*p = (struct pending){s->pending, s, fd, NULL, addr};
+	s->pending = p;
+	s->handshaking++;
+	pthread_mutex_unlock(&s->mu);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 256 << 10);
+	if (pthread_create(&th, &at, handshake_run, p) != 0) {
+		pthread_mutex_lock(&s->mu);
+		s->pending = p->next;   /* still first: nothing ran since */
+		s->handshaking--;
+		pthread_mutex_unlock(&s->mu);
+		close(fd);
+		free(p);
+	}
+	pthread_attr_destroy(&at);
+}
+
+/* The listening socket, served for the whole run: during admission and
+ * after (newcomers are refused with an ERROR rather than left waiting). */
+static void *acceptor(void *arg)
+{
+	struct server *s = arg;
+
+	for (;;) {
+		struct pollfd pfd = {s->cfg->listen_fd, POLLIN, 0};
+		int pr = poll(&pfd, 1, 100), stop;
+
+		pthread_mutex_lock(&s->mu);
+		stop = s->stop;
+		pthread_mutex_unlock(&s->mu);
+		if (stop)
+			return NULL;
+		if (pr > 0)
+			take(s);
+	}
+}
+
+/* Waits until K devices are admitted, or --timeout passes without a new
+ * one.  Returns how many came, -1 with err when none did. */
 static int admission(struct server *s, char *err)
 {
 	const struct pipar_serve_cfg *cfg = s->cfg;
-	int connected = 0;
+	int n;
 
-	SLOG(s, "waiting for %d device(s)", s->K);
-	for (int k = 0; k < s->K;) {
-		struct pollfd pfd = {cfg->listen_fd, POLLIN, 0};
-		int pr, fd;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		int reserved = 0;
 
+		for (int k = 0; k < s->K; k++)
+			reserved += s->c[k].slot == SLOT_RESERVED;
+		if (s->admitted == s->K)
+			break;
 		/* Nobody waits forever: after --timeout without a new device
 		 * the run starts with those that came, if any did. */
-		do
-			pr = poll(&pfd, 1, cfg->timeout > 0 ? (int)(cfg->timeout * 1000) : -1);
-		while (pr < 0 && errno == EINTR);
-		if (pr == 0) {
-			if (!connected)
-				return pipar_errf(err, "no device connected within %g s", cfg->timeout);
-			SLOG(s, "%d of %d device(s) connected within %g s; starting with them", connected,
-			     s->K, cfg->timeout);
-			for (int j = k; j < s->K; j++)
-				snprintf(s->c[j].fault, sizeof(s->c[j].fault), "never connected");
+		double until = s->last_admit + cfg->timeout;
+
+		if (!reserved && pipar_now() >= until)
 			break;
+		struct timespec ts;
+		double t = until - pipar_now() + 0.05;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = t < 0.05 ? 0.05 : t;
+		ts.tv_sec += (time_t)t;
+		ts.tv_nsec += (long)((t - (double)(time_t)t) * 1e9);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
 		}
-		if ((fd = accept(cfg->listen_fd, NULL, NULL)) < 0)
-			return pipar_errf(err, "accept: %s", strerror(errno));
-		if (admit(s, &s->c[k], fd, connected) == 0) {
-			connected++;
-			k++;
-		}
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
-	return connected;
+	s->admitting = 0;
+	n = s->admitted;
+	pthread_mutex_unlock(&s->mu);
+	if (!n)
+		return pipar_errf(err, "no device connected within %g s", cfg->timeout);
+	if (n < s->K) {
+		SLOG(s, "%d of %d device(s) connected within %g s; starting with them", n, s->K,
+		     cfg->timeout);
+		for (int k = 0; k < s->K; k++)
+			if (s->c[k].slot != SLOT_ADMITTED)
+				snprintf(s->c[k].fault, sizeof(s->c[k].fault), "never connected");
+	}
+	return n;
+}
+
+/* Stops the acceptor and ends every handshake still in progress. */
+static void stop_accepting(struct server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	for (;;) {
+		for (struct pending *p = s->pending; p; p = p->next)
+			shutdown(p->fd, SHUT_RDWR);
+		if (!s->handshaking)
+			break;
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (s->accepting)
+		pthread_join(s->acceptor_th, NULL);
+	s->accepting = 0;
 }
 
 /* The run summary (pipar-summary(5)) to cfg->summary, atomically. */
@@ -236,8 +413,7 @@ static int write_checkpoint(struct server *s, char *err)
 static void release(struct server *s)
 {
 	for (int k = 0; s->c && k < s->K; k++) {
-		if (s->c[k].fd >= 0)
-			close(s->c[k].fd);
+		pipar_chan_free(s->c[k].ch);
 		pipar_exec_free(s->c[k].exec);
 		if (s->c[k].replica != s->shared)
 			pipar_model_free(s->c[k].replica);
@@ -287,7 +463,20 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 		}
 		SLOG(&s, "combining the devices' models by %s", rule);
 	}
-	if (setup(&s, err) < 0 || (s.live = admission(&s, err)) < 0)
+	if (setup(&s, err) < 0)
+		goto out;
+	SLOG(&s, "connections: %s", cfg->tls ? "TLS 1.3, every peer authenticated"
+					     : "plain TCP, neither authenticated nor encrypted");
+	/* Open before the first connection is taken. */
+	SLOG(&s, "waiting for %d device(s)", s.K);
+	s.admitting = 1;
+	s.last_admit = pipar_now();
+	if (pthread_create(&s.acceptor_th, NULL, acceptor, &s) != 0) {
+		pipar_errf(err, "cannot start a thread");
+		goto out;
+	}
+	s.accepting = 1;
+	if ((s.live = admission(&s, err)) < 0)
 		goto out;
 	s.turn = 0;
 	s.t_epoch = pipar_now();
@@ -310,6 +499,7 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 		goto out;
 	r = 0;
 out:
+	stop_accepting(&s);
 	release(&s);
 	return r;
 }

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "chan.h"
 #include "data.h"
 #include "model.h"
 #include "plan.h"
@@ -82,7 +83,16 @@ struct pipar_serve_cfg {
 					 * iterations within an epoch; 0: at the
 					 * epoch's end only */
 	struct pipar_agg_rule rule;     /* zero: mean */
+	struct pipar_tls *tls;          /* credentials; NULL: plain TCP */
+	double hello_timeout;           /* seconds from a connection to its
+					 * whole HELLO (TLS included) */
 };
+
+/* Handshakes served at once, in all and from one address: a connection
+ * over either is closed at once (a device retries), so that idle or
+ * slow peers cannot fill the backlog or hold the honest ones out. */
+#define PIPAR_SERVE_HANDSHAKES 64
+#define PIPAR_SERVE_HANDSHAKES_PER_ADDR 8
 
 /* Runs the server until the epochs are done or no device is left.
  * Returns 0 when at least one device finished, -1 with err otherwise. */

@@ -5,8 +5,11 @@
  * Locking: s->compute is the server's one processor (a replica's forward,
  * loss, backward and step, and s->busy); s->mu guards the aggregation
  * state (arrived, live, generation, epoch_done, turn, round_mid, the
- * progress sums, each conn's alive and it_done) and the global model G
- * while an aggregation runs.  A conn's other fields belong to its thread.
+ * progress sums, each conn's alive and it_done), the admission state
+ * (the slots, the handshakes in progress) and the global model G while
+ * an aggregation runs.  Threads: one acceptor for the whole run, one per
+ * handshake in progress (at most PIPAR_SERVE_HANDSHAKES), one session
+ * per admitted device.  A conn's other fields belong to its thread.
  *
  * Who owns what: the server (server.c) owns every conn, model, replica,
  * socket and thread from set-up to release; a session thread owns its
@@ -29,7 +32,8 @@ struct server;
 struct conn {
 	struct server *s;
 	int k;                          /* device index */
-	int fd;
+	int slot;                       /* SLOT_*, under s->mu */
+	struct pipar_chan *ch;
 	char id[64];
 	long samples;
 	struct pipar_norm norm;
@@ -53,6 +57,10 @@ struct conn {
 	char fault[PIPAR_ERRLEN];
 };
 
+enum { SLOT_FREE, SLOT_RESERVED, SLOT_ADMITTED };
+
+struct pending;
+
 struct server {
 	const struct pipar_serve_cfg *cfg;
 	const struct pipar_mode_ops *ops;
@@ -72,6 +80,16 @@ struct server {
 	struct pipar_trace *trace;
 	struct pipar_model *shared;     /* turns: the one server model */
 	int turn;                       /* turns: the device whose turn it is */
+	/* Admission (server.c), under mu. */
+	int admitting;                  /* devices are taken in */
+	int admitted;
+	double last_admit;              /* when the last device came */
+	int handshaking;                /* connections in their handshake */
+	struct pending *pending;        /* those connections */
+	int refused_busy;               /* connections closed for the caps */
+	int stop;                       /* the acceptor ends */
+	int accepting;
+	pthread_t acceptor_th;
 	double prog_loss;               /* loss summed this epoch, under mu */
 	long prog_seen;                 /* samples it sums */
 };

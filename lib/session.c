@@ -46,7 +46,7 @@ static int fail(struct session *ss, int tell, const char *fmt, ...)
 	vsnprintf(ss->why, sizeof(ss->why), fmt, ap);
 	va_end(ap);
 	if (tell)
-		pipar_wire_send(ss->c->fd, PIPAR_FRAME_ERROR, ss->c->seq_out++, ss->why,
+		pipar_wire_send(ss->c->ch, PIPAR_FRAME_ERROR, ss->c->seq_out++, ss->why,
 				strlen(ss->why), err);
 	return -1;
 }
@@ -57,7 +57,7 @@ static int send_down(struct session *ss)
 	struct conn *c = ss->c;
 	char err[PIPAR_ERRLEN];
 
-	if (pipar_wire_send(c->fd, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, ss->s->G,
+	if (pipar_wire_send(c->ch, PIPAR_FRAME_PARAMS_DOWN, c->seq_out++, ss->s->G,
 			    sizeof(float) * c->dn, err) < 0)
 		return fail(ss, 0, "%s", err);
 	c->bytes_down += PIPAR_WIRE_HEADER + sizeof(float) * c->dn;
@@ -151,7 +151,7 @@ static int on_activations(struct session *ss, uint32_t len)
 	c->seen += m.n;
 	c->correct += correct;
 	ss->bloss += loss;
-	if (pipar_wire_send(c->fd, PIPAR_FRAME_GRADIENTS, c->seq_out++, ss->gbuf, gsize, err) < 0)
+	if (pipar_wire_send(c->ch, PIPAR_FRAME_GRADIENTS, c->seq_out++, ss->gbuf, gsize, err) < 0)
 		return fail(ss, 0, "%s", err);
 	c->bytes_down += PIPAR_WIRE_HEADER + gsize;
 	if (ss->got == m.batch) {
@@ -264,7 +264,7 @@ static int epoch(struct session *ss)
 			return -1;
 	}
 	do {
-		int r = pipar_wire_recv(c->fd, ss->bound, c->seq_in, &h, &ss->buf, &ss->cap, err);
+		int r = pipar_wire_recv(c->ch, ss->bound, c->seq_in, &h, &ss->buf, &ss->cap, err);
 
 		if (r <= 0)
 			return fail(ss, r < 0, "%s", r == 0 ? "disconnected" : err);
@@ -309,7 +309,7 @@ void *pipar_session_run(void *arg)
 	for (int e = 1; e <= s->cfg->epochs; e++)
 		if (epoch(&ss) < 0)
 			goto dead;
-	pipar_wire_send(c->fd, PIPAR_FRAME_BYE, c->seq_out++, NULL, 0, err);
+	pipar_wire_send(c->ch, PIPAR_FRAME_BYE, c->seq_out++, NULL, 0, err);
 	c->finished = 1;
 	goto out;
 dead:

@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "util.h"
 
 #if defined(__SSE4_2__)
@@ -162,112 +163,52 @@ int pipar_wire_header_decode(const uint8_t in[PIPAR_WIRE_HEADER],
 
 /* ---------------------------------------------------------------- I/O */
 
-/* Why a read or write on fd failed with error e: for EAGAIN, the socket's
- * timeout opt (SO_RCVTIMEO or SO_SNDTIMEO) that ran out, as "timed out
- * after N s" (a blocking socket returns EAGAIN for nothing else);
- * otherwise strerror(e).  The text is in buf. */
-static const char *sock_error(int fd, int opt, int e, char *buf, size_t len)
+/* Why a read or write on ch failed with error e, into buf. */
+static const char *io_error(struct pipar_chan *ch, int e, char *buf, size_t len)
 {
-	struct timeval tv = {0, 0};
-	socklen_t tl = sizeof(tv);
-
-	if ((e == EAGAIN || e == EWOULDBLOCK) &&
-	    getsockopt(fd, SOL_SOCKET, opt, &tv, &tl) == 0 && (tv.tv_sec > 0 || tv.tv_usec > 0))
-		snprintf(buf, len, "timed out after %g s",
-			 (double)tv.tv_sec + (double)(tv.tv_usec / 1000) / 1e3);
-	else
-		snprintf(buf, len, "%s", strerror(e));
+	if (e == ETIMEDOUT)
+		return pipar_chan_timed_out(ch, buf, len);
+	if (e == EPROTO && pipar_chan_tls_error(ch, buf, len))
+		return buf;
+	snprintf(buf, len, "%s", strerror(e));
 	return buf;
 }
 
-int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
+int pipar_wire_send(struct pipar_chan *ch, int type, uint32_t seq, const void *payload,
 		    size_t len, char *err)
 {
 	struct pipar_frame_header h = {type, 0, (uint32_t)len, seq,
 				       pipar_crc32c(0, payload, len)};
 	uint8_t head[PIPAR_WIRE_HEADER];
-	struct iovec iov[2];
-	int n = 2;
+	char why[160];
 
 	if (len > UINT32_MAX)
 		return pipar_errf(err, "payload of %zu bytes is too large for a frame", len);
 	pipar_wire_header_encode(&h, head);
-	iov[0] = (struct iovec){head, sizeof(head)};
-	iov[1] = (struct iovec){(void *)payload, len};
-	struct iovec *v = iov;
-	while (n > 0) {
-		ssize_t w = writev(fd, v, n);
-
-		if (w < 0) {
-			char why[64];
-
-			if (errno == EINTR)
-				continue;
-			return pipar_errf(err, "cannot send %s frame: %s", pipar_frame_type_name(type),
-					  sock_error(fd, SO_SNDTIMEO, errno, why, sizeof(why)));
-		}
-		while (n > 0 && (size_t)w >= v->iov_len) {
-			w -= (ssize_t)v->iov_len;
-			v++;
-			n--;
-		}
-		if (n > 0) {
-			v->iov_base = (char *)v->iov_base + w;
-			v->iov_len -= (size_t)w;
-		}
-	}
+	if (pipar_chan_write(ch, head, sizeof(head), payload, len) < 0)
+		return pipar_errf(err, "cannot send %s frame: %s", pipar_frame_type_name(type),
+				  io_error(ch, errno, why, sizeof(why)));
 	return 0;
 }
 
-/* Reads exactly n bytes; returns n, 0 at end of stream before any byte,
- * or -1 (errno set; EPIPE-like for a stream that ends part-way: got is
- * then the number read). */
-static ssize_t read_full(int fd, void *buf, size_t n, size_t *got)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = read(fd, (char *)buf + done, n - done);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			*got = done;
-			return -1;
-		}
-		if (r == 0) {
-			*got = done;
-			if (done == 0)
-				return 0;
-			errno = 0;
-			return -1;
-		}
-		done += (size_t)r;
-	}
-	*got = done;
-	return (ssize_t)n;
-}
-
-int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
+int pipar_wire_recv(struct pipar_chan *ch, uint32_t max_len, uint32_t expect_seq,
 		    struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
 		    char *err)
 {
 	uint8_t head[PIPAR_WIRE_HEADER];
 	size_t got;
-	ssize_t r = read_full(fd, head, sizeof(head), &got);
-	char why[64];
+	long r = pipar_chan_read(ch, head, sizeof(head), &got);
+	char why[160];
 
 	if (r == 0)
 		return 0;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && got == 0)
-		return pipar_errf(err, "%s waiting for a frame",
-				  sock_error(fd, SO_RCVTIMEO, errno, why, sizeof(why)));
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (r < 0 && errno == ETIMEDOUT && got == 0)
+		return pipar_errf(err, "%s waiting for a frame", io_error(ch, errno, why, sizeof(why)));
+	if (r < 0 && errno == ETIMEDOUT)
 		return pipar_errf(err, "%s inside a frame header (%zu of %d bytes)",
-				  sock_error(fd, SO_RCVTIMEO, errno, why, sizeof(why)), got,
-				  PIPAR_WIRE_HEADER);
+				  io_error(ch, errno, why, sizeof(why)), got, PIPAR_WIRE_HEADER);
 	if (r < 0)
-		return errno ? pipar_errf(err, "receive failed: %s", strerror(errno)) :
+		return errno ? pipar_errf(err, "receive failed: %s", io_error(ch, errno, why, sizeof(why))) :
 			       pipar_errf(err, "connection closed inside a frame header (%zu of %d bytes)",
 					  got, PIPAR_WIRE_HEADER);
 	if (pipar_wire_header_decode(head, max_len, expect_seq, h, err) < 0)
@@ -281,14 +222,14 @@ int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
 		*cap = h->length;
 	}
 	if (h->length) {
-		r = read_full(fd, *buf, h->length, &got);
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		r = pipar_chan_read(ch, *buf, h->length, &got);
+		if (r < 0 && errno == ETIMEDOUT)
 			return pipar_errf(err, "%s inside a %s frame (%zu of %u bytes)",
-					  sock_error(fd, SO_RCVTIMEO, errno, why, sizeof(why)),
+					  io_error(ch, errno, why, sizeof(why)),
 					  pipar_frame_type_name(h->type), got, h->length);
 		if (r <= 0)
 			return r < 0 && errno ?
-				       pipar_errf(err, "receive failed: %s", strerror(errno)) :
+				       pipar_errf(err, "receive failed: %s", io_error(ch, errno, why, sizeof(why))) :
 				       pipar_errf(err, "connection closed inside a %s frame (%zu of %u bytes)",
 						  pipar_frame_type_name(h->type), got, h->length);
 	}

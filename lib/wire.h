@@ -1,5 +1,6 @@
 /*
- * wire: the frames pipar-serve and pipar-device exchange over TCP
+ * wire: the frames pipar-serve and pipar-device exchange over a channel
+ * (chan.h: TCP, or TLS over TCP)
  * (DESIGN.md section 4; the format is written down in pipar-wire(5)).
  *
  * Every frame is a 24-byte header followed by the payload:
@@ -70,21 +71,22 @@ int pipar_wire_header_decode(const uint8_t in[PIPAR_WIRE_HEADER],
 			     uint32_t max_len, uint32_t expect_seq,
 			     struct pipar_frame_header *h, char *err);
 
-/* Sends one frame on fd (header and payload in one writev, retried on
- * short writes and EINTR).  -1 with err on a socket error; when the
- * socket's send timeout (SO_SNDTIMEO) runs out, err says "timed out after
- * N s" with N that timeout. */
-int pipar_wire_send(int fd, int type, uint32_t seq, const void *payload,
+struct pipar_chan;
+
+/* Sends one frame on ch (header and payload, retried on short writes).
+ * -1 with err on a connection error; when the channel's timeout runs
+ * out, err says "timed out after N s". */
+int pipar_wire_send(struct pipar_chan *ch, int type, uint32_t seq, const void *payload,
 		    size_t len, char *err);
 
 /* Receives one frame: the header is checked as pipar_wire_header_decode
  * does, then the payload is read into *buf (grown with realloc as
  * needed; *cap is its size) and its CRC checked.  Returns 1 for a frame,
  * 0 for a clean end of stream before a header, -1 with err otherwise (a
- * stream that ends inside a frame is an error).  When the socket's
- * receive timeout (SO_RCVTIMEO) runs out, err says "timed out after N s
- * waiting for a frame" (or inside which frame), N that timeout. */
-int pipar_wire_recv(int fd, uint32_t max_len, uint32_t expect_seq,
+ * stream that ends inside a frame is an error).  When the channel's
+ * timeout (or deadline) runs out, err says "timed out after N s waiting
+ * for a frame" (or inside which frame). */
+int pipar_wire_recv(struct pipar_chan *ch, uint32_t max_len, uint32_t expect_seq,
 		    struct pipar_frame_header *h, uint8_t **buf, size_t *cap,
 		    char *err);
 

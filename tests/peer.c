@@ -11,7 +11,8 @@
  *   peer HOST:PORT slow SECS      a HELLO sent one byte a second
  *
  * Options before HOST:PORT: --from ADDR binds the peer's address (a
- * second loopback address plays another host).
+ * second loopback address plays another host); --key-file FILE and
+ * --ca FILE make it speak TLS with those credentials (nan, huge, hello).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "model.h"
 #include "proto.h"
 #include "util.h"
@@ -31,8 +33,10 @@
 
 static struct sockaddr_in to, from;
 static int bind_from;
+static struct pipar_tls_cfg tcfg;
+static struct pipar_tls *tls;
 
-static int dial(void)
+static int dial_fd(void)
 {
 	for (int tries = 0; tries < 100; tries++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -48,9 +52,27 @@ static int dial(void)
 	exit(1);
 }
 
+/* A channel to the server, TLS when credentials were given; on a failed
+ * handshake, says so and ends. */
+static struct pipar_chan *dial(void)
+{
+	char err[PIPAR_ERRLEN];
+	int fd = dial_fd();
+	struct pipar_chan *ch = pipar_chan_new(fd, tls, "127.0.0.1", err);
+
+	PIPAR_ASSERT(ch);
+	pipar_chan_set_timeout(ch, 30);
+	if (pipar_chan_handshake(ch, err) < 0) {
+		printf("end: %s\n", err);
+		pipar_chan_free(ch);
+		exit(0);
+	}
+	return ch;
+}
+
 /* Reads frames until the stream ends or want frames came, printing each;
  * the last one's payload stays in *buf. */
-static int show(int fd, uint32_t *seq, int want, struct pipar_frame_header *h, uint8_t **buf,
+static int show(struct pipar_chan *fd, uint32_t *seq, int want, struct pipar_frame_header *h, uint8_t **buf,
 		size_t *cap)
 {
 	char err[PIPAR_ERRLEN], text[300];
@@ -77,7 +99,7 @@ static int show(int fd, uint32_t *seq, int want, struct pipar_frame_header *h, u
 
 /* HELLO as a device with id and 200 samples of 1 channel; PLAN and MODEL
  * back.  0 with the plan decoded, -1 when the server refused. */
-static int join(int fd, const char *id, struct pipar_plan_file **pl, struct pipar_settings *st,
+static int join(struct pipar_chan *fd, const char *id, struct pipar_plan_file **pl, struct pipar_settings *st,
 		uint32_t *seq_in)
 {
 	struct pipar_hello h = {.samples = 200, .norm = {1, {0.3f}, {0.35f}}};
@@ -100,7 +122,7 @@ static int join(int fd, const char *id, struct pipar_plan_file **pl, struct pipa
 }
 
 /* The rest of what the server says, then the end. */
-static void drain(int fd, uint32_t *seq)
+static void drain(struct pipar_chan *fd, uint32_t *seq)
 {
 	struct pipar_frame_header h;
 	uint8_t *buf = NULL;
@@ -118,10 +140,12 @@ static int attack(const char *kind, const char *id)
 	struct pipar_model *m = NULL;
 	char err[PIPAR_ERRLEN];
 	uint32_t seq_in = 0;
-	int fd = dial();
+	struct pipar_chan *fd = dial();
 
 	if (join(fd, id, &pl, &st, &seq_in) < 0) {
 		drain(fd, &seq_in);
+		pipar_plan_file_free(pl);
+		pipar_chan_free(fd);
 		return 0;
 	}
 	int k = st.device, P = pl->dev[k].P;
@@ -159,7 +183,7 @@ static int attack(const char *kind, const char *id)
 	drain(fd, &seq_in);
 	pipar_model_free(m);
 	pipar_plan_file_free(pl);
-	close(fd);
+	pipar_chan_free(fd);
 	return 0;
 }
 
@@ -170,12 +194,28 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc > 2 && !strcmp(argv[1], "--from")) {
-		from.sin_family = AF_INET;
-		PIPAR_ASSERT(inet_pton(AF_INET, argv[2], &from.sin_addr) == 1);
-		bind_from = 1;
+	while (argc > 2 && argv[1][0] == '-') {
+		if (!strcmp(argv[1], "--from")) {
+			from.sin_family = AF_INET;
+			PIPAR_ASSERT(inet_pton(AF_INET, argv[2], &from.sin_addr) == 1);
+			bind_from = 1;
+		} else if (!strcmp(argv[1], "--key-file")) {
+			tcfg.key_file = argv[2];
+		} else if (!strcmp(argv[1], "--ca")) {
+			tcfg.ca = argv[2];
+		} else {
+			break;
+		}
 		argv += 2;
 		argc -= 2;
+	}
+	if (pipar_tls_wanted(&tcfg)) {
+		char err[PIPAR_ERRLEN];
+
+		if (!(tls = pipar_tls_new(0, &tcfg, err))) {
+			fprintf(stderr, "peer: %s\n", err);
+			return 1;
+		}
 	}
 	if (argc < 3 || sscanf(argv[1], "%63[^:]:%d", host, &port) != 2) {
 		fprintf(stderr, "usage: peer [--from ADDR] HOST:PORT nan|huge|hello|idle|slow ...\n");
@@ -184,22 +224,28 @@ int main(int argc, char **argv)
 	to.sin_family = AF_INET;
 	to.sin_port = htons((uint16_t)port);
 	PIPAR_ASSERT(inet_pton(AF_INET, host, &to.sin_addr) == 1);
-	if (!strcmp(argv[2], "nan") || !strcmp(argv[2], "huge"))
-		return attack(argv[2], argc > 3 ? argv[3] : "attacker");
+	if (!strcmp(argv[2], "nan") || !strcmp(argv[2], "huge")) {
+		int r = attack(argv[2], argc > 3 ? argv[3] : "attacker");
+
+		pipar_tls_free(tls);
+		return r;
+	}
 	if (!strcmp(argv[2], "hello") && argc > 3) {
 		char err[PIPAR_ERRLEN];
 		uint32_t seq = 0;
-		int fd = dial();
+		struct pipar_chan *fd = dial();
 
 		pipar_wire_send(fd, PIPAR_FRAME_HELLO, 0, argv[3], strlen(argv[3]), err);
 		drain(fd, &seq);
+		pipar_chan_free(fd);
+		pipar_tls_free(tls);
 		return 0;
 	}
 	if (!strcmp(argv[2], "idle") && argc > 4) {
 		int n = atoi(argv[3]), *fds = calloc((size_t)n, sizeof(int)), open_ = 0;
 
 		for (int i = 0; i < n; i++)
-			if ((fds[i] = dial()) >= 0)
+			if ((fds[i] = dial_fd()) >= 0)
 				open_++;
 		printf("opened %d connections\n", open_);
 		sleep((unsigned)atoi(argv[4]));
@@ -213,7 +259,7 @@ int main(int argc, char **argv)
 		uint8_t frame[PIPAR_WIRE_HEADER + 128];
 		struct pipar_frame_header fh = {PIPAR_FRAME_HELLO, 0, (uint32_t)strlen(h), 0,
 						pipar_crc32c(0, h, strlen(h))};
-		int fd = dial(), secs = atoi(argv[3]), sent = 0;
+		int fd = dial_fd(), secs = atoi(argv[3]), sent = 0;
 
 		pipar_wire_header_encode(&fh, frame);
 		memcpy(frame + PIPAR_WIRE_HEADER, h, strlen(h));

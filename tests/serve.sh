@@ -81,7 +81,7 @@ for i in 0 1 2; do
 done
 wait $spid
 check "garbage and a peer with other data are refused by name, and the honest devices train" \
-	"[ \$? -eq 0 ] && grep -q 'refused a connection: bad magic' '$T/h.log' && grep -q 'refused a connection: malformed HELLO' '$T/h.log' && ! grep -q '\"fault\"' '$T/h.sum'"
+	"[ \$? -eq 0 ] && grep -q 'refused a connection from [0-9.:]*: bad magic' '$T/h.log' && grep -q 'refused a connection from [0-9.:]*: malformed HELLO' '$T/h.log' && ! grep -q '\"fault\"' '$T/h.sum'"
 wait
 
 # A device killed mid-run: the server notices, leaves it out and finishes.

@@ -17,6 +17,7 @@
 #include "proto.h"
 #include "tap.h"
 #include "util.h"
+#include "chan.h"
 #include "wire.h"
 
 #include <dirent.h>
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -189,12 +191,15 @@ static int run_frame(const uint8_t *buf, size_t size, const char *path,
 	if (size && write(fds[1], buf, size) != (ssize_t)size)
 		return ok(0, "%s: cannot fill the pipe", path), 0;
 	close(fds[1]);
+	struct pipar_chan *ch = pipar_chan_new(fds[0], NULL, NULL, err);
+
+	PIPAR_ASSERT(ch);
 	for (;;) {
 		struct pipar_frame_header h;
 		int r;
 
 		err[0] = 0;
-		r = pipar_wire_recv(fds[0], 1 << 16, (uint32_t)frames, &h, &frame, &cap, err);
+		r = pipar_wire_recv(ch, 1 << 16, (uint32_t)frames, &h, &frame, &cap, err);
 		if (r == 0) {
 			stream_ok = frames > 0;
 			break;
@@ -209,7 +214,7 @@ static int run_frame(const uint8_t *buf, size_t size, const char *path,
 		    !err[0])
 			good = 0;
 	}
-	close(fds[0]);
+	pipar_chan_free(ch);
 	free(frame);
 	for (int type = PIPAR_FRAME_ACTIVATIONS; type <= PIPAR_FRAME_GRADIENTS; type++) {
 		char e2[PIPAR_ERRLEN] = "";
@@ -265,6 +270,46 @@ static int run_proto(const uint8_t *buf, size_t size, const char *path,
 	return good;
 }
 
+/* As fuzz/fuzz_tls.c: a connection's first bytes to a server that
+ * requires TLS with a shared key; no input may pass the handshake. */
+static int run_tls(const uint8_t *buf, size_t size, const char *path, char *err,
+		   int *loaded)
+{
+	static struct pipar_tls *server;
+	struct pipar_chan *ch;
+	int sv[2], rc;
+
+	*loaded = 0;
+	if (!server) {
+		char key[] = "/tmp/pipar-regress-tls-XXXXXX";
+		int fd = mkstemp(key);
+		const char *hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+		struct pipar_tls_cfg cfg = {.key_file = key};
+
+		PIPAR_ASSERT(fd >= 0 && write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex));
+		close(fd);
+		server = pipar_tls_new(1, &cfg, err);
+		unlink(key);
+		if (!server)
+			return ok(0, "%s: %s", path, err), 0;
+	}
+	if (size > 60000 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		return ok(0, "%s: too large for the replay socket", path), 0;
+	if (size && write(sv[1], buf, size) != (ssize_t)size)
+		return ok(0, "%s: cannot fill the socket", path), 0;
+	shutdown(sv[1], SHUT_WR);
+	PIPAR_ASSERT((ch = pipar_chan_new(sv[0], server, NULL, err)) != NULL);
+	pipar_chan_set_timeout(ch, 1);
+	pipar_chan_set_deadline(ch, pipar_now() + 2, 2);
+	rc = pipar_chan_handshake(ch, err);
+	pipar_chan_free(ch);
+	close(sv[1]);
+	*loaded = rc == 0;
+	if (rc == 0)
+		return ok(0, "%s: passes a TLS handshake without the key", path), 0;
+	return err[0] ? 1 : (ok(0, "%s: refused without a message", path), 0);
+}
+
 /* The entry point of each target, as the fuzzer frames its input. */
 struct target {
 	const char *name;
@@ -279,6 +324,7 @@ static const struct target targets[] = {
 	{ "npz", run_npz },
 	{ "frame", run_frame },
 	{ "proto", run_proto },
+	{ "tls", run_tls },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

@@ -13,6 +13,7 @@
 
 #include "tap.h"
 #include "util.h"
+#include "chan.h"
 #include "wire.h"
 
 static int decode_fails(uint8_t *head, uint32_t max, uint32_t seq, const char *needle)
@@ -179,22 +180,25 @@ int main(void)
 		PIPAR_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
 		pid = fork();
 		if (pid == 0) {
+			struct pipar_chan *out = pipar_chan_new(sv[1], NULL, NULL, err);
+
 			close(sv[0]);
-			if (pipar_wire_send(sv[1], PIPAR_FRAME_MODEL, 0, big, len, err) < 0 ||
-			    pipar_wire_send(sv[1], PIPAR_FRAME_BYE, 1, NULL, 0, err) < 0)
+			if (!out || pipar_wire_send(out, PIPAR_FRAME_MODEL, 0, big, len, err) < 0 ||
+			    pipar_wire_send(out, PIPAR_FRAME_BYE, 1, NULL, 0, err) < 0)
 				_exit(1);
 			_exit(0);
 		}
 		close(sv[1]);
-		int r1 = pipar_wire_recv(sv[0], 16u << 20, 0, &g, &buf, &cap, err);
+		struct pipar_chan *in = pipar_chan_new(sv[0], NULL, NULL, err);
+		int r1 = pipar_wire_recv(in, 16u << 20, 0, &g, &buf, &cap, err);
 		ok(r1 == 1 && g.type == PIPAR_FRAME_MODEL && g.length == len && memcmp(buf, big, len) == 0,
 		   "an 8 MiB frame arrives whole and intact");
-		ok(pipar_wire_recv(sv[0], 16u << 20, 1, &g, &buf, &cap, err) == 1 && g.type == PIPAR_FRAME_BYE,
+		ok(pipar_wire_recv(in, 16u << 20, 1, &g, &buf, &cap, err) == 1 && g.type == PIPAR_FRAME_BYE,
 		   "an empty frame follows");
-		ok(pipar_wire_recv(sv[0], 16u << 20, 2, &g, &buf, &cap, err) == 0,
+		ok(pipar_wire_recv(in, 16u << 20, 2, &g, &buf, &cap, err) == 0,
 		   "a close between frames is a clean end");
 		waitpid(pid, &st, 0);
-		close(sv[0]);
+		pipar_chan_free(in);
 
 		/* Raw bytes: a corrupt payload, a close inside a payload, and
 		 * a close inside a header. */
@@ -228,9 +232,10 @@ int main(void)
 			PIPAR_ASSERT(write(sv[1], frame, n) == (ssize_t)n);
 			close(sv[1]);
 			err[0] = 0;
-			int r = pipar_wire_recv(sv[0], 1 << 20, 0, &g, &buf, &cap, err);
+			struct pipar_chan *rc = pipar_chan_new(sv[0], NULL, NULL, err);
+			int r = pipar_wire_recv(rc, 1 << 20, 0, &g, &buf, &cap, err);
 			ok(r < 0 && strstr(err, cases[c].needle), "%s is refused: %s", cases[c].what, err);
-			close(sv[0]);
+			pipar_chan_free(rc);
 		}
 		free(buf);
 		free(big);
