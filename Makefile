@@ -84,6 +84,7 @@ bench: all $(O)/bench/bin/step $(O)/bench/bin/wire
 	bench/plan
 	bench/runtime
 	$(O)/bench/bin/wire | tee bench/results/wire-loopback.json
+	bench/tls
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
