@@ -21,6 +21,7 @@
 #include "progress.h"
 #include "device.h"
 #include "file.h"
+#include "runtime.h"
 #include "proto.h"
 
 #define PROG "pipar-device"
@@ -33,7 +34,7 @@ static const char usage_text[] =
 	"                    [--slowdown F] [--trace FILE|-] [--timeout SECS] [--threads T]\n"
 	"                    [--progress auto|always|never] [--key-file FILE]\n"
 	"                    [--cert FILE] [--cert-key FILE] [--ca FILE] [--server-name NAME]\n"
-	"                    [--insecure]\n";
+	"                    [--insecure] [--device-index I]\n";
 
 static int usage_error(const char *msg)
 {
@@ -64,13 +65,15 @@ int main(int argc, char **argv)
 		{"ca", required_argument, NULL, 'A'},
 		{"server-name", required_argument, NULL, 'N'},
 		{"insecure", no_argument, NULL, 'I'},
+		{"device-index", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *server = NULL, *data = NULL, *shard_arg = NULL, *part = NULL;
 	char idbuf[64], err[PIPAR_ERRLEN], host[256], why[96];
-	struct pipar_device_cfg cfg = {.prog = PROG, .timeout = 120, .log = stderr, .slowdown = 1};
+	struct pipar_device_cfg cfg = {.prog = PROG, .timeout = 120, .log = stderr, .slowdown = 1,
+				       .index = -1};
 	struct pipar_shard_spec shard = {0, 1, PIPAR_PARTITION_IID, 0, 1};
 	struct pipar_data *d = NULL;
 	struct pipar_norm norm;
@@ -107,6 +110,7 @@ int main(int argc, char **argv)
 		case 'A': tcfg.ca = optarg; break;
 		case 'N': cfg.server_name = optarg; break;
 		case 'I': insecure = 1; break;
+		case 'D': bad = pipar_cli_int("--device-index", optarg, 0, 65535, &cfg.index, err); break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
@@ -124,6 +128,8 @@ int main(int argc, char **argv)
 	    pipar_shard_parse(shard_arg, &shard, err) < 0 ||
 	    (part && pipar_partition_parse(part, &shard, err) < 0))
 		return usage_error(err);
+	if (cfg.index < 0)
+		cfg.index = shard.index;        /* the shard names the device */
 	if (!cfg.id) {
 		snprintf(idbuf, sizeof(idbuf), "device-%d", shard.index);
 		cfg.id = idbuf;
@@ -140,6 +146,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	pipar_runtime_signals(PROG);
 	pipar_threads_set(threads);
 	if (cfg.trace && pipar_out_check(cfg.trace, err) < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -156,6 +163,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pipar_data_norm(d, &norm);
+	cfg.signals = 1;
 	cfg.host = host;
 	cfg.port = port;
 	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)when);

@@ -24,6 +24,7 @@
 #include "json.h"
 #include "server.h"
 #include "file.h"
+#include "runtime.h"
 
 #define PROG "pipar-serve"
 #define VERSION "0.1.0"
@@ -250,6 +251,7 @@ int main(int argc, char **argv)
 	}
 	status = 1;
 	signal(SIGPIPE, SIG_IGN);
+	pipar_runtime_signals(PROG);
 	pipar_threads_set(a.threads);
 	text = pipar_read_file(a.plan_path, 64u << 20, NULL, err);
 	if (!text || pipar_plan_parse(text, pipar_json_name(a.plan_path), &pl, err) < 0 ||
@@ -271,6 +273,7 @@ int main(int argc, char **argv)
 	}
 	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)a.when);
 	cfg->meter = &meter;
+	cfg->signals = 1;
 	cfg->plan = pl;
 	cfg->test = test;
 	status = pipar_server_run(cfg, err) < 0;

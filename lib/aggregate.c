@@ -422,8 +422,15 @@ void pipar_aggregate(struct server *s)
 	pipar_trace_event(s->trace, "aggregate", PIPAR_RES_COMPUTE, t_agg, pipar_now() - t_agg,
 			  s->epoch_done, -1);
 	if (e) {
+		char err[PIPAR_ERRLEN];
+
 		cJSON_AddItemToArray(s->epochs, e);
 		epoch_record(s, e, &rec);
+		/* On disk after every epoch, so that a crash keeps them;
+		 * standard output takes the summary once, at the end. */
+		if (s->cfg->summary && strcmp(s->cfg->summary, "-") != 0 &&
+		    pipar_server_summary(s, 0, err) < 0)
+			SLOG(s, "%s", err);
 	} else {
 		SLOG(s, "out of memory recording epoch %d", s->epoch_done);
 	}
@@ -442,14 +449,14 @@ void pipar_server_conn_lost(struct conn *c, const char *why)
 			if (s->turn == c->k) {
 				int nx = pipar_server_next_alive(s, c->k);
 
-				if (nx < 0 && s->live > 0) {
+				if (nx < 0 && s->live > 0 && !s->stopping) {
 					pipar_aggregate(s);
 					nx = pipar_server_next_alive(s, -1);
 				}
 				s->turn = nx;
 			}
 			pthread_cond_broadcast(&s->cv);
-		} else if (s->live > 0 && s->arrived == s->live) {
+		} else if (s->live > 0 && s->arrived == s->live && !s->stopping) {
 			pipar_aggregate(s);
 			s->arrived = 0;
 			s->generation++;

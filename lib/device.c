@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -21,6 +23,7 @@
 #include "exec.h"
 #include "model.h"
 #include "plan.h"
+#include "pool.h"
 #include "chan.h"
 #include "proto.h"
 #include "runtime.h"
@@ -36,7 +39,9 @@
 
 struct dev {
 	const struct pipar_device_cfg *cfg;
-	struct pipar_chan *ch;
+	struct pipar_chan *ch;          /* under sig_mu */
+	pthread_mutex_t sig_mu;
+	int stopped, sig_done;          /* under sig_mu */
 	struct pipar_link *link;
 	int fatal;                      /* the server refused: no retry */
 	struct pipar_plan_file *pl;
@@ -70,6 +75,11 @@ static int recv_expect(struct dev *d, int type, struct pipar_frame_header *h, ch
 		return pipar_errf(err, "the server closed the connection");
 	if (r < 0)
 		return -1;
+	if (h->type == PIPAR_FRAME_BYE && type != PIPAR_FRAME_BYE) {
+		d->fatal = 1;
+		return pipar_errf(err, "the server ended the run early (BYE while waiting for %s)",
+				  pipar_frame_type_name(type));
+	}
 	if (h->type == PIPAR_FRAME_ERROR) {
 		char why[200];
 
@@ -83,10 +93,25 @@ static int recv_expect(struct dev *d, int type, struct pipar_frame_header *h, ch
 	return 0;
 }
 
-/* Makes the last compute stage, started at t0, take slowdown times as long. */
-static void slow(double slowdown, double t0)
+/* The processor time the device's computation has used, in seconds: this
+ * thread's when it computes alone; with several compute threads the
+ * process's, shared among them (an estimate: the link's threads count
+ * too).  Time the process spends stopped or waiting for a processor is
+ * not in it. */
+static double cpu_now(void)
 {
-	double d = (slowdown - 1) * (pipar_now() - t0);
+	struct timespec ts;
+	int t = pipar_threads();
+
+	clock_gettime(t > 1 ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9) / (t > 1 ? t : 1);
+}
+
+/* Makes the last compute stage, which started at processor time c0, take
+ * slowdown times the processor time it used. */
+static void slow(double slowdown, double c0)
+{
+	double d = (slowdown - 1) * (cpu_now() - c0);
 
 	if (d > 0) {
 		struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
@@ -96,10 +121,12 @@ static void slow(double slowdown, double t0)
 	}
 }
 
-/* A compute stage named what, started at t0, slowed and traced. */
-static void stage_done(struct dev *d, const char *what, double t0, uint32_t it, int micro)
+/* A compute stage named what, started at t0 (processor time c0), slowed
+ * and traced. */
+static void stage_done(struct dev *d, const char *what, double t0, double c0, uint32_t it,
+		       int micro)
 {
-	slow(d->cfg->slowdown, t0);
+	slow(d->cfg->slowdown, c0);
 	pipar_trace_event(d->trace, what, PIPAR_RES_COMPUTE, t0, pipar_now() - t0, (int)it, micro);
 }
 
@@ -143,7 +170,7 @@ static int recv_part(struct dev *d, int type, char *err)
 static int handshake(struct dev *d, char *err)
 {
 	const struct pipar_device_cfg *cfg = d->cfg;
-	struct pipar_hello hello = {.samples = cfg->nidx, .norm = *cfg->norm};
+	struct pipar_hello hello = {.samples = cfg->nidx, .norm = *cfg->norm, .device = cfg->index};
 	struct pipar_frame_header h;
 	char *text;
 
@@ -233,7 +260,7 @@ static int setup(struct dev *d, char *err)
 static void train_whole(struct dev *d, const int *samples, int b, uint32_t it)
 {
 	int corr = 0;
-	double t0 = pipar_now();
+	double t0 = pipar_now(), c0 = cpu_now();
 	const float *z;
 
 	pipar_data_batch(d->cfg->data, d->cfg->norm, samples, b, d->xs[0], d->ys[0]);
@@ -242,7 +269,7 @@ static void train_whole(struct dev *d, const int *samples, int b, uint32_t it)
 	pipar_model_zero_grad(d->m);
 	pipar_exec_backward(d->ex[0], d->dl, 0);
 	pipar_model_sgd_step(d->m, &d->st.sgd);
-	stage_done(d, "train", t0, it, -1);
+	stage_done(d, "train", t0, c0, it, -1);
 	d->seen += (uint32_t)b;
 	d->correct += (uint32_t)corr;
 }
@@ -267,10 +294,10 @@ static int forward(struct dev *d, const int *samples, int n, int b, uint32_t it,
 	const float *act;
 
 	pipar_data_batch(d->cfg->data, d->cfg->norm, samples, n, d->xs[i], d->ys[i]);
-	double t0 = pipar_now();
+	double t0 = pipar_now(), c0 = cpu_now();
 
 	act = pipar_exec_forward(d->ex[i], d->xs[i], n, 1);
-	stage_done(d, "forward", t0, it, i);
+	stage_done(d, "forward", t0, c0, it, i);
 	pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &am, d->out);
 	memcpy(d->out + PIPAR_TENSOR_HEAD, act, sizeof(float) * d->cutn * (size_t)n);
 	for (int j = 0; j < n; j++) {
@@ -298,10 +325,10 @@ static int backward(struct dev *d, int n, uint32_t it, int i, double *loss, char
 				  gm.micro);
 	memcpy(d->dy, gm.data, sizeof(float) * d->cutn * (size_t)n);
 	*loss += gm.loss;
-	double t0 = pipar_now();
+	double t0 = pipar_now(), c0 = cpu_now();
 
 	pipar_exec_backward(d->ex[i], d->dy, 0);
-	stage_done(d, "backward", t0, it, i);
+	stage_done(d, "backward", t0, c0, it, i);
 	return 0;
 }
 
@@ -324,10 +351,10 @@ static int train_split(struct dev *d, const int *samples, int b, uint32_t it, do
 	for (int i = 0; i < nm; i++)
 		if (backward(d, micro_size(d, b, nm, i), it, i, loss, err) < 0)
 			return -1;
-	double t0 = pipar_now();
+	double t0 = pipar_now(), c0 = cpu_now();
 
 	pipar_model_sgd_step(d->m, &d->st.sgd);
-	stage_done(d, "step", t0, it, -1);
+	stage_done(d, "step", t0, c0, it, -1);
 	return 0;
 }
 
@@ -392,6 +419,24 @@ static void release(struct dev *d)
 	pipar_model_free(d->m);
 }
 
+/* Sets the channel the signal thread may shut down. */
+static void set_chan(struct dev *d, struct pipar_chan *ch)
+{
+	pthread_mutex_lock(&d->sig_mu);
+	d->ch = ch;
+	pthread_mutex_unlock(&d->sig_mu);
+}
+
+static int stopped(struct dev *d)
+{
+	int st;
+
+	pthread_mutex_lock(&d->sig_mu);
+	st = d->stopped;
+	pthread_mutex_unlock(&d->sig_mu);
+	return st;
+}
+
 /* A TCP connection to the server, retried until the deadline while the
  * server may still be starting.  The socket, or -1 with err. */
 static int dial(const struct pipar_device_cfg *cfg, double deadline, char *err)
@@ -438,11 +483,15 @@ static int join(struct dev *d, double deadline, char *err)
 		d->fatal = 1;
 		return -1;
 	}
-	if (!(d->ch = pipar_chan_new(fd, cfg->tls, cfg->server_name ? cfg->server_name : cfg->host,
-				     err))) {
+	struct pipar_chan *ch = pipar_chan_new(fd, cfg->tls,
+					       cfg->server_name ? cfg->server_name : cfg->host, err);
+
+	if (!ch) {
+		close(fd);
 		d->fatal = 1;
 		return -1;
 	}
+	set_chan(d, ch);
 	pipar_chan_set_timeout(d->ch, cfg->timeout);
 	if (pipar_chan_handshake(d->ch, err) < 0) {
 		d->fatal = errno == EACCES;
@@ -471,50 +520,107 @@ static void unjoin(struct dev *d)
 	if (d->link)
 		pipar_link_close(d->link, e);
 	d->link = NULL;
-	pipar_chan_free(d->ch);
-	d->ch = NULL;
+	struct pipar_chan *ch = d->ch;
+
+	set_chan(d, NULL);
+	pipar_chan_free(ch);
 	pipar_trace_free(d->trace);
 	d->trace = NULL;
 }
 
-int pipar_device_run(const struct pipar_device_cfg *cfg, char *err)
+/* Joining (tried again while the server may be busy), the epochs, BYE. */
+static int run(struct dev *d, char *err)
 {
-	struct dev d = {.cfg = cfg};
+	const struct pipar_device_cfg *cfg = d->cfg;
 	struct pipar_frame_header h;
 	char perr[PIPAR_ERRLEN];
 	double t0 = pipar_now(), pause = 0.1;
 	int r = -1;
 
-	while (join(&d, t0 + cfg->timeout, err) < 0) {
-		if (d.fatal || pipar_now() + pause > t0 + cfg->timeout) {
-			unjoin(&d);
-			release(&d);
+	while (join(d, t0 + cfg->timeout, err) < 0) {
+		if (d->fatal || stopped(d) || pipar_now() + pause > t0 + cfg->timeout) {
+			unjoin(d);
+			release(d);
 			return -1;
 		}
-		unjoin(&d);
+		unjoin(d);
 		nanosleep(&(struct timespec){(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)},
 			  NULL);
 		pause = pause * 2 > 2 ? 2 : pause * 2;
 	}
-	if (setup(&d, err) < 0)
+	if (setup(d, err) < 0)
 		goto out;
-	for (int epoch = 1; epoch <= d.st.epochs; epoch++)
-		if (run_epoch(&d, epoch, err) < 0)
+	for (int epoch = 1; epoch <= d->st.epochs; epoch++)
+		if (run_epoch(d, epoch, err) < 0)
 			goto out;
-	if (recv_expect(&d, PIPAR_FRAME_BYE, &h, err) < 0)
+	if (recv_expect(d, PIPAR_FRAME_BYE, &h, err) < 0)
 		goto out;
 	r = 0;
 out:
-	release(&d);
-	if (d.link && pipar_link_close(d.link, perr) < 0 && r == 0) {
+	release(d);
+	if (d->link && pipar_link_close(d->link, perr) < 0 && r == 0) {
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}
-	if (cfg->trace && pipar_trace_write(d.trace, cfg->trace, perr) < 0 && r == 0) {
+	if (cfg->trace && pipar_trace_write(d->trace, cfg->trace, perr) < 0 && r == 0) {
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}
-	pipar_trace_free(d.trace);
-	pipar_chan_free(d.ch);
+	pipar_trace_free(d->trace);
+	struct pipar_chan *ch = d->ch;
+
+	set_chan(d, NULL);
+	pipar_chan_free(ch);
 	return r;
 }
+
+/* The device's signal watch: the first SIGINT or SIGTERM
+ * (pipar_runtime_signals) closes the connection; the server goes on
+ * without this device. */
+static void *signals(void *arg)
+{
+	struct dev *d = arg;
+
+	for (;;) {
+		int sig, done;
+
+		nanosleep(&(struct timespec){0, 100000000}, NULL);
+		sig = pipar_runtime_signalled();
+		pthread_mutex_lock(&d->sig_mu);
+		done = d->sig_done;
+		if (sig > 0 && !d->stopped) {
+			d->stopped = sig;
+			if (d->ch)
+				pipar_chan_shutdown(d->ch);
+		}
+		pthread_mutex_unlock(&d->sig_mu);
+		if (done)
+			return NULL;
+	}
+}
+
+int pipar_device_run(const struct pipar_device_cfg *cfg, char *err)
+{
+	struct dev d = {.cfg = cfg};
+	int r;
+	pthread_t sig_th;
+	int sig_started = 0;
+
+	pthread_mutex_init(&d.sig_mu, NULL);
+	if (cfg->signals)
+		sig_started = pthread_create(&sig_th, NULL, signals, &d) == 0;
+	r = run(&d, err);
+	if (d.stopped) {
+		pipar_errf(err, "stopped by %s", d.stopped == SIGINT ? "SIGINT" : "SIGTERM");
+		r = -1;
+	}
+	if (sig_started) {
+		pthread_mutex_lock(&d.sig_mu);
+		d.sig_done = 1;
+		pthread_mutex_unlock(&d.sig_mu);
+		pthread_join(sig_th, NULL);
+	}
+	pthread_mutex_destroy(&d.sig_mu);
+	return r;
+}
+

@@ -33,6 +33,8 @@ struct pipar_device_cfg {
 	struct pipar_tls *tls;          /* NULL: plain TCP */
 	const char *server_name;        /* its certificate's name; NULL: host */
 	const char *id;
+	int index;                      /* the device number asked for, 0-based;
+					 * -1: any */
 	const struct pipar_data *data;
 	const struct pipar_norm *norm;
 	const int *idx;                 /* the shard's samples */
@@ -43,6 +45,9 @@ struct pipar_device_cfg {
 	FILE *log;                      /* may be NULL */
 	struct pipar_meter *meter;      /* progress; may be NULL */
 	const char *trace;              /* trace-event JSON; may be NULL */
+	int signals;                    /* the signals pipar_runtime_signals
+					 * catches end the run: the connection
+					 * is closed, the trace kept */
 };
 
 /* Trains the device's part until the server says BYE.  -1 with err. */

@@ -22,6 +22,7 @@ char *pipar_hello_encode(const struct pipar_hello *h)
 
 	if (o && cJSON_AddStringToObject(o, "id", h->id) &&
 	    cJSON_AddNumberToObject(o, "samples", (double)h->samples) &&
+	    (h->device < 0 || cJSON_AddNumberToObject(o, "device", h->device)) &&
 	    (norm = cJSON_AddObjectToObject(o, "norm")) &&
 	    (mean = cJSON_AddArrayToObject(norm, "mean")) &&
 	    (sd = cJSON_AddArrayToObject(norm, "std"))) {
@@ -103,6 +104,14 @@ int pipar_hello_decode(const uint8_t *p, size_t len, int channels, long max_samp
 	}
 	snprintf(h->id, sizeof(h->id), "%s", id->valuestring);
 	h->samples = (long)x;
+	h->device = -1;
+	if (cJSON_GetObjectItemCaseSensitive(o, "device")) {
+		long dv;
+
+		if (pipar_json_int(o, "device", "device", 0, 65535, &dv, &c) < 0)
+			goto out;
+		h->device = (int)dv;
+	}
 	h->norm.channels = channels;
 	for (int i = 0; i < channels; i++) {
 		char path[32];

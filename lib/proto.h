@@ -36,6 +36,8 @@ struct pipar_hello {
 	char id[PIPAR_HELLO_ID_MAX + 1];
 	long samples;                   /* the shard, its FedAvg weight */
 	struct pipar_norm norm;
+	int device;                     /* the device number asked for,
+					 * 0-based; -1: any */
 };
 
 /* Whether id is a device id: 1 to 63 bytes of letters, digits and
@@ -48,7 +50,8 @@ char *pipar_hello_encode(const struct pipar_hello *h);
  * accepts, an integer "samples" from 1 to max_samples and "norm"
  * {"mean": [..], "std": [..]} of channels numbers each, within
  * PIPAR_NORM_MAX of 0 and the deviations at least PIPAR_NORM_MIN (as
- * the checkpoint keeps them); other keys are ignored.  Refusals read
+ * the checkpoint keeps them), and optionally an integer "device" from 0
+ * to 65535 (h->device, -1 when absent); other keys are ignored.  Refusals read
  * "malformed HELLO: field 'norm.std[0]': 0 outside [1e-30, 1e+30]". */
 int pipar_hello_decode(const uint8_t *p, size_t len, int channels, long max_samples,
 		       struct pipar_hello *h, char *err);

@@ -5,10 +5,47 @@
 #include "runtime.h"
 
 #include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+
+/* Process-wide, as signals are: what the handler may touch. */
+static volatile sig_atomic_t first_signal, signals_seen;
+static char second_msg[96];
+static size_t second_len;
+
+static void on_signal(int sig)
+{
+	if (signals_seen++ > 0) {
+		if (write(2, second_msg, second_len) < 0)
+			_exit(1);
+		_exit(1);
+	}
+	first_signal = sig;
+}
+
+void pipar_runtime_signals(const char *prog)
+{
+	struct sigaction sa;
+
+	snprintf(second_msg, sizeof(second_msg), "%s: a second signal: ending at once\n", prog);
+	second_len = strlen(second_msg);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int pipar_runtime_signalled(void)
+{
+	return first_signal;
+}
 
 static void put_line(struct pipar_meter *meter, FILE *log, const char *fmt, ...)
 {

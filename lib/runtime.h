@@ -14,6 +14,14 @@
 #include "model.h"
 #include "progress.h"
 
+/* SIGINT and SIGTERM caught for the whole process: the first is recorded
+ * (pipar_runtime_signalled returns it) for the runtime to stop cleanly,
+ * the second ends the process at once with "PROG: a second signal:
+ * ending at once".  Called once, early in main. */
+void pipar_runtime_signals(const char *prog);
+/* The first signal caught, 0 when none was. */
+int pipar_runtime_signalled(void);
+
 /* One log line "PREFIX: MESSAGE" on log (nothing when log is NULL),
  * clearing a progress line meter draws on the same stream. */
 void pipar_runtime_log(FILE *log, struct pipar_meter *meter, const char *prefix,

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,8 +30,9 @@ static char *plan_message(const struct pipar_serve_cfg *cfg, int k)
 	struct pipar_settings st = {
 		.device = k, .epochs = cfg->epochs, .sgd = cfg->sgd, .seed = cfg->seed,
 		.aggregate_every = cfg->aggregate_every,
-		/* The server's clock, so that device traces line up with its own. */
-		.server_time = pipar_now(),
+		/* The server's clock, so that device traces line up with its own
+		 * (not in a checkpoint, which the same run writes the same). */
+		.server_time = k >= 0 ? pipar_now() : 0,
 	};
 
 	return pipar_plan_msg_encode(cfg->plan, &st);
@@ -124,9 +126,10 @@ static int read_hello(struct pipar_chan *ch, const struct pipar_plan_file *pl,
 
 /* The lowest free device slot for a device with samples, reserved (s->mu
  * held); -1 with why when there is none or the device does not fit. */
-static int reserve(struct server *s, long samples, char *why)
+static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 {
 	const struct conn *first = NULL;
+	long samples = h->samples;
 
 	if (!s->admitting)
 		return pipar_errf(why, "the run has started; devices join only before it");
@@ -138,8 +141,20 @@ static int reserve(struct server *s, long samples, char *why)
 	if (s->cfg->aggregate_every && first && samples != first->samples)
 		return pipar_errf(why, "--aggregate-every needs shards of equal size: %ld samples, the first device has %ld",
 				  samples, first->samples);
-	for (int k = 0; k < s->K; k++)
-		if (s->c[k].slot == SLOT_FREE) {
+	/* A device's number is the one it asks for (its shard's), so that
+	 * the same command trains the same shards on the same replicas
+	 * whatever the order of connection; a peer that asks for none takes
+	 * the highest free one, out of the way of those that do. */
+	if (h->device >= s->K)
+		return pipar_errf(why, "device number %d is outside the plan's %d device(s)", h->device,
+				  s->K);
+	if (h->device >= 0 && s->c[h->device].slot != SLOT_FREE)
+		return pipar_errf(why, "device number %d is taken%s%s%s", h->device,
+				  s->c[h->device].slot == SLOT_ADMITTED ? " by '" : "",
+				  s->c[h->device].slot == SLOT_ADMITTED ? s->c[h->device].id : "",
+				  s->c[h->device].slot == SLOT_ADMITTED ? "'" : "");
+	for (int k = s->K - 1; k >= 0; k--)
+		if (s->c[k].slot == SLOT_FREE && (h->device < 0 || k == h->device)) {
 			s->c[k].slot = SLOT_RESERVED;
 			return k;
 		}
@@ -179,7 +194,7 @@ static void *handshake_run(void *arg)
 	}
 	pipar_chan_set_deadline(p->ch, 0, 0);
 	pthread_mutex_lock(&s->mu);
-	k = reserve(s, hello.samples, err);
+	k = reserve(s, &hello, err);
 	pthread_mutex_unlock(&s->mu);
 	if (k < 0) {
 		SLOG(s, "refused device '%s' from %s: %s", hello.id, pipar_chan_peer(p->ch), err);
@@ -318,7 +333,7 @@ static int admission(struct server *s, char *err)
 
 		for (int k = 0; k < s->K; k++)
 			reserved += s->c[k].slot == SLOT_RESERVED;
-		if (s->admitted == s->K)
+		if (s->admitted == s->K || s->stopping)
 			break;
 		/* Nobody waits forever: after --timeout without a new device
 		 * the run starts with those that came, if any did. */
@@ -342,6 +357,8 @@ static int admission(struct server *s, char *err)
 	s->admitting = 0;
 	n = s->admitted;
 	pthread_mutex_unlock(&s->mu);
+	if (s->stopping)
+		return n;
 	if (!n)
 		return pipar_errf(err, "no device connected within %g s", cfg->timeout);
 	if (n < s->K) {
@@ -372,17 +389,22 @@ static void stop_accepting(struct server *s)
 	s->accepting = 0;
 }
 
-/* The run summary (pipar-summary(5)) to cfg->summary, atomically. */
-static int write_summary(struct server *s, char *err)
+int pipar_server_summary(struct server *s, int final, char *err)
 {
 	const struct pipar_serve_cfg *cfg = s->cfg;
-	cJSON *sum = pipar_summary_doc(pipar_mode_name(cfg->plan->mode), s->K, cfg->plan->dev[0].P,
-				       cfg->plan->dev[0].N, s->epochs);
+	cJSON *ep = cJSON_Duplicate(s->epochs, 1);
+	cJSON *sum = ep ? pipar_summary_doc(pipar_mode_name(cfg->plan->mode), s->K, cfg->plan->dev[0].P,
+					    cfg->plan->dev[0].N, ep) : NULL;
 	int r;
 
-	s->epochs = NULL;
+	if (!sum) {
+		cJSON_Delete(ep);
+		return pipar_errf(err, "out of memory writing the summary");
+	}
+	/* At the end, every device that did not finish; before, those
+	 * that have failed so far. */
 	for (int k = 0; k < s->K; k++)
-		if (!s->c[k].finished)
+		if (final ? !s->c[k].finished : (!s->c[k].alive && s->c[k].fault[0]))
 			pipar_summary_add_failed(sum, k + 1, s->c[k].id, s->c[k].fault);
 	r = pipar_summary_save(sum, cfg->summary, err);
 	cJSON_Delete(sum);
@@ -390,7 +412,8 @@ static int write_summary(struct server *s, char *err)
 }
 
 /* The global model to cfg->checkpoint, with the run's settings and the
- * normalisation of the first device that finished. */
+ * normalisation of the first device that finished (of the first admitted
+ * when the run was stopped). */
 static int write_checkpoint(struct server *s, char *err)
 {
 	struct pipar_ckpt_info info = {.epoch = s->epoch_done};
@@ -399,15 +422,53 @@ static int write_checkpoint(struct server *s, char *err)
 
 	if (!settings)
 		return pipar_errf(err, "out of memory");
-	for (int k = 0; k < s->K; k++)
-		if (s->c[k].finished) {
+	for (int k = 0, got = 0; k < s->K && !got; k++)
+		if ((got = s->c[k].finished))
 			info.norm = s->c[k].norm;
-			break;
-		}
+	if (!info.norm.channels)
+		for (int k = s->K - 1; k >= 0; k--)
+			if (s->c[k].slot == SLOT_ADMITTED)
+				info.norm = s->c[k].norm;
 	info.training = settings;
 	r = pipar_checkpoint_save(s->cfg->checkpoint, s->whole, &info, 0, err);
 	free(settings);
 	return r;
+}
+
+/* The signal watch, on its own thread while the run goes on: the first
+ * SIGINT or SIGTERM (pipar_runtime_signals) stops the run at the next
+ * frame each session reads; a session that hears nothing for 2 s more is
+ * cut off. */
+static void *signals(void *arg)
+{
+	struct server *s = arg;
+
+	for (;;) {
+		int sig, done;
+
+		nanosleep(&(struct timespec){0, 100000000}, NULL);
+		sig = pipar_runtime_signalled();
+		pthread_mutex_lock(&s->mu);
+		done = s->sig_done;
+		if (sig > 0 && !s->stopping) {
+			s->stopping = sig;
+			SLOG(s, "%s: stopping; the finished epochs are kept (a second signal ends it at once)",
+			     sig == SIGINT ? "SIGINT" : "SIGTERM");
+			s->stop_at = pipar_now();
+			s->admitting = 0;
+			pthread_cond_broadcast(&s->cv);
+		}
+		/* Sessions blocked on a silent device are cut off. */
+		if (s->stopping && !s->cut && pipar_now() - s->stop_at > 2) {
+			s->cut = 1;
+			for (int k = 0; k < s->K; k++)
+				if (s->c[k].alive && s->c[k].ch)
+					pipar_chan_shutdown(s->c[k].ch);
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (done)
+			return NULL;
+	}
 }
 
 static void release(struct server *s)
@@ -435,7 +496,7 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	const struct pipar_plan_file *pl = cfg->plan;
 	struct server s = {.cfg = cfg, .ops = pipar_mode_ops(pl->mode), .K = pl->K,
 			   .B = pl->batch, .L = pl->units};
-	int r = -1, finished = 0;
+	int r = -1, finished = 0, sig_started = 0;
 
 	/* In turns one device part goes from device to device. */
 	for (int k = 1; k < pl->K && s.ops->turns; k++)
@@ -445,6 +506,8 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	pthread_mutex_init(&s.compute, NULL);
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
+	if (cfg->signals)
+		sig_started = pthread_create(&s.sig_th, NULL, signals, &s) == 0;
 	s.epochs = cJSON_CreateArray();
 	if (cfg->trace)
 		s.trace = pipar_trace_new(0, "server");
@@ -478,7 +541,11 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	s.accepting = 1;
 	if ((s.live = admission(&s, err)) < 0)
 		goto out;
-	s.turn = 0;
+	if (s.stopping) {
+		pipar_errf(err, "stopped by %s before training", s.stopping == SIGINT ? "SIGINT" : "SIGTERM");
+		goto out;
+	}
+	s.turn = pipar_server_next_alive(&s, -1);
 	s.t_epoch = pipar_now();
 	for (int k = 0; k < s.K; k++)
 		if (s.c[k].alive && pthread_create(&s.c[k].th, NULL, pipar_session_run, &s.c[k]) != 0)
@@ -490,15 +557,29 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 		finished += s.c[k].finished;
 	if (pipar_trace_write(s.trace, cfg->trace, err) < 0)
 		goto out;
-	if (!finished) {
+	if (!finished && !s.stopping) {
 		pipar_errf(err, "no device finished training");
 		goto out;
 	}
+	/* Stopped: the global model of the epochs that finished, and what
+	 * was done, are written as at the end. */
 	if ((cfg->checkpoint && write_checkpoint(&s, err) < 0) ||
-	    (cfg->summary && write_summary(&s, err) < 0))
+	    (cfg->summary && pipar_server_summary(&s, 1, err) < 0))
 		goto out;
+	if (s.stopping) {
+		pipar_errf(err, "stopped by %s after %d of %d epoch(s)%s",
+			   s.stopping == SIGINT ? "SIGINT" : "SIGTERM", s.epoch_done, cfg->epochs,
+			   cfg->checkpoint || cfg->summary ? "; the checkpoint and summary hold them" : "");
+		goto out;
+	}
 	r = 0;
 out:
+	if (sig_started) {
+		pthread_mutex_lock(&s.mu);
+		s.sig_done = 1;
+		pthread_mutex_unlock(&s.mu);
+		pthread_join(s.sig_th, NULL);
+	}
 	stop_accepting(&s);
 	release(&s);
 	return r;

@@ -84,6 +84,9 @@ struct pipar_serve_cfg {
 					 * epoch's end only */
 	struct pipar_agg_rule rule;     /* zero: mean */
 	struct pipar_tls *tls;          /* credentials; NULL: plain TCP */
+	int signals;                    /* the signals pipar_runtime_signals
+					 * catches stop the run, its finished
+					 * epochs kept */
 	double hello_timeout;           /* seconds from a connection to its
 					 * whole HELLO (TLS included) */
 };

@@ -90,9 +90,20 @@ struct server {
 	int stop;                       /* the acceptor ends */
 	int accepting;
 	pthread_t acceptor_th;
+	/* Signals (server.c), under mu. */
+	int stopping;                   /* the signal that stops the run, 0 */
+	double stop_at;
+	int cut, sig_done;
+	pthread_t sig_th;
 	double prog_loss;               /* loss summed this epoch, under mu */
 	long prog_seen;                 /* samples it sums */
 };
+
+/* server.c: the run summary (pipar-summary(5)) with the epochs so far to
+ * cfg->summary, atomically; final: at the end of the run (every device
+ * that did not finish is listed), else after an epoch (those that failed
+ * so far).  Called with s->mu held, or after the sessions ended. */
+int pipar_server_summary(struct server *s, int final, char *err);
 
 /* session.c: one device's conversation after the handshake; the thread's
  * body, arg a struct conn. */

@@ -51,6 +51,17 @@ static int fail(struct session *ss, int tell, const char *fmt, ...)
 	return -1;
 }
 
+/* Whether a signal stopped the run. */
+static int stopping(struct server *s)
+{
+	int st;
+
+	pthread_mutex_lock(&s->mu);
+	st = s->stopping;
+	pthread_mutex_unlock(&s->mu);
+	return st;
+}
+
 /* Sends device c its part of the global model. */
 static int send_down(struct session *ss)
 {
@@ -232,15 +243,17 @@ static int meet(struct session *ss, int mid)
 		s->generation++;
 		pthread_cond_broadcast(&s->cv);
 	} else {
-		while (s->generation == gen)
+		while (s->generation == gen && !s->stopping)
 			pthread_cond_wait(&s->cv, &s->mu);
 	}
 	/* The aggregation may have refused this device's model. */
-	int refused = !c->alive;
+	int refused = !c->alive, stop = s->generation == gen && s->stopping;
 
 	pthread_mutex_unlock(&s->mu);
 	if (refused)
 		return fail(ss, 1, "%s", c->fault);
+	if (stop)
+		return -2;
 	return send_down(ss);
 }
 
@@ -257,17 +270,25 @@ static int epoch(struct session *ss)
 	ss->it = ss->micro_i = ss->got = 0;     /* iterations count from 0 in every epoch */
 	if (s->ops->turns) {
 		pthread_mutex_lock(&s->mu);
-		while (s->turn != c->k)
+		while (s->turn != c->k && !s->stopping)
 			pthread_cond_wait(&s->cv, &s->mu);
+		int stop = s->stopping;
+
 		pthread_mutex_unlock(&s->mu);
+		if (stop)
+			return -2;
 		if (send_down(ss) < 0)
 			return -1;
 	}
 	do {
 		int r = pipar_wire_recv(c->ch, ss->bound, c->seq_in, &h, &ss->buf, &ss->cap, err);
 
+		if (r <= 0 && stopping(s))
+			return -2;
 		if (r <= 0)
 			return fail(ss, r < 0, "%s", r == 0 ? "disconnected" : err);
+		if (stopping(s))
+			return -2;      /* the partial epoch is abandoned */
 		c->seq_in++;
 		c->bytes_up += PIPAR_WIRE_HEADER + h.length;
 		if (h.type == PIPAR_FRAME_ACTIVATIONS && c->replica) {
@@ -277,8 +298,10 @@ static int epoch(struct session *ss)
 		}
 		if (h.type != PIPAR_FRAME_PARAMS_UP)
 			return fail(ss, 1, "unexpected %s frame", pipar_frame_type_name(h.type));
-		if (on_params_up(ss, h.length, &mid) < 0 || meet(ss, mid) < 0)
-			return -1;
+		int m = 0;
+
+		if (on_params_up(ss, h.length, &mid) < 0 || (m = meet(ss, mid)) < 0)
+			return m == -2 ? -2 : -1;
 		if (s->ops->turns)
 			break;
 	} while (h.type != PIPAR_FRAME_PARAMS_UP || mid);
@@ -306,9 +329,24 @@ void *pipar_session_run(void *arg)
 		fail(&ss, 0, "out of memory");
 		goto dead;
 	}
-	for (int e = 1; e <= s->cfg->epochs; e++)
-		if (epoch(&ss) < 0)
+	for (int e = 1; e <= s->cfg->epochs; e++) {
+		int r = epoch(&ss);
+
+		if (r == -2) {
+			/* Stopped: the device is told the run is over. */
+			pipar_wire_send(c->ch, PIPAR_FRAME_BYE, c->seq_out++, NULL, 0, err);
+			pthread_mutex_lock(&s->mu);
+			if (c->alive) {
+				c->alive = 0;
+				s->live--;
+				snprintf(c->fault, sizeof(c->fault), "the run was stopped in epoch %d", e);
+			}
+			pthread_mutex_unlock(&s->mu);
+			goto out;
+		}
+		if (r < 0)
 			goto dead;
+	}
 	pipar_wire_send(c->ch, PIPAR_FRAME_BYE, c->seq_out++, NULL, 0, err);
 	c->finished = 1;
 	goto out;

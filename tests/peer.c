@@ -102,7 +102,7 @@ static int show(struct pipar_chan *fd, uint32_t *seq, int want, struct pipar_fra
 static int join(struct pipar_chan *fd, const char *id, struct pipar_plan_file **pl, struct pipar_settings *st,
 		uint32_t *seq_in)
 {
-	struct pipar_hello h = {.samples = 200, .norm = {1, {0.3f}, {0.35f}}};
+	struct pipar_hello h = {.samples = 200, .norm = {1, {0.3f}, {0.35f}}, .device = -1};
 	struct pipar_frame_header fh;
 	uint8_t *buf = NULL;
 	size_t cap = 0;

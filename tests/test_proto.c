@@ -92,12 +92,12 @@ int main(void)
 
 	/* HELLO */
 	{
-		struct pipar_hello h = {"device-7", 1234, {2, {0.25f, -0.5f}, {0.125f, 2}}}, b;
+		struct pipar_hello h = {"device-7", 1234, {2, {0.25f, -0.5f}, {0.125f, 2}}, 3}, b;
 		char *t = pipar_hello_encode(&h);
 
 		ok(t && pipar_hello_decode((const uint8_t *)t, strlen(t), 2, 60000, &b, err) == 0 &&
 			   strcmp(b.id, "device-7") == 0 && b.samples == 1234 && b.norm.channels == 2 &&
-			   b.norm.mean[1] == -0.5f && b.norm.std[0] == 0.125f,
+			   b.norm.mean[1] == -0.5f && b.norm.std[0] == 0.125f && b.device == 3,
 		   "HELLO round-trips: %s", t ? t : "(null)");
 		free(t);
 	}
@@ -121,6 +121,16 @@ int main(void)
 			 "field 'samples': not an integer"),
 	   "a fraction of a sample is refused");
 	ok(hello_refused("[1]", 1, "not a JSON object"), "HELLO that is not an object is refused");
+	ok(hello_refused("{\"id\":\"a\",\"samples\":1,\"device\":-1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1,
+			 "field 'device': -1 outside [0, 65535]"),
+	   "HELLO asking for device -1 is refused");
+	{
+		struct pipar_hello b;
+		const char *j = "{\"id\":\"a\",\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}";
+
+		ok(pipar_hello_decode((const uint8_t *)j, strlen(j), 1, 10, &b, err) == 0 && b.device == -1,
+		   "a HELLO without 'device' asks for none");
+	}
 	ok(hello_refused("{\"samples\":1,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1, "field 'id'"),
 	   "HELLO without an id is refused naming 'id'");
 	ok(hello_refused("{\"id\":\"a\",\"samples\":0,\"norm\":{\"mean\":[0],\"std\":[1]}}", 1, "field 'samples'"),

@@ -1,0 +1,136 @@
+#!/bin/sh
+# Runs that survive: device numbers come from the shards, so two runs of
+# the same command are identical whatever the order the devices connect
+# in; the summary is on disk after every epoch, so a SIGKILL keeps the
+# finished ones; SIGTERM on the server keeps a loadable checkpoint and the
+# finished epochs and tells the devices BYE; SIGTERM on a device takes only
+# that device out.  TAP output.
+set -u
+BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
+T=${KEEP:-$(mktemp -d)}
+mkdir -p "$T"
+PIDS=""
+trap 'for p in $PIDS; do kill $p 2>/dev/null; done; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+. "$(dirname "$0")/tap.inc"
+port=$((20000 + ($$ + 17000) % 20000))
+if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+	data=fashion-mnist
+else
+	data=synthetic:6000
+fi
+
+"$BIN/pipar-profile" --model vgg5 --data $data --batch 50 --repeat 1 --sizes 1,10,50 --role server \
+	>"$T/s.json" 2>/dev/null
+"$BIN/pipar-profile" --model vgg5 --data $data --batch 50 --repeat 1 --sizes 1,10,50 \
+	>"$T/d.json" 2>/dev/null
+"$BIN/pipar-plan" --device "$T/d.json" --server "$T/s.json" --devices 3 --uplink 1gbit \
+	--downlink 1gbit --batch 50 >"$T/p.json"
+
+# serve NAME EPOCHS [OPTION...]
+serve() {
+	name=$1 e=$2
+	shift 2
+	port=$((port + 1))
+	"$BIN/pipar-serve" --plan "$T/p.json" --listen 127.0.0.1:$port --epochs $e --timeout 60 \
+		--checkpoint "$T/$name.npz" --summary "$T/$name.sum" "$@" >/dev/null 2>"$T/$name.log" &
+	spid=$!
+	PIDS="$PIDS $spid"
+}
+# device NAME I LIMIT [OPTION...]
+device() {
+	name=$1 i=$2 lim=$3
+	shift 3
+	"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard $i/3 --train-limit $lim \
+		--timeout 60 "$@" 2>"$T/$name.dev$i" &
+	dpid=$!
+	PIDS="$PIDS $dpid"
+}
+losses() { grep -o '"loss":[[:space:]]*[-0-9.e]*' "$1" | tr -d ' '; }
+
+# Two runs of one command, the devices connecting in opposite orders.
+for run in a b; do
+	serve same-$run 2
+	if [ $run = a ]; then order="0 1 2"; else order="2 1 0"; fi
+	for i in $order; do
+		device same-$run $i 300
+		sleep 0.3
+	done
+	wait $spid
+	wait
+done
+check "two runs of one command, devices connecting in opposite orders, number the devices by shard" \
+	"grep -q \"device 1 is 'device-0'\" '$T/same-a.log' && grep -q \"device 1 is 'device-0'\" '$T/same-b.log'"
+check "and give the same losses ($(losses "$T/same-a.sum" | head -n 1))" \
+	"[ -n \"\$(losses '$T/same-a.sum')\" ] && [ \"\$(losses '$T/same-a.sum')\" = \"\$(losses '$T/same-b.sum')\" ]"
+check "and the same global model, array by array" \
+	"/usr/bin/python3 -c 'import numpy as np, sys; a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); sys.exit(not (sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)))' '$T/same-a.npz' '$T/same-b.npz'"
+
+# Two devices asking for one number: the second is refused, by name.
+serve twice 1 --timeout 5
+device twice 0 100
+device twice 0 100 --id other
+wait $spid
+wait
+check "a second device asking for a number already taken is refused, saying by whom" \
+	"grep -q \"device number 0 is taken by 'device-0'\" '$T/twice.log' || grep -q \"device number 0 is taken by 'other'\" '$T/twice.log'"
+
+# SIGKILL after the first of three epochs: the summary holds it.
+serve kill 3
+for i in 0 1 2; do device kill $i 300; done
+for t in $(seq 1 300); do grep -q 'epoch 1/3' "$T/kill.log" && break; sleep 0.1; done
+kill -9 $spid
+wait
+check "a server killed with SIGKILL after an epoch leaves a summary with it" \
+	"/usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(not (len(s[\"epochs\"]) >= 1 and s[\"epochs\"][0][\"epoch\"] == 1))' '$T/kill.sum'"
+
+# SIGTERM in the middle of the second epoch.
+serve term 3
+for i in 0 1 2; do device term $i 600 --slowdown 3; done
+for t in $(seq 1 600); do grep -q 'epoch 1/3' "$T/term.log" && break; sleep 0.1; done
+sleep 1
+kill -TERM $spid
+wait $spid
+st=$?
+wait
+check "SIGTERM stops the server with a message (status $st)" \
+	"[ $st -eq 1 ] && grep -q 'SIGTERM: stopping' '$T/term.log' && grep -q 'stopped by SIGTERM after 1 of 3 epoch(s)' '$T/term.log'"
+check "the checkpoint it leaves loads and scores far above chance" \
+	"'$BIN/pipar-eval' accuracy --model '$T/term.npz' --data $data:test --limit 1000 >'$T/term.eval' && awk -F'[:,]' '/accuracy/ {for (i = 1; i <= NF; i++) if (\$i ~ /\"accuracy\"/) a = \$(i + 1)} END {exit !(a + 0 > 0.3)}' '$T/term.eval'"
+check "the summary holds the finished epoch and why the devices stopped" \
+	"grep -q 'the run was stopped in epoch 2' '$T/term.sum' && /usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(len(s[\"epochs\"]) != 1)' '$T/term.sum'"
+check "the devices are told the run ended" \
+	"grep -q 'the server ended the run early' '$T/term.dev0' && grep -q 'the server ended the run early' '$T/term.dev2'"
+
+# SIGTERM on one device: it leaves, the others finish.
+serve dterm 2
+for i in 0 1 2; do
+	device dterm $i 600 --slowdown 3
+	[ $i = 1 ] && victim=$dpid
+done
+for t in $(seq 1 300); do grep -q 'device 3 is' "$T/dterm.log" && break; sleep 0.1; done
+sleep 1
+kill -TERM $victim
+wait $victim
+vs=$?
+wait $spid
+st=$?
+wait
+check "SIGTERM on a device stops it with a message (status $vs)" \
+	"[ $vs -eq 1 ] && grep -q 'device-1: stopped by SIGTERM' '$T/dterm.dev1'"
+check "and the others finish the run (status $st)" \
+	"[ $st -eq 0 ] && grep -q 'epoch 2/2: .*, 2 device(s)' '$T/dterm.log'"
+# Outputs that cannot be written are refused before any device is waited
+# for (the server would wait 60 s for devices otherwise).
+for o in checkpoint summary trace; do
+	timeout 20 "$BIN/pipar-serve" --plan "$T/p.json" --listen 127.0.0.1:$((port + 50)) \
+		--timeout 60 --$o "$T/no/such/dir/x" >/dev/null 2>"$T/bad-$o.err"
+	st=$?
+	check "a --$o that cannot be written is refused before training (status $st)" \
+		"[ $st -eq 1 ] && grep -q \"cannot write '$T/no/such/dir/x'\" '$T/bad-$o.err'"
+done
+timeout 20 "$BIN/pipar-device" --connect 127.0.0.1:$((port + 50)) --data $data --shard 0/3 \
+	--trace "$T/no/such/dir/t" 2>"$T/bad-dtrace.err"
+st=$?
+check "a device's --trace that cannot be written is refused before it connects (status $st)" \
+	"[ $st -eq 1 ] && grep -q \"cannot write '$T/no/such/dir/t'\" '$T/bad-dtrace.err'"
+tap_done
