@@ -426,6 +426,7 @@ void pipar_aggregate(struct server *s)
 
 		cJSON_AddItemToArray(s->epochs, e);
 		epoch_record(s, e, &rec);
+		pipar_server_admit_waiting(s);
 		/* On disk after every epoch, so that a crash keeps them;
 		 * standard output takes the summary once, at the end. */
 		if (s->cfg->summary && strcmp(s->cfg->summary, "-") != 0 &&
@@ -435,6 +436,34 @@ void pipar_aggregate(struct server *s)
 		SLOG(s, "out of memory recording epoch %d", s->epoch_done);
 	}
 	s->t_epoch = pipar_now();
+}
+
+void pipar_server_admit_waiting(struct server *s)
+{
+	if (s->stopping || s->epoch_done >= s->cfg->epochs)
+		return;
+	for (int k = 0; k < s->K; k++) {
+		struct conn *c = &s->c[k];
+
+		if (c->slot != SLOT_WAITING)
+			continue;
+		/* From the global model, with nothing counted yet. */
+		c->slot = SLOT_JOINING;
+		c->alive = 1;
+		c->finished = 0;
+		c->fault[0] = 0;
+		c->first_epoch = s->epoch_done + 1;
+		c->loss = 0;
+		c->seen = c->correct = c->it_done = c->round_seen = 0;
+		c->bytes_up = c->bytes_down = 0;
+		memset(c->busy, 0, sizeof(c->busy));
+		if (c->replica)
+			pipar_runtime_set_state(c->replica, s->G + c->dn);
+		s->live++;
+		SLOG(s, "device %d ('%s') joins in epoch %d; %d device(s)", k + 1, c->id, c->first_epoch,
+		     s->live);
+	}
+	pthread_cond_broadcast(&s->cv);
 }
 
 void pipar_server_conn_lost(struct conn *c, const char *why)

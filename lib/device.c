@@ -550,7 +550,10 @@ static int run(struct dev *d, char *err)
 	}
 	if (setup(d, err) < 0)
 		goto out;
-	for (int epoch = 1; epoch <= d->st.epochs; epoch++)
+	/* A device that joins a run under way starts where the run is. */
+	if (d->st.first_epoch > 1)
+		DLOG(d, "%s joins the run in epoch %d of %d", cfg->id, d->st.first_epoch, d->st.epochs);
+	for (int epoch = d->st.first_epoch > 1 ? d->st.first_epoch : 1; epoch <= d->st.epochs; epoch++)
 		if (run_epoch(d, epoch, err) < 0)
 			goto out;
 	if (recv_expect(d, PIPAR_FRAME_BYE, &h, err) < 0)

@@ -148,6 +148,7 @@ char *pipar_plan_msg_encode(const struct pipar_plan_file *plan,
 	if (o && p && cJSON_AddItemToObject(o, "plan", p) && (p = NULL, 1) &&
 	    cJSON_AddNumberToObject(o, "device", s->device) &&
 	    cJSON_AddNumberToObject(o, "epochs", s->epochs) &&
+	    (s->first_epoch <= 1 || cJSON_AddNumberToObject(o, "first_epoch", s->first_epoch)) &&
 	    cJSON_AddNumberToObject(o, "lr", s->sgd.lr) &&
 	    cJSON_AddNumberToObject(o, "momentum", s->sgd.momentum) &&
 	    cJSON_AddNumberToObject(o, "weight_decay", s->sgd.weight_decay) &&
@@ -214,6 +215,19 @@ int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file *
 	s->seed = d[5] >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)d[5];
 	s->aggregate_every = (int)d[6];
 	s->server_time = d[7];
+	s->first_epoch = 1;
+	if (cJSON_GetObjectItemCaseSensitive(o, "first_epoch")) {
+		double fe = 1;
+
+		if (setting(o, "first_epoch", 1, s->epochs, &fe, err) < 0 ||
+		    (fe != floor(fe) &&
+		     pipar_errf(err, "the server's training settings are malformed: not an integer"))) {
+			pipar_plan_file_free(*plan);
+			*plan = NULL;
+			goto out;
+		}
+		s->first_epoch = (int)fe;
+	}
 	r = 0;
 out:
 	cJSON_Delete(o);

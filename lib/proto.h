@@ -64,12 +64,16 @@ struct pipar_settings {
 	uint64_t seed;
 	int aggregate_every;            /* 0: at the epoch's end only */
 	double server_time;             /* the server's clock when sent */
+	int first_epoch;                /* the epoch the device starts in: 1,
+					 * or later for one that joins a run
+					 * under way (0 is taken as 1) */
 };
 
 char *pipar_plan_msg_encode(const struct pipar_plan_file *plan,
 			    const struct pipar_settings *s);
 /* Requires "plan" to be a valid plan (pipar_plan_from_json), "device" in
- * [0, K), "epochs" >= 0, "lr", "momentum", "weight_decay" finite numbers
+ * [0, K), "epochs" >= 0, "first_epoch" (optional, 1 when absent) in
+ * [1, epochs], "lr", "momentum", "weight_decay" finite numbers
  * >= 0 and "aggregate_every" >= 0.  *plan is the caller's to free. */
 int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file **plan,
 			  struct pipar_settings *s, char *err);

@@ -25,11 +25,11 @@
 #include "exec.h"
 
 /* The run's settings for device k (-1: for the checkpoint). */
-static char *plan_message(const struct pipar_serve_cfg *cfg, int k)
+static char *plan_message(const struct pipar_serve_cfg *cfg, int k, int first_epoch)
 {
 	struct pipar_settings st = {
 		.device = k, .epochs = cfg->epochs, .sgd = cfg->sgd, .seed = cfg->seed,
-		.aggregate_every = cfg->aggregate_every,
+		.aggregate_every = cfg->aggregate_every, .first_epoch = first_epoch,
 		/* The server's clock, so that device traces line up with its own
 		 * (not in a checkpoint, which the same run writes the same). */
 		.server_time = k >= 0 ? pipar_now() : 0,
@@ -130,9 +130,17 @@ static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 {
 	const struct conn *first = NULL;
 	long samples = h->samples;
+	int late = !s->admitting;
 
-	if (!s->admitting)
-		return pipar_errf(why, "the run has started; devices join only before it");
+	/* After the start a device joins at the next epoch's aggregation,
+	 * but not in turns (one model goes round) nor once the run ends. */
+	if (late && s->ops->turns)
+		return pipar_errf(why, "the run has started; in %s devices join only before it",
+				  pipar_mode_name(s->cfg->plan->mode));
+	if (late && !s->running)
+		return pipar_errf(why, "the run is starting; try again in a moment");
+	if (late && (s->stopping || s->epoch_done >= s->cfg->epochs || s->live == 0))
+		return pipar_errf(why, "the run is ending; no device joins it now");
 	for (int k = 0; k < s->K; k++)
 		if (s->c[k].slot == SLOT_ADMITTED) {
 			first = &s->c[k];
@@ -155,11 +163,13 @@ static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 				  s->c[h->device].slot == SLOT_ADMITTED ? "'" : "");
 	for (int k = s->K - 1; k >= 0; k--)
 		if (s->c[k].slot == SLOT_FREE && (h->device < 0 || k == h->device)) {
-			s->c[k].slot = SLOT_RESERVED;
+			s->c[k].slot = late ? SLOT_WAITING : SLOT_RESERVED;
 			return k;
 		}
 	return pipar_errf(why, "the run has its %d device(s)", s->K);
 }
+
+static int wait_to_join(struct server *s, struct conn *c, const struct pipar_hello *h, char *why);
 
 /* The handshake of one connection, on its own thread: TLS, HELLO within
  * cfg->hello_timeout, a slot, then PLAN and MODEL.  A peer that is
@@ -202,22 +212,56 @@ static void *handshake_run(void *arg)
 		goto done;
 	}
 	struct conn *c = &s->c[k];
+	int late = 0;
 
-	msg = plan_message(cfg, k);
+	pthread_mutex_lock(&s->mu);
+	if (c->slot == SLOT_WAITING) {
+		late = 1;
+		if (wait_to_join(s, c, &hello, err) < 0) {
+			pthread_mutex_unlock(&s->mu);
+			SLOG(s, "refused device '%s' from %s: %s", hello.id, pipar_chan_peer(p->ch), err);
+			tell(p->ch, 0, err);
+			goto done;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	msg = plan_message(cfg, k, late ? c->first_epoch : 1);
 	if (!msg || pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
 	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, s->G, sizeof(float) * c->dn, err) < 0) {
 		if (!msg)
 			pipar_errf(err, "out of memory");
 		SLOG(s, "device %s lost during the handshake: %s", hello.id, err);
+		if (late)
+			pipar_server_conn_lost(c, "lost while joining");
 		pthread_mutex_lock(&s->mu);
 		c->slot = SLOT_FREE;
+		s->joining -= late;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 		goto done;
 	}
+	if (late && c->has_th) {
+		/* The slot's last session ended before it was freed. */
+		pthread_join(c->th, NULL);
+		c->has_th = 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	c->ch = p->ch;
 	kept = 1;
+	if (late) {
+		c->seq_in = 1;
+		c->seq_out = 2;
+		c->slot = SLOT_ADMITTED;
+		s->joining--;
+		if (pipar_server_start_session(s, c) < 0) {
+			pthread_mutex_unlock(&s->mu);
+			pipar_server_conn_lost(c, "cannot start a thread");
+			pthread_mutex_lock(&s->mu);
+		}
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		goto done;
+	}
 	c->seq_in = 1;
 	c->seq_out = 2;
 	memcpy(c->id, hello.id, sizeof(c->id));
@@ -248,6 +292,47 @@ done:
 		close(p->fd);
 	free(p);
 	return NULL;
+}
+
+/* With s->mu held: c, whose HELLO is h, waits for the next epoch's end
+ * (pipar_server_admit_waiting makes it SLOT_JOINING), for at most
+ * --timeout.  -1 with why when the run ends first or nothing came; the
+ * slot is then free again. */
+static int wait_to_join(struct server *s, struct conn *c, const struct pipar_hello *h, char *why)
+{
+	double until = pipar_now() + s->cfg->timeout;
+
+	memcpy(c->id, h->id, sizeof(c->id));
+	c->samples = h->samples;
+	c->norm = h->norm;
+	s->joining++;
+	SLOG(s, "device %d ('%s') waits to join at the end of epoch %d", c->k + 1, c->id,
+	     s->epoch_done + 1);
+	while (c->slot == SLOT_WAITING && !s->stopping && s->epoch_done < s->cfg->epochs &&
+	       s->live > 0 && pipar_now() < until) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	if (c->slot == SLOT_JOINING)
+		return 0;
+	c->slot = SLOT_FREE;
+	s->joining--;
+	pthread_cond_broadcast(&s->cv);
+	if (s->stopping || s->epoch_done >= s->cfg->epochs || s->live == 0)
+		return pipar_errf(why, "the run ended before the device could join");
+	return pipar_errf(why, "no epoch ended within %g s to join at", s->cfg->timeout);
+}
+
+int pipar_server_start_session(struct server *s, struct conn *c)
+{
+	if (pthread_create(&c->th, NULL, pipar_session_run, c) != 0)
+		return -1;
+	c->has_th = 1;
+	s->sessions++;
+	return 0;
 }
 
 /* Takes in one connection: closed at once when too many are in their
@@ -417,7 +502,7 @@ int pipar_server_summary(struct server *s, int final, char *err)
 static int write_checkpoint(struct server *s, char *err)
 {
 	struct pipar_ckpt_info info = {.epoch = s->epoch_done};
-	char *settings = plan_message(s->cfg, -1);
+	char *settings = plan_message(s->cfg, -1, 1);
 	int r;
 
 	if (!settings)
@@ -547,11 +632,23 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	}
 	s.turn = pipar_server_next_alive(&s, -1);
 	s.t_epoch = pipar_now();
-	for (int k = 0; k < s.K; k++)
-		if (s.c[k].alive && pthread_create(&s.c[k].th, NULL, pipar_session_run, &s.c[k]) != 0)
+	pthread_mutex_lock(&s.mu);
+	s.running = 1;
+	for (int k = 0; k < s.K; k++) {
+		s.c[k].first_epoch = 1;
+		if (s.c[k].alive && pipar_server_start_session(&s, &s.c[k]) < 0) {
+			pthread_mutex_unlock(&s.mu);
 			pipar_server_conn_lost(&s.c[k], "cannot start a thread");
+			pthread_mutex_lock(&s.mu);
+		}
+	}
+	/* Until every session, and every device joining, is done. */
+	while (s.sessions > 0 || s.joining > 0)
+		pthread_cond_wait(&s.cv, &s.mu);
+	s.running = 0;
+	pthread_mutex_unlock(&s.mu);
 	for (int k = 0; k < s.K; k++)
-		if (s.c[k].th)
+		if (s.c[k].has_th)
 			pthread_join(s.c[k].th, NULL);
 	for (int k = 0; k < s.K; k++)
 		finished += s.c[k].finished;

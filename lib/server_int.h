@@ -33,6 +33,8 @@ struct conn {
 	struct server *s;
 	int k;                          /* device index */
 	int slot;                       /* SLOT_*, under s->mu */
+	int first_epoch;                /* the epoch its session starts in */
+	int has_th;                     /* th is a thread to join */
 	struct pipar_chan *ch;
 	char id[64];
 	long samples;
@@ -57,7 +59,10 @@ struct conn {
 	char fault[PIPAR_ERRLEN];
 };
 
-enum { SLOT_FREE, SLOT_RESERVED, SLOT_ADMITTED };
+/* A device slot: free; reserved by a handshake before the run; waiting
+ * for the next aggregation to join a run under way, then joining (PLAN
+ * and MODEL on their way); admitted. */
+enum { SLOT_FREE, SLOT_RESERVED, SLOT_WAITING, SLOT_JOINING, SLOT_ADMITTED };
 
 struct pending;
 
@@ -82,6 +87,9 @@ struct server {
 	int turn;                       /* turns: the device whose turn it is */
 	/* Admission (server.c), under mu. */
 	int admitting;                  /* devices are taken in */
+	int running;                    /* the sessions have started */
+	int sessions;                   /* session threads running */
+	int joining;                    /* handshakes waiting to join */
 	int admitted;
 	double last_admit;              /* when the last device came */
 	int handshaking;                /* connections in their handshake */
@@ -123,6 +131,12 @@ void pipar_server_progress_show(struct server *s, int force);
 /* Device c finished a mini-batch of seen samples, their loss summed to
  * loss. */
 void pipar_server_progress(struct server *s, struct conn *c, double loss, long seen);
+/* At an epoch's end (s->mu held): every device waiting to join is
+ * given the global model and starts in the next epoch. */
+void pipar_server_admit_waiting(struct server *s);
+/* Starts c's session thread (s->mu held). */
+int pipar_server_start_session(struct server *s, struct conn *c);
+
 /* Marks c dead (once), with why in the log and the summary, and lets an
  * aggregation waiting for it go on. */
 void pipar_server_conn_lost(struct conn *c, const char *why);

@@ -316,6 +316,7 @@ void *pipar_session_run(void *arg)
 	struct session ss = {.c = c, .s = s, .classes = pl->classes};
 	char err[PIPAR_ERRLEN];
 	uint32_t max_n = (uint32_t)c->max_n;
+	int lost = 0;
 
 	ss.cut = c->replica ? c->replica->units[0].in : pl->in;
 	ss.bound = (uint32_t)pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, max_n, (uint32_t)ss.cut.c,
@@ -329,7 +330,7 @@ void *pipar_session_run(void *arg)
 		fail(&ss, 0, "out of memory");
 		goto dead;
 	}
-	for (int e = 1; e <= s->cfg->epochs; e++) {
+	for (int e = c->first_epoch > 1 ? c->first_epoch : 1; e <= s->cfg->epochs; e++) {
 		int r = epoch(&ss);
 
 		if (r == -2) {
@@ -352,7 +353,20 @@ void *pipar_session_run(void *arg)
 	goto out;
 dead:
 	pipar_server_conn_lost(c, ss.why);
+	lost = 1;
 out:
+	/* The session owns its connection to the end; a lost device's slot
+	 * is free for it to join again. */
+	pthread_mutex_lock(&s->mu);
+	struct pipar_chan *ch = c->ch;
+
+	c->ch = NULL;
+	if (lost)
+		c->slot = SLOT_FREE;
+	s->sessions--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pipar_chan_free(ch);
 	free(ss.buf);
 	free(ss.gbuf);
 	free(ss.x);

@@ -165,7 +165,7 @@ check "the idle and slow peers are cut off at the HELLO's deadline" \
 	"grep -q 'refused a connection from 127.0.0.1:[0-9]*: TLS handshake failed: timed out after 2 s' '$T/stall.log'"
 check "connections over the handshake caps are closed at once, said in the log" \
 	"grep -q 'refused a connection: [0-9]* handshake(s) in progress' '$T/stall.log'"
-check "a newcomer during training is told the run has started" \
-	"grep -q 'received ERROR: the run has started' '$T/late.out'"
+check "a newcomer during training, with every device number taken, is told so" \
+	"grep -q 'received ERROR: the run has its 4 device(s)' '$T/late.out'"
 sed 's/^/# /' "$T/stall.log" | head -30
 tap_done

@@ -119,6 +119,45 @@ check "SIGTERM on a device stops it with a message (status $vs)" \
 	"[ $vs -eq 1 ] && grep -q 'device-1: stopped by SIGTERM' '$T/dterm.dev1'"
 check "and the others finish the run (status $st)" \
 	"[ $st -eq 0 ] && grep -q 'epoch 2/2: .*, 2 device(s)' '$T/dterm.log'"
+# A device killed in the middle of the run and started again rejoins at the
+# next epoch's end, with the global model, and finishes.
+serve rejoin 4
+for i in 0 1 2; do
+	device rejoin $i 300 --slowdown 2
+	[ $i = 1 ] && victim=$dpid
+done
+for t in $(seq 1 300); do grep -q 'device 3 is' "$T/rejoin.log" && break; sleep 0.1; done
+sleep 1
+kill -9 $victim
+for t in $(seq 1 300); do grep -q 'device 2 (device-1):' "$T/rejoin.log" && break; sleep 0.1; done
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 1/3 --train-limit 300 \
+	--timeout 60 --slowdown 2 2>"$T/rejoin.again" &
+again=$!
+PIDS="$PIDS $again"
+wait $spid
+st=$?
+wait $again
+ag=$?
+wait
+check "a device killed and started again rejoins at an epoch's end (server $st, device $ag)" \
+	"[ $st -eq 0 ] && [ $ag -eq 0 ] && grep -q \"device 2 ('device-1') joins in epoch [2-4]\" '$T/rejoin.log' && grep -q 'joins the run in epoch' '$T/rejoin.again'"
+check "and the last epoch has all three devices, none listed as failed" \
+	"grep -q 'epoch 4/4: .*, 3 device(s)' '$T/rejoin.log' && ! grep -q '\"fault\"' '$T/rejoin.sum'"
+
+# A device that starts after the run did joins at the next epoch's end.
+serve late 3 --timeout 4
+device late 0 200
+device late 1 200
+for t in $(seq 1 300); do grep -q '2 of 3 device(s) connected' "$T/late.log" && break; sleep 0.1; done
+device late 2 200
+wait $spid
+st=$?
+wait
+check "a device that starts late joins the run under way (status $st)" \
+	"[ $st -eq 0 ] && grep -q \"device 3 ('device-2') joins in epoch [23]\" '$T/late.log' && grep -q 'epoch 3/3: .*, 3 device(s)' '$T/late.log'"
+check "the summary records who trained when: 2 devices, then 3" \
+	"/usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); n = [e[\"devices\"] for e in s[\"epochs\"]]; sys.exit(not (n[0] == 2 and n[-1] == 3))' '$T/late.sum'"
+
 # Outputs that cannot be written are refused before any device is waited
 # for (the server would wait 60 s for devices otherwise).
 for o in checkpoint summary trace; do

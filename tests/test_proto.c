@@ -60,7 +60,7 @@ static struct pipar_plan_file *small_plan(void)
 static int plan_msg_refused(const char *from, const char *to, const char *want)
 {
 	struct pipar_plan_file *p = small_plan(), *back = NULL;
-	struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0}, 7, 0, 1.5}, bs;
+	struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0}, 7, 0, 1.5, 1}, bs;
 	char *text = pipar_plan_msg_encode(p, &st), *at, *edited;
 	char err[PIPAR_ERRLEN] = "";
 	int r = 0;
@@ -187,13 +187,13 @@ int main(void)
 	/* PLAN */
 	{
 		struct pipar_plan_file *p = small_plan(), *b = NULL;
-		struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0.0005f}, 123456789, 4, 77.5}, bs;
+		struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0.0005f}, 123456789, 4, 77.5, 2}, bs;
 		char *t = pipar_plan_msg_encode(p, &st);
 
 		ok(t && pipar_plan_msg_decode((const uint8_t *)t, strlen(t), &b, &bs, err) == 0 &&
 			   bs.device == 1 && bs.epochs == 3 && bs.sgd.lr == 0.01f && bs.sgd.momentum == 0.9f &&
 			   bs.sgd.weight_decay == 0.0005f && bs.seed == 123456789 && bs.aggregate_every == 4 &&
-			   bs.server_time == 77.5 && b->K == 2 && b->micro[0][0] == 5,
+			   bs.server_time == 77.5 && bs.first_epoch == 2 && b->K == 2 && b->micro[0][0] == 5,
 		   "PLAN round-trips the plan and the settings");
 		free(t);
 		pipar_plan_file_free(b);
@@ -201,6 +201,8 @@ int main(void)
 	}
 	ok(plan_msg_refused("\"device\":1,\"epochs\"", "\"device\":2,\"epochs\"", "field 'device'"),
 	   "PLAN for a device beyond the plan's is refused naming 'device'");
+	ok(plan_msg_refused("\"epochs\":3", "\"epochs\":3,\"first_epoch\":4", "field 'first_epoch'"),
+	   "PLAN that starts a device after the last epoch is refused");
 	ok(plan_msg_refused("\"lr\":0.0", "\"lr\":-1,\"x\":0.0", "field 'lr'"),
 	   "PLAN with a negative learning rate is refused naming 'lr'");
 	ok(plan_msg_refused("\"epochs\":3", "\"epochs\":1.5", "not an integer"),
