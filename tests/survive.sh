@@ -4,7 +4,10 @@
 # in; the summary is on disk after every epoch, so a SIGKILL keeps the
 # finished ones; SIGTERM on the server keeps a loadable checkpoint and the
 # finished epochs and tells the devices BYE; SIGTERM on a device takes only
-# that device out.  TAP output.
+# that device out; a device killed and started again, or one that starts
+# late, joins at an epoch's end; --slowdown does not multiply time spent
+# off the processor; outputs that cannot be written are refused before
+# training.  TAP output.
 set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
 T=${KEEP:-$(mktemp -d)}
@@ -157,6 +160,45 @@ check "a device that starts late joins the run under way (status $st)" \
 	"[ $st -eq 0 ] && grep -q \"device 3 ('device-2') joins in epoch [23]\" '$T/late.log' && grep -q 'epoch 3/3: .*, 3 device(s)' '$T/late.log'"
 check "the summary records who trained when: 2 devices, then 3" \
 	"/usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); n = [e[\"devices\"] for e in s[\"epochs\"]]; sys.exit(not (n[0] == 2 and n[-1] == 3))' '$T/late.sum'"
+
+# --slowdown scales the processor time a stage used, not its wall time: a
+# device that gets a small share of a processor (niced, beside a busy loop
+# on the same one) computes slowly in wall time, and must not then sleep
+# F-1 times that wall time.  Under that contention the compute busy time at
+# F = 3 is the one at F = 1 plus 2 x the little processor time it used;
+# scaled by wall time it would be 3 times as long.
+if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null && command -v renice >/dev/null; then
+	"$BIN/pipar-plan" --device "$T/d.json" --server "$T/s.json" --devices 1 --uplink 1gbit \
+		--downlink 1gbit --batch 50 >"$T/p1.json"
+	taskset -c 0 sh -c 'while :; do :; done' &
+	burner=$!
+	PIDS="$PIDS $burner"
+	for f in 1 3; do
+		port=$((port + 1))
+		taskset -c 1 "$BIN/pipar-serve" --plan "$T/p1.json" --listen 127.0.0.1:$port \
+			--epochs 1 --timeout 60 --summary "$T/slow$f.sum" >/dev/null 2>"$T/slow$f.log" &
+		spid=$!
+		taskset -c 0 "$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/1 \
+			--train-limit 100 --slowdown $f --timeout 60 2>/dev/null &
+		dpid=$!
+		for t in $(seq 1 300); do grep -q 'device 1 is' "$T/slow$f.log" && break; sleep 0.05; done
+		renice -n 19 -p $dpid >/dev/null
+		wait $dpid
+		wait $spid
+	done
+	kill $burner
+	busy() { /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["epochs"][0]["device_resources"][0]["compute_busy_seconds"])' "$1"; }
+	b1=$(busy "$T/slow1.sum")
+	b3=$(busy "$T/slow3.sum")
+	if awk "BEGIN{exit !($b1 > 0.5)}"; then
+		check "a device on a small share of a processor is slowed by its processor time (busy $b1 s at F=1, $b3 s at F=3)" \
+			"awk 'BEGIN{exit !($b3 < 1.5 * $b1)}'"
+	else
+		ok "# SKIP --slowdown under contention: the device was not slowed (busy $b1 s)"
+	fi
+else
+	ok "# SKIP --slowdown under contention: needs 2 processors, taskset and renice"
+fi
 
 # Outputs that cannot be written are refused before any device is waited
 # for (the server would wait 60 s for devices otherwise).
