@@ -34,7 +34,7 @@ static const char usage_text[] =
 	"                   [--lr LR] [--momentum M] [--weight-decay WD] [--seed S]\n"
 	"                   [--checkpoint FILE|-] [--summary FILE|-] [--records FILE|-]\n"
 	"                   [--trace FILE|-] [--timeout SECS] [--aggregate-every ITERS|epoch]\n"
-	"                   [--aggregate RULE]\n"
+	"                   [--aggregate RULE] [--checkpoint-every E]\n"
 	"                   [--threads T] [--progress auto|always|never] [--key-file FILE]\n"
 	"                   [--cert FILE] [--cert-key FILE] [--ca FILE] [--hello-timeout SECS]\n"
 	"                   [--insecure]\n";
@@ -111,6 +111,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{"trace", required_argument, NULL, 'X'},
 		{"aggregate-every", required_argument, NULL, 'A'},
 		{"aggregate", required_argument, NULL, 'G'},
+		{"checkpoint-every", required_argument, NULL, 'E'},
 		{"progress", required_argument, NULL, 'P'},
 		{"key-file", required_argument, NULL, 'K'},
 		{"cert", required_argument, NULL, 'C'},
@@ -166,6 +167,10 @@ static int parse_args(struct args *a, int argc, char **argv)
 		case 'P':
 			bad = pipar_cli_choice("--progress", optarg, pipar_progress_names, &a->when, err);
 			break;
+		case 'E':
+			bad = pipar_cli_int("--checkpoint-every", optarg, 1, 100000, &cfg->checkpoint_every,
+					    err);
+			break;
 		case 'K': a->tcfg.key_file = optarg; break;
 		case 'C': a->tcfg.cert = optarg; break;
 		case 'Y': a->tcfg.cert_key = optarg; break;
@@ -186,6 +191,8 @@ static int parse_args(struct args *a, int argc, char **argv)
 	if (pipar_cli_hostport("--listen", a->listen_spec, 1, a->host, sizeof(a->host), &a->port,
 			       err) < 0)
 		return usage_error(err);
+	if (cfg->checkpoint_every && (!cfg->checkpoint || !strcmp(cfg->checkpoint, "-")))
+		return usage_error("--checkpoint-every needs --checkpoint FILE (a file, not '-')");
 	/* The HELLO's deadline: at most --timeout, 10 s unless given. */
 	if (!cfg->hello_timeout)
 		cfg->hello_timeout = cfg->timeout < 10 ? cfg->timeout : 10;

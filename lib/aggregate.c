@@ -427,6 +427,9 @@ void pipar_aggregate(struct server *s)
 		cJSON_AddItemToArray(s->epochs, e);
 		epoch_record(s, e, &rec);
 		pipar_server_admit_waiting(s);
+		if (s->cfg->checkpoint_every && s->epoch_done % s->cfg->checkpoint_every == 0 &&
+		    s->epoch_done < s->cfg->epochs && pipar_server_checkpoint(s, err) < 0)
+			SLOG(s, "%s", err);
 		/* On disk after every epoch, so that a crash keeps them;
 		 * standard output takes the summary once, at the end. */
 		if (s->cfg->summary && strcmp(s->cfg->summary, "-") != 0 &&

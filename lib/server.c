@@ -499,7 +499,7 @@ int pipar_server_summary(struct server *s, int final, char *err)
 /* The global model to cfg->checkpoint, with the run's settings and the
  * normalisation of the first device that finished (of the first admitted
  * when the run was stopped). */
-static int write_checkpoint(struct server *s, char *err)
+int pipar_server_checkpoint(struct server *s, char *err)
 {
 	struct pipar_ckpt_info info = {.epoch = s->epoch_done};
 	char *settings = plan_message(s->cfg, -1, 1);
@@ -660,7 +660,7 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	}
 	/* Stopped: the global model of the epochs that finished, and what
 	 * was done, are written as at the end. */
-	if ((cfg->checkpoint && write_checkpoint(&s, err) < 0) ||
+	if ((cfg->checkpoint && pipar_server_checkpoint(&s, err) < 0) ||
 	    (cfg->summary && pipar_server_summary(&s, 1, err) < 0))
 		goto out;
 	if (s.stopping) {

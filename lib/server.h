@@ -83,6 +83,8 @@ struct pipar_serve_cfg {
 					 * iterations within an epoch; 0: at the
 					 * epoch's end only */
 	struct pipar_agg_rule rule;     /* zero: mean */
+	int checkpoint_every;           /* also write the checkpoint after every
+					 * this many epochs; 0: at the end only */
 	struct pipar_tls *tls;          /* credentials; NULL: plain TCP */
 	int signals;                    /* the signals pipar_runtime_signals
 					 * catches stop the run, its finished

@@ -113,6 +113,10 @@ struct server {
  * so far).  Called with s->mu held, or after the sessions ended. */
 int pipar_server_summary(struct server *s, int final, char *err);
 
+/* server.c: the global model, as it is after s->epoch_done epochs, to
+ * cfg->checkpoint, atomically, with the run's settings. */
+int pipar_server_checkpoint(struct server *s, char *err);
+
 /* session.c: one device's conversation after the handshake; the thread's
  * body, arg a struct conn. */
 void *pipar_session_run(void *arg);

@@ -270,11 +270,14 @@ check "the run's traces are summarised, as a pipar-trace-summary/1 document" \
 	"[ \$? -eq 0 ] && grep -q '\"format\":[[:space:]]*\"pipar-trace-summary/1\"' '$T/run.ts'"
 "$BIN/pipar-eval" compare --json "$T/run.sum" >"$T/run.cmp"
 check "the run's summary is read back" "[ \$? -eq 0 ] && grep -q 'pipar-compare/1' '$T/run.cmp'"
-# noisy DECIMALS FILE...: the first few numbers with more decimals or an exponent.
+# noisy DECIMALS FILE...: the first few numbers with more decimals or an
+# exponent (the files' own paths left out: a temporary directory's random
+# name may read like one, "tmp.a3eEk").
 noisy() {
 	d=$1
 	shift
-	grep -Eho '[-0-9.eE+]*[0-9][-0-9.eE+]*' "$@" | grep -E "\\.[0-9]{$((d + 1))}|[0-9][eE]" | head -n 3 | tr '\n' ' '
+	cat "$@" | sed "s|$T[^\"]*||g" | grep -Eho '[-0-9.eE+]*[0-9][-0-9.eE+]*' |
+		grep -E "\\.[0-9]{$((d + 1))}|[0-9][eE]" | head -n 3 | tr '\n' ' '
 }
 check "the summary, trace summary and comparison hold no noisy number: $(noisy 6 "$T/run.sum" "$T/run.ts" "$T/run.cmp")" \
 	"[ -z \"\$(noisy 6 '$T/run.sum' '$T/run.ts' '$T/run.cmp')\" ]"

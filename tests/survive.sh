@@ -86,6 +86,20 @@ wait
 check "a server killed with SIGKILL after an epoch leaves a summary with it" \
 	"/usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(not (len(s[\"epochs\"]) >= 1 and s[\"epochs\"][0][\"epoch\"] == 1))' '$T/kill.sum'"
 
+# --checkpoint-every 1, then SIGKILL in the third of four epochs: the
+# checkpoint on disk is the global model of a finished epoch, and loads.
+serve every 4 --checkpoint-every 1
+for i in 0 1 2; do device every $i 300 --slowdown 2; done
+for t in $(seq 1 600); do grep -q 'epoch 2/4' "$T/every.log" && break; sleep 0.1; done
+sleep 0.5
+kill -9 $spid
+wait
+check "--checkpoint-every 1 leaves, after a SIGKILL, the checkpoint of a finished epoch" \
+	"/usr/bin/python3 -c 'import json, sys, zipfile; m = json.loads(zipfile.ZipFile(sys.argv[1]).read(\"pipar.json\")); sys.exit(not 2 <= m[\"epoch\"] <= 3)' '$T/every.npz' && '$BIN/pipar-eval' accuracy --model '$T/every.npz' --data $data:test --limit 200 >/dev/null"
+"$BIN/pipar-serve" --plan "$T/p.json" --checkpoint-every 1 >/dev/null 2>"$T/every-usage.err"
+check "--checkpoint-every without a checkpoint file is a usage error (status $?)" \
+	"grep -q 'checkpoint-every needs --checkpoint FILE' '$T/every-usage.err'"
+
 # SIGTERM in the middle of the second epoch.
 serve term 3
 for i in 0 1 2; do device term $i 600 --slowdown 3; done
@@ -124,7 +138,7 @@ check "and the others finish the run (status $st)" \
 	"[ $st -eq 0 ] && grep -q 'epoch 2/2: .*, 2 device(s)' '$T/dterm.log'"
 # A device killed in the middle of the run and started again rejoins at the
 # next epoch's end, with the global model, and finishes.
-serve rejoin 4
+serve rejoin 6
 for i in 0 1 2; do
 	device rejoin $i 300 --slowdown 2
 	[ $i = 1 ] && victim=$dpid
@@ -143,21 +157,23 @@ wait $again
 ag=$?
 wait
 check "a device killed and started again rejoins at an epoch's end (server $st, device $ag)" \
-	"[ $st -eq 0 ] && [ $ag -eq 0 ] && grep -q \"device 2 ('device-1') joins in epoch [2-4]\" '$T/rejoin.log' && grep -q 'joins the run in epoch' '$T/rejoin.again'"
+	"[ $st -eq 0 ] && [ $ag -eq 0 ] && grep -q \"device 2 ('device-1') joins in epoch [2-6]\" '$T/rejoin.log' && grep -q 'joins the run in epoch' '$T/rejoin.again'"
 check "and the last epoch has all three devices, none listed as failed" \
-	"grep -q 'epoch 4/4: .*, 3 device(s)' '$T/rejoin.log' && ! grep -q '\"fault\"' '$T/rejoin.sum'"
+	"grep -q 'epoch 6/6: .*, 3 device(s)' '$T/rejoin.log' && ! grep -q '\"fault\"' '$T/rejoin.sum'"
 
 # A device that starts after the run did joins at the next epoch's end.
-serve late 3 --timeout 4
-device late 0 200
-device late 1 200
+# The run lasts long enough (4 epochs of slowed devices) for the late one
+# to load its data and connect while it goes on.
+serve late 4 --timeout 6
+device late 0 300 --slowdown 3
+device late 1 300 --slowdown 3
 for t in $(seq 1 300); do grep -q '2 of 3 device(s) connected' "$T/late.log" && break; sleep 0.1; done
-device late 2 200
+device late 2 300 --slowdown 3
 wait $spid
 st=$?
 wait
 check "a device that starts late joins the run under way (status $st)" \
-	"[ $st -eq 0 ] && grep -q \"device 3 ('device-2') joins in epoch [23]\" '$T/late.log' && grep -q 'epoch 3/3: .*, 3 device(s)' '$T/late.log'"
+	"[ $st -eq 0 ] && grep -q \"device 3 ('device-2') joins in epoch [234]\" '$T/late.log' && grep -q 'epoch 4/4: .*, 3 device(s)' '$T/late.log'"
 check "the summary records who trained when: 2 devices, then 3" \
 	"/usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); n = [e[\"devices\"] for e in s[\"epochs\"]]; sys.exit(not (n[0] == 2 and n[-1] == 3))' '$T/late.sum'"
 
