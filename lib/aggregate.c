@@ -167,9 +167,11 @@ static void screen(struct server *s, float *one, double *norm)
 		if (!c->alive)
 			continue;
 		device_model(s, c, one);
-		if ((bad = pipar_floats_nonfinite(one, s->total_n)) != SIZE_MAX) {
+		/* Its part was checked as it came (PARAMS_UP); its replica,
+		 * trained here, is checked now. */
+		if ((bad = pipar_floats_nonfinite(one + c->dn, s->total_n - c->dn)) != SIZE_MAX) {
 			snprintf(why, sizeof(why), "refused at aggregation: its model holds a non-finite value (%zu of %zu)",
-				 bad, s->total_n);
+				 c->dn + bad, s->total_n);
 			mark_lost(s, c, why);
 			continue;
 		}
@@ -203,20 +205,19 @@ static void screen(struct server *s, float *one, double *norm)
  * more than the shard it declared; into w, summing to 1. */
 static void weights(const struct server *s, double *w)
 {
-	double total = 0;
+	double total = 0, declared = 0;
 
-	for (int pass = 0; pass < 2 && !(total > 0); pass++) {
-		total = 0;
-		for (int k = 0; k < s->K; k++) {
-			const struct conn *c = &s->c[k];
-			long n = pass == 0 && c->round_seen < c->samples ? c->round_seen : c->samples;
+	for (int k = 0; k < s->K; k++) {
+		const struct conn *c = &s->c[k];
 
-			w[k] = c->alive ? (double)n : 0;
-			total += w[k];
-		}
+		w[k] = c->alive ? (double)(c->round_seen < c->samples ? c->round_seen : c->samples) : 0;
+		total += w[k];
+		declared += c->alive ? (double)c->samples : 0;
 	}
+	/* Nothing counted (devices that report nothing): the shards. */
 	for (int k = 0; k < s->K; k++)
-		w[k] = total > 0 ? w[k] / total : 0;
+		w[k] = total > 0 ? w[k] / total
+			: s->c[k].alive && declared > 0 ? (double)s->c[k].samples / declared : 0;
 }
 
 /* The coordinate-wise median, or the mean of what is left after trimming
@@ -245,12 +246,9 @@ static void by_rank(const float *mat, int m, size_t n, int cut, float *out, floa
 static int combine(struct server *s, const double *norm, float *sum, float *one)
 {
 	const struct pipar_agg_rule *rule = &s->cfg->rule;
-	double *w = malloc(sizeof(double) * (size_t)s->K);
+	double *w;
 	int m = 0;
 
-	if (!w)
-		return -1;
-	weights(s, w);
 	if (rule->kind == PIPAR_AGG_MEDIAN || rule->kind == PIPAR_AGG_TRIMMED) {
 		float *mat = malloc(sizeof(float) * s->total_n * (size_t)s->live);
 		float *col = malloc(sizeof(float) * (size_t)s->live);
@@ -263,10 +261,13 @@ static int combine(struct server *s, const double *norm, float *sum, float *one)
 				rule->kind == PIPAR_AGG_MEDIAN ? -1 : (int)floor(rule->param * m), sum,
 				col);
 		free(col);
-		free(w);
 		free(mat);
 		return mat && col ? 0 : -1;
 	}
+	/* The weighted rules. */
+	if (!(w = malloc(sizeof(double) * (size_t)s->K)))
+		return -1;
+	weights(s, w);
 	for (size_t i = 0; i < s->total_n && rule->kind == PIPAR_AGG_CLIP; i++)
 		sum[i] = s->G[i];
 	for (int k = 0; k < s->K; k++) {

@@ -263,11 +263,11 @@ struct pipar_chan *pipar_chan_new(int fd, struct pipar_tls *tls, const char *nam
 	}
 	if (!tls->server && name && tls->has_ca) {
 		struct in_addr ip;
-		X509_VERIFY_PARAM *vp = SSL_get0_param(ch->ssl);
-		int ok = inet_pton(AF_INET, name, &ip) == 1 ? X509_VERIFY_PARAM_set1_ip_asc(vp, name)
-							     : SSL_set1_host(ch->ssl, name);
+		int is_ip = inet_pton(AF_INET, name, &ip) == 1;
+		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ch->ssl), name)
+			       : SSL_set1_host(ch->ssl, name);
 
-		if (ok == 1 && inet_pton(AF_INET, name, &ip) != 1)
+		if (ok == 1 && !is_ip)
 			SSL_set_tlsext_host_name(ch->ssl, name);
 		if (ok != 1) {
 			ch->fd = -1;
@@ -450,7 +450,7 @@ int pipar_chan_write(struct pipar_chan *ch, const void *a, size_t na, const void
 		ssize_t w;
 
 		if (ch->ssl) {
-			/* A record at most 16 KiB; OpenSSL cuts larger writes. */
+			/* SSL_write takes an int; OpenSSL cuts it into records. */
 			size_t len = v->iov_len > (1u << 30) ? (1u << 30) : v->iov_len;
 
 			w = ssl_call(ch, 2, v->iov_base, (int)len);
@@ -587,11 +587,6 @@ const char *pipar_chan_tls_error(struct pipar_chan *ch, char *buf, size_t len)
 	snprintf(buf, len, "TLS: %s", ch->tls_why);
 	pthread_mutex_unlock(&ch->mu);
 	return failed ? buf : NULL;
-}
-
-int pipar_chan_is_tls(const struct pipar_chan *ch)
-{
-	return ch->ssl != NULL;
 }
 
 int pipar_chan_fd(const struct pipar_chan *ch)

@@ -100,8 +100,6 @@ const char *pipar_chan_peer(const struct pipar_chan *ch);
  * authenticate) ended a read or a write, as "TLS: ..." in buf; NULL when
  * none did. */
 const char *pipar_chan_tls_error(struct pipar_chan *ch, char *buf, size_t len);
-/* Whether the channel is TLS. */
-int pipar_chan_is_tls(const struct pipar_chan *ch);
 /* The socket, for the tests. */
 int pipar_chan_fd(const struct pipar_chan *ch);
 

@@ -4,14 +4,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "runtime.h"
 
-#include <math.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <stdarg.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
 
 /* Process-wide, as signals are: what the handler may touch. */
 static volatile sig_atomic_t first_signal, signals_seen;

@@ -124,7 +124,8 @@ static int read_hello(struct pipar_chan *ch, const struct pipar_plan_file *pl,
 	return r;
 }
 
-/* The lowest free device slot for a device with samples, reserved (s->mu
+/* The slot the device of HELLO h asks for, or the highest free one when
+ * it asks for none, reserved with h's id, shard and normalisation (s->mu
  * held); -1 with why when there is none or the device does not fit. */
 static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 {
@@ -156,20 +157,25 @@ static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 	if (h->device >= s->K)
 		return pipar_errf(why, "device number %d is outside the plan's %d device(s)", h->device,
 				  s->K);
+	if (h->device >= 0 && s->c[h->device].slot == SLOT_ADMITTED)
+		return pipar_errf(why, "device number %d is taken by '%s'", h->device,
+				  s->c[h->device].id);
 	if (h->device >= 0 && s->c[h->device].slot != SLOT_FREE)
-		return pipar_errf(why, "device number %d is taken%s%s%s", h->device,
-				  s->c[h->device].slot == SLOT_ADMITTED ? " by '" : "",
-				  s->c[h->device].slot == SLOT_ADMITTED ? s->c[h->device].id : "",
-				  s->c[h->device].slot == SLOT_ADMITTED ? "'" : "");
+		return pipar_errf(why, "device number %d is taken", h->device);
 	for (int k = s->K - 1; k >= 0; k--)
 		if (s->c[k].slot == SLOT_FREE && (h->device < 0 || k == h->device)) {
-			s->c[k].slot = late ? SLOT_WAITING : SLOT_RESERVED;
+			struct conn *c = &s->c[k];
+
+			c->slot = late ? SLOT_WAITING : SLOT_RESERVED;
+			memcpy(c->id, h->id, sizeof(c->id));
+			c->samples = h->samples;
+			c->norm = h->norm;
 			return k;
 		}
 	return pipar_errf(why, "the run has its %d device(s)", s->K);
 }
 
-static int wait_to_join(struct server *s, struct conn *c, const struct pipar_hello *h, char *why);
+static int wait_to_join(struct server *s, struct conn *c, char *why);
 
 /* The handshake of one connection, on its own thread: TLS, HELLO within
  * cfg->hello_timeout, a slot, then PLAN and MODEL.  A peer that is
@@ -217,7 +223,7 @@ static void *handshake_run(void *arg)
 	pthread_mutex_lock(&s->mu);
 	if (c->slot == SLOT_WAITING) {
 		late = 1;
-		if (wait_to_join(s, c, &hello, err) < 0) {
+		if (wait_to_join(s, c, err) < 0) {
 			pthread_mutex_unlock(&s->mu);
 			SLOG(s, "refused device '%s' from %s: %s", hello.id, pipar_chan_peer(p->ch), err);
 			tell(p->ch, 0, err);
@@ -235,6 +241,8 @@ static void *handshake_run(void *arg)
 			pipar_server_conn_lost(c, "lost while joining");
 		pthread_mutex_lock(&s->mu);
 		c->slot = SLOT_FREE;
+		if (!late)
+			c->id[0] = 0;   /* never admitted: no name in the summary */
 		s->joining -= late;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
@@ -248,30 +256,23 @@ static void *handshake_run(void *arg)
 	pthread_mutex_lock(&s->mu);
 	c->ch = p->ch;
 	kept = 1;
+	c->seq_in = 1;
+	c->seq_out = 2;
+	c->slot = SLOT_ADMITTED;
 	if (late) {
-		c->seq_in = 1;
-		c->seq_out = 2;
-		c->slot = SLOT_ADMITTED;
+		/* Alive since the epoch's end admitted it; its session now. */
 		s->joining--;
 		if (pipar_server_start_session(s, c) < 0) {
 			pthread_mutex_unlock(&s->mu);
 			pipar_server_conn_lost(c, "cannot start a thread");
 			pthread_mutex_lock(&s->mu);
 		}
-		pthread_cond_broadcast(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-		goto done;
+	} else {
+		c->alive = 1;
+		s->admitted++;
+		s->last_admit = pipar_now();
+		SLOG(s, "device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
 	}
-	c->seq_in = 1;
-	c->seq_out = 2;
-	memcpy(c->id, hello.id, sizeof(c->id));
-	c->samples = hello.samples;
-	c->norm = hello.norm;
-	c->slot = SLOT_ADMITTED;
-	c->alive = 1;
-	s->admitted++;
-	s->last_admit = pipar_now();
-	SLOG(s, "device %d is '%s' (%ld samples)", k + 1, c->id, c->samples);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 done:
@@ -294,17 +295,14 @@ done:
 	return NULL;
 }
 
-/* With s->mu held: c, whose HELLO is h, waits for the next epoch's end
+/* With s->mu held: c waits for the next epoch's end
  * (pipar_server_admit_waiting makes it SLOT_JOINING), for at most
  * --timeout.  -1 with why when the run ends first or nothing came; the
  * slot is then free again. */
-static int wait_to_join(struct server *s, struct conn *c, const struct pipar_hello *h, char *why)
+static int wait_to_join(struct server *s, struct conn *c, char *why)
 {
 	double until = pipar_now() + s->cfg->timeout;
 
-	memcpy(c->id, h->id, sizeof(c->id));
-	c->samples = h->samples;
-	c->norm = h->norm;
 	s->joining++;
 	SLOG(s, "device %d ('%s') waits to join at the end of epoch %d", c->k + 1, c->id,
 	     s->epoch_done + 1);
@@ -386,7 +384,8 @@ static void take(struct server *s)
 }
 
 /* The listening socket, served for the whole run: during admission and
- * after (newcomers are refused with an ERROR rather than left waiting). */
+ * after (a newcomer waits to join at an epoch's end, or is refused with
+ * an ERROR, never left in the backlog). */
 static void *acceptor(void *arg)
 {
 	struct server *s = arg;
@@ -507,13 +506,16 @@ int pipar_server_checkpoint(struct server *s, char *err)
 
 	if (!settings)
 		return pipar_errf(err, "out of memory");
-	for (int k = 0, got = 0; k < s->K && !got; k++)
-		if ((got = s->c[k].finished))
-			info.norm = s->c[k].norm;
-	if (!info.norm.channels)
-		for (int k = s->K - 1; k >= 0; k--)
-			if (s->c[k].slot == SLOT_ADMITTED)
-				info.norm = s->c[k].norm;
+	const struct conn *from = NULL;
+
+	for (int k = 0; k < s->K && !from; k++)
+		if (s->c[k].finished)
+			from = &s->c[k];
+	for (int k = 0; k < s->K && !from; k++)
+		if (s->c[k].slot == SLOT_ADMITTED)
+			from = &s->c[k];
+	if (from)
+		info.norm = from->norm;
 	info.training = settings;
 	r = pipar_checkpoint_save(s->cfg->checkpoint, s->whole, &info, 0, err);
 	free(settings);
@@ -536,7 +538,7 @@ static void *signals(void *arg)
 		pthread_mutex_lock(&s->mu);
 		done = s->sig_done;
 		if (sig > 0 && !s->stopping) {
-			s->stopping = sig;
+			__atomic_store_n(&s->stopping, sig, __ATOMIC_RELEASE);
 			SLOG(s, "%s: stopping; the finished epochs are kept (a second signal ends it at once)",
 			     sig == SIGINT ? "SIGINT" : "SIGTERM");
 			s->stop_at = pipar_now();

@@ -51,15 +51,12 @@ static int fail(struct session *ss, int tell, const char *fmt, ...)
 	return -1;
 }
 
-/* Whether a signal stopped the run. */
+/* Whether a signal stopped the run: read after every frame, so without
+ * taking s->mu (which an aggregation holds); the signal watch sets it
+ * once, under s->mu, with an atomic store. */
 static int stopping(struct server *s)
 {
-	int st;
-
-	pthread_mutex_lock(&s->mu);
-	st = s->stopping;
-	pthread_mutex_unlock(&s->mu);
-	return st;
+	return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);
 }
 
 /* Sends device c its part of the global model. */

@@ -1,6 +1,7 @@
 /*
- * Frames over TCP: header encoding with its own checksum, CRC-32C, sending
- * with writev and receiving with every field checked before use.
+ * Frames over a channel (chan.h): header encoding with its own checksum,
+ * CRC-32C, sending header and payload in one write and receiving with
+ * every field checked before use.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "wire.h"
@@ -10,10 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "chan.h"
 #include "util.h"

@@ -83,7 +83,7 @@ check "huge: and told so" "grep -q \"received ERROR: refused at aggregation\" '$
 # The robust rules: the screen expels the attacker whatever the rule, and
 # what is combined is still a model that learns.
 run fl huge-median --aggregate=median
-check "huge-median: the coordinate-wise median refuses the attacker too" \
+check "huge-median: under the median rule the screen refuses the attacker too" \
 	"grep -q \"device [1-4] (attacker): refused at aggregation\" '$T/huge-median.log'"
 run pipar nan-trimmed --aggregate=trimmed:0.25
 run sfl huge-clip --aggregate=clip:5
