@@ -34,7 +34,7 @@ static const char usage_text[] =
 	"                    [--slowdown F] [--trace FILE|-] [--timeout SECS] [--threads T]\n"
 	"                    [--progress auto|always|never] [--key-file FILE]\n"
 	"                    [--cert FILE] [--cert-key FILE] [--ca FILE] [--server-name NAME]\n"
-	"                    [--insecure] [--device-index I]\n";
+	"                    [--insecure] [--device-index I] [--reconnect]\n";
 
 static int usage_error(const char *msg)
 {
@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 		{"server-name", required_argument, NULL, 'N'},
 		{"insecure", no_argument, NULL, 'I'},
 		{"device-index", required_argument, NULL, 'D'},
+		{"reconnect", no_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -111,6 +112,7 @@ int main(int argc, char **argv)
 		case 'N': cfg.server_name = optarg; break;
 		case 'I': insecure = 1; break;
 		case 'D': bad = pipar_cli_int("--device-index", optarg, 0, 65535, &cfg.index, err); break;
+		case 'J': cfg.reconnect = 1; break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)

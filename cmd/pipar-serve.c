@@ -37,7 +37,7 @@ static const char usage_text[] =
 	"                   [--aggregate RULE] [--checkpoint-every E]\n"
 	"                   [--threads T] [--progress auto|always|never] [--key-file FILE]\n"
 	"                   [--cert FILE] [--cert-key FILE] [--ca FILE] [--hello-timeout SECS]\n"
-	"                   [--insecure]\n";
+	"                   [--insecure] [--resume FILE]\n";
 
 static int usage_error(const char *msg)
 {
@@ -85,10 +85,15 @@ struct args {
 	struct pipar_serve_cfg cfg;
 	struct pipar_tls_cfg tcfg;
 	int insecure;
-	const char *plan_path, *listen_spec, *data, *records_path;
+	const char *plan_path, *listen_spec, *data, *records_path, *resume_path;
 	char host[256];
 	int port, threads, when;
+	unsigned given;                 /* the settings given (1u << GIVEN_*) */
 };
+
+/* The settings a resumed run takes from its checkpoint unless given. */
+enum { GIVEN_EPOCHS, GIVEN_LR, GIVEN_MOMENTUM, GIVEN_WD, GIVEN_SEED, GIVEN_AGG_EVERY, GIVEN_RULE,
+       GIVEN_CKPT_EVERY };
 
 /* The options into a.  Returns -1 to go on, or the exit status (help, a
  * usage error). */
@@ -119,6 +124,7 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{"ca", required_argument, NULL, 'a'},
 		{"hello-timeout", required_argument, NULL, 'H'},
 		{"insecure", no_argument, NULL, 'I'},
+		{"resume", required_argument, NULL, 'u'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -179,15 +185,26 @@ static int parse_args(struct args *a, int argc, char **argv)
 			bad = pipar_cli_positive("--hello-timeout", optarg, 1e6, &cfg->hello_timeout, err);
 			break;
 		case 'I': a->insecure = 1; break;
+		case 'u': a->resume_path = optarg; break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
+		}
+		switch (c) {
+		case 'e': a->given |= 1u << GIVEN_EPOCHS; break;
+		case 'r': a->given |= 1u << GIVEN_LR; break;
+		case 'M': a->given |= 1u << GIVEN_MOMENTUM; break;
+		case 'w': a->given |= 1u << GIVEN_WD; break;
+		case 's': a->given |= 1u << GIVEN_SEED; break;
+		case 'A': a->given |= 1u << GIVEN_AGG_EVERY; break;
+		case 'G': a->given |= 1u << GIVEN_RULE; break;
+		case 'E': a->given |= 1u << GIVEN_CKPT_EVERY; break;
 		}
 		if (bad)
 			return usage_error(err);
 	}
 	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
 		return c;
-	if (!a->plan_path)
-		return usage_error("missing --plan");
+	if (!a->plan_path && !a->resume_path)
+		return usage_error("missing --plan (or --resume FILE)");
 	if (pipar_cli_hostport("--listen", a->listen_spec, 1, a->host, sizeof(a->host), &a->port,
 			       err) < 0)
 		return usage_error(err);
@@ -236,6 +253,58 @@ static int outputs(struct args *a)
 	return -1;
 }
 
+/* A resumed run's settings: those of the run in r, each one given on
+ * the command line checked against it (--epochs may go further, and
+ * --checkpoint-every change).  -1 with err naming what differs. */
+static int resume_settings(struct args *a, const struct pipar_resume *r,
+			   const struct pipar_plan_file *pl, char *err)
+{
+	struct pipar_serve_cfg *cfg = &a->cfg;
+	const char *path = a->resume_path;
+	char r1[48], r2[48];
+
+	if (pl) {
+		cJSON *x = pipar_plan_file_json(pl), *y = pipar_plan_file_json(r->plan);
+		int same = x && y && cJSON_Compare(x, y, 1);
+
+		cJSON_Delete(x);
+		cJSON_Delete(y);
+		if (!same)
+			return pipar_errf(err, "--plan '%s' is not the plan of the run in '%s'", a->plan_path,
+					  path);
+	}
+#define SAME(bit, opt, cond, fmt, mine, theirs)                                                   \
+	if ((a->given & (1u << (bit))) && !(cond))                                                 \
+		return pipar_errf(err, opt " " fmt " differs from the run's " fmt " in '%s'", mine,     \
+				  theirs, path)
+	SAME(GIVEN_LR, "--lr", cfg->sgd.lr == r->sgd.lr, "%g", cfg->sgd.lr, r->sgd.lr);
+	SAME(GIVEN_MOMENTUM, "--momentum", cfg->sgd.momentum == r->sgd.momentum, "%g",
+	     cfg->sgd.momentum, r->sgd.momentum);
+	SAME(GIVEN_WD, "--weight-decay", cfg->sgd.weight_decay == r->sgd.weight_decay, "%g",
+	     cfg->sgd.weight_decay, r->sgd.weight_decay);
+	SAME(GIVEN_SEED, "--seed", cfg->seed == r->seed, "%llu", (unsigned long long)cfg->seed,
+	     (unsigned long long)r->seed);
+	SAME(GIVEN_AGG_EVERY, "--aggregate-every", cfg->aggregate_every == r->aggregate_every, "%d",
+	     cfg->aggregate_every, r->aggregate_every);
+	SAME(GIVEN_RULE, "--aggregate",
+	     cfg->rule.kind == r->rule.kind && cfg->rule.param == r->rule.param, "%s",
+	     pipar_agg_rule_name(&cfg->rule, r1, sizeof(r1)), pipar_agg_rule_name(&r->rule, r2, sizeof(r2)));
+#undef SAME
+	cfg->sgd = r->sgd;
+	cfg->seed = r->seed;
+	cfg->aggregate_every = r->aggregate_every;
+	cfg->rule = r->rule;
+	if (!(a->given & (1u << GIVEN_CKPT_EVERY)))
+		cfg->checkpoint_every = cfg->checkpoint && strcmp(cfg->checkpoint, "-") ? r->checkpoint_every : 0;
+	if (!(a->given & (1u << GIVEN_EPOCHS)))
+		cfg->epochs = r->epochs;
+	if (cfg->epochs <= r->epoch)
+		return pipar_errf(err, "the run in '%s' has done %d epoch(s); %s", path, r->epoch,
+				  a->given & (1u << GIVEN_EPOCHS) ? "--epochs must be more to train on"
+								  : "give --epochs more than that to train on");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = {
@@ -247,6 +316,7 @@ int main(int argc, char **argv)
 	char err[PIPAR_ERRLEN], *text = NULL;
 	struct pipar_plan_file *pl = NULL;
 	struct pipar_data *test = NULL;
+	struct pipar_resume *res = NULL;
 	struct pipar_meter meter;
 	int status;
 
@@ -260,8 +330,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	pipar_runtime_signals(PROG);
 	pipar_threads_set(a.threads);
-	text = pipar_read_file(a.plan_path, 64u << 20, NULL, err);
-	if (!text || pipar_plan_parse(text, pipar_json_name(a.plan_path), &pl, err) < 0 ||
+	if (a.plan_path && (!(text = pipar_read_file(a.plan_path, 64u << 20, NULL, err)) ||
+			    pipar_plan_parse(text, pipar_json_name(a.plan_path), &pl, err) < 0)) {
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
+	}
+	if ((a.resume_path && (pipar_resume_load(a.resume_path, &res, err) < 0 ||
+			       resume_settings(&a, res, pl, err) < 0)) ||
 	    (a.data && pipar_data_open(a.data, &test, err) < 0)) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
@@ -281,7 +356,8 @@ int main(int argc, char **argv)
 	pipar_meter_init(&meter, stderr, PROG, (enum pipar_progress_when)a.when);
 	cfg->meter = &meter;
 	cfg->signals = 1;
-	cfg->plan = pl;
+	cfg->plan = res ? res->plan : pl;
+	cfg->resume = res;
 	cfg->test = test;
 	status = pipar_server_run(cfg, err) < 0;
 	pipar_meter_end(&meter);
@@ -298,6 +374,7 @@ out:
 	}
 	free(text);
 	pipar_plan_file_free(pl);
+	pipar_resume_free(res);
 	pipar_data_free(test);
 	pipar_tls_free(cfg->tls);
 	return status;

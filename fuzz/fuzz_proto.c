@@ -3,7 +3,8 @@
  * bytes.  The first byte chooses the decoder and the second its context:
  *   0  HELLO for 1 + (byte 1 % 4) input channels
  *   1  PLAN (the plan and the run's settings)
- *   2  the PARAMS_UP head for a device part of byte 1 floats
+ *   2  the PARAMS_UP head for a device part of byte 1 floats, byte 1 / 2
+ *      of them trainable (the momentum that may follow)
  * and the rest is the payload.  Every call must end in a decoded value or
  * a refusal with a message; the sanitizers catch the rest.
  */
@@ -64,8 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)
 	default: {
 		struct pipar_up_head h;
 
-		if (pipar_up_head_decode(p, n, buf[1], &h, err) == 0) {
-			if (h.correct > h.seen || h.mid > 1 || !isfinite(h.loss))
+		if (pipar_up_head_decode(p, n, buf[1], buf[1] / 2, &h, err) == 0) {
+			if (h.correct > h.seen || h.mid > 1 || h.state > 1 || !isfinite(h.loss) ||
+			    n != PIPAR_UP_HEAD + sizeof(float) * (buf[1] + (h.state ? buf[1] / 2 : 0)))
 				abort();
 		} else if (!err[0]) {
 			abort();

@@ -220,10 +220,12 @@ static void weights(const struct server *s, double *w)
 			: s->c[k].alive && declared > 0 ? (double)s->c[k].samples / declared : 0;
 }
 
-/* The coordinate-wise median, or the mean of what is left after trimming
- * cut values at each end, of the m models in mat (m rows of n) into out. */
-static void by_rank(const float *mat, int m, size_t n, int cut, float *out, float *col)
+void pipar_agg_by_rank(const struct pipar_agg_rule *rule, const float *mat, int m, size_t n,
+		       float *out, float *col)
 {
+	/* The median, or floor(F m) values cut at each end. */
+	int cut = rule->kind == PIPAR_AGG_MEDIAN ? -1 : (int)floor(rule->param * m);
+
 	for (size_t i = 0; i < n; i++) {
 		double sum = 0;
 
@@ -257,9 +259,7 @@ static int combine(struct server *s, const double *norm, float *sum, float *one)
 			if (s->c[k].alive)
 				device_model(s, &s->c[k], mat + (size_t)m++ * s->total_n);
 		if (mat && col)
-			by_rank(mat, m, s->total_n,
-				rule->kind == PIPAR_AGG_MEDIAN ? -1 : (int)floor(rule->param * m), sum,
-				col);
+			pipar_agg_by_rank(rule, mat, m, s->total_n, sum, col);
 		free(col);
 		free(mat);
 		return mat && col ? 0 : -1;
@@ -323,7 +323,10 @@ static void fedavg(struct server *s)
 		if (s->c[k].alive && s->c[k].replica)
 			pipar_runtime_set_state(s->c[k].replica, s->G + s->c[k].dn);
 	}
-	pipar_runtime_set_state(s->whole, s->G);
+	/* The global model is the one of the last epoch's end: evaluated,
+	 * and what a checkpoint holds whenever it is written. */
+	if (!s->round_mid)
+		pipar_runtime_set_state(s->whole, s->G);
 }
 
 /* The busy and idle seconds of every live device's resources (into dev,
@@ -408,6 +411,8 @@ void pipar_aggregate(struct server *s)
 	struct pipar_summary_device *dev = calloc((size_t)s->K, sizeof(*dev));
 
 	s->epoch_done++;
+	if (s->cfg->checkpoint_every)
+		pipar_server_snapshot(s);
 	s->prog_loss = 0;
 	s->prog_seen = 0;
 	double t_agg = pipar_now();

@@ -26,15 +26,66 @@
 /* Zip has no dates before 1980: a fixed time keeps files reproducible. */
 #define FIXED_MTIME 315532800
 
-enum kind { KIND_PARAM, KIND_BUFFER, KIND_MOMENTUM };
+enum kind { KIND_PARAM, KIND_BUFFER, KIND_MOMENTUM, KIND_RUN };
 
 /* One array of the checkpoint: where its floats live in the model. */
 struct array {
 	char name[96];
 	enum kind kind;
 	const struct pipar_param *p;
-	float *data;                    /* into the unit's data or momentum */
+	float *data;                    /* into the unit's data or momentum;
+					 * a run array's own */
+	struct pipar_ckpt_array *run;   /* KIND_RUN: the info's array */
 };
+
+/* Whether name may name a run array. */
+static int run_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 1 && n < sizeof(((struct pipar_ckpt_array *)0)->name) &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+#define RUN_COUNT_MAX ((size_t)1 << 28)
+
+/* The run's arrays of info appended to *arr (*narr of them), each
+ * described by a one-dimensional parameter in *params (malloc'd, the
+ * caller frees). */
+static int add_run_arrays(const struct pipar_ckpt_info *info, struct array **arr, int *narr,
+			  struct pipar_param **params, char *err)
+{
+	struct array *a;
+	struct pipar_param *p;
+
+	*params = NULL;
+	if (!info->nrun)
+		return 0;
+	a = realloc(*arr, sizeof(**arr) * (size_t)(*narr + info->nrun));
+	if (a)
+		*arr = a;
+	p = calloc((size_t)info->nrun, sizeof(*p));
+	if (!a || !p) {
+		free(p);
+		return pipar_errf(err, "out of memory");
+	}
+	for (int i = 0; i < info->nrun; i++) {
+		struct pipar_ckpt_array *ra = &info->arrays[i];
+		struct array *x = &a[(*narr)++];
+
+		p[i].ndim = 1;
+		p[i].dims[0] = (int)ra->count;
+		p[i].count = ra->count;
+		memset(x, 0, sizeof(*x));
+		snprintf(x->name, sizeof(x->name), "run/%s", ra->name);
+		x->kind = KIND_RUN;
+		x->p = &p[i];
+		x->data = ra->data;
+		x->run = ra;
+	}
+	*params = p;
+	return 0;
+}
 
 /* Lists the arrays of m in file order: per unit, the parameters and
  * buffers in layer order, then (with momentum) the momentum of each
@@ -320,7 +371,7 @@ static cJSON *manifest_new(const struct pipar_model *m,
 	snprintf(rng, sizeof(rng), "%016" PRIx64 "%016" PRIx64, info->rng[0], info->rng[1]);
 	cJSON_AddStringToObject(root, "rng", rng);
 	list = cJSON_AddArrayToObject(root, "arrays");
-	for (int i = 0; i < narr; i++) {
+	for (int i = 0; i < narr && arr[i].kind != KIND_RUN; i++) {
 		cJSON *a = cJSON_CreateObject(), *shape;
 
 		cJSON_AddStringToObject(a, "name", arr[i].name);
@@ -330,6 +381,26 @@ static cJSON *manifest_new(const struct pipar_model *m,
 		for (int d = 0; d < arr[i].p->ndim; d++)
 			cJSON_AddItemToArray(shape, cJSON_CreateNumber(arr[i].p->dims[d]));
 		cJSON_AddItemToArray(list, a);
+	}
+	if (info->run) {
+		cJSON *run = cJSON_Parse(info->run);
+
+		if (!cJSON_IsObject(run)) {
+			cJSON_Delete(run);
+			cJSON_Delete(root);
+			pipar_errf(err, "the run to resume is not a JSON object");
+			return NULL;
+		}
+		cJSON_AddItemToObject(root, "run", run);
+		list = cJSON_AddArrayToObject(root, "run_arrays");
+		for (int i = 0; i < info->nrun; i++) {
+			cJSON *a = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(a, "name", info->arrays[i].name);
+			cJSON_AddItemToArray(cJSON_AddArrayToObject(a, "shape"),
+					     cJSON_CreateNumber((double)info->arrays[i].count));
+			cJSON_AddItemToArray(list, a);
+		}
 	}
 	if (!spec)
 		pipar_errf(err, "model spec is not valid JSON");
@@ -496,9 +567,18 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 	int to_stdout = strcmp(path, "-") == 0;
 	cJSON *man = NULL;
 	char *text = NULL, *tmp = NULL, *dircopy = NULL;
+	struct pipar_param *rp = NULL;
 
+	for (int i = 0; info->run && i < info->nrun; i++)
+		if (!run_name_ok(info->arrays[i].name) || !info->arrays[i].count ||
+		    info->arrays[i].count > RUN_COUNT_MAX || info->nrun > PIPAR_CKPT_RUN_ARRAYS)
+			return pipar_errf(err, "cannot write '%s': run array %d is malformed", path, i + 1);
 	if (list_arrays(m, with_momentum, &arr, &narr, err) < 0)
 		return -1;
+	if (info->run && add_run_arrays(info, &arr, &narr, &rp, err) < 0) {
+		free(arr);
+		return -1;
+	}
 	if (to_stdout)
 		path = "standard output";
 	man = manifest_new(m, info, arr, narr, err);
@@ -527,6 +607,7 @@ int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 		r = commit_tmp(fd, tmp, path, dircopy, err);
 out:
 	free(arr);
+	free(rp);
 	free(text);
 	free(tmp);
 	free(dircopy);
@@ -542,6 +623,13 @@ void pipar_checkpoint_info_free(struct pipar_ckpt_info *info)
 		return;
 	free(info->training);
 	info->training = NULL;
+	free(info->run);
+	info->run = NULL;
+	for (int i = 0; i < info->nrun && info->arrays; i++)
+		free(info->arrays[i].data);
+	free(info->arrays);
+	info->arrays = NULL;
+	info->nrun = 0;
 }
 
 /* Reads the current entry fully, refusing more than max bytes. */
@@ -661,6 +749,50 @@ static int manifest_rng(const cJSON *root, uint64_t rng[2], const struct pipar_j
 	return 0;
 }
 
+/* The run to resume, when the manifest has one, into info: the object as
+ * text and its arrays (names and sizes; their data comes with the
+ * entries). */
+static int manifest_run(const cJSON *root, struct pipar_ckpt_info *info,
+			const struct pipar_json_ctx *c)
+{
+	const cJSON *run = cJSON_GetObjectItemCaseSensitive(root, "run");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "run_arrays");
+	int n = cJSON_GetArraySize(list), i = 0;
+
+	if (!run && !list)
+		return 0;
+	if (!cJSON_IsObject(run))
+		return pipar_json_bad(c, "run", run ? "not an object" : "missing beside run_arrays");
+	if (!cJSON_IsArray(list) || n > PIPAR_CKPT_RUN_ARRAYS)
+		return pipar_json_bad(c, "run_arrays", list ? "not an array of at most 4096 entries"
+							    : "missing beside run");
+	if (!(info->run = cJSON_PrintUnformatted(run)) ||
+	    (n && !(info->arrays = calloc((size_t)n, sizeof(*info->arrays)))))
+		return pipar_json_bad(c, "run", "out of memory");
+	for (const cJSON *x = list->child; x; x = x->next, i++) {
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name");
+		const cJSON *shape = cJSON_GetObjectItemCaseSensitive(x, "shape");
+		char path[40];
+		double d;
+
+		snprintf(path, sizeof(path), "run_arrays[%d]", i);
+		if (!cJSON_IsObject(x) || cJSON_GetArraySize(x) != 2 || !cJSON_IsString(nm) ||
+		    !run_name_ok(nm->valuestring) || !cJSON_IsArray(shape) ||
+		    cJSON_GetArraySize(shape) != 1)
+			return pipar_json_bad(c, path, "not {\"name\": NAME ([a-z0-9._-]), \"shape\": [COUNT]}");
+		for (int j = 0; j < i; j++)
+			if (!strcmp(info->arrays[j].name, nm->valuestring))
+				return pipar_json_bad(c, path, "a name listed twice");
+		snprintf(path, sizeof(path), "run_arrays[%d].shape[0]", i);
+		if (pipar_json_item(shape->child, path, 1, (double)RUN_COUNT_MAX, 1, &d, c) < 0)
+			return -1;
+		snprintf(info->arrays[i].name, sizeof(info->arrays[i].name), "%s", nm->valuestring);
+		info->arrays[i].count = (size_t)d;
+		info->nrun = i + 1;
+	}
+	return 0;
+}
+
 /* Checks the manifest and builds the model it names. */
 static int manifest_read(const char *text, const char *name,
 			 struct pipar_model **out, struct pipar_ckpt_info *info,
@@ -668,7 +800,7 @@ static int manifest_read(const char *text, const char *name,
 {
 	static const char *const known[] = {
 		"format", "model", "input", "classes", "units", "normalisation",
-		"epoch", "training", "rng", "arrays", NULL,
+		"epoch", "training", "rng", "arrays", "run", "run_arrays", NULL,
 	};
 	const struct pipar_json_ctx c = {name, err, MANIFEST};
 	cJSON *root = pipar_json_parse(text, name, MANIFEST, "pipar-checkpoint/1", 0, err);
@@ -697,6 +829,8 @@ static int manifest_read(const char *text, const char *name,
 		goto out;
 	}
 	info->training = cJSON_IsObject(f) ? cJSON_PrintUnformatted(f) : NULL;
+	if (manifest_run(root, info, &c) < 0)
+		goto out;
 	*arrays = cJSON_DetachItemFromObjectCaseSensitive(root, "arrays");
 	if (!cJSON_IsArray(*arrays)) {
 		pipar_json_bad(&c, "arrays", *arrays ? "not an array" : "missing");
@@ -716,8 +850,7 @@ static int manifest_read(const char *text, const char *name,
 	r = 0;
 out:
 	if (r < 0) {
-		free(info->training);
-		info->training = NULL;
+		pipar_checkpoint_info_free(info);
 		cJSON_Delete(*arrays);
 		*arrays = NULL;
 	}
@@ -781,7 +914,7 @@ static int check_listed(const cJSON *listed, const struct array *arr, int narr, 
 
 /* The entry named p, array i of arr: its .npy header checked against the
  * array's shape, its values loaded, each a usable number. */
-static int load_array(struct archive *a, const char *p, const struct array *ar, const char *name,
+static int load_array(struct archive *a, const char *p, struct array *ar, const char *name,
 		      char *err)
 {
 	size_t len, off, want = sizeof(float) * ar->p->count;
@@ -792,6 +925,14 @@ static int load_array(struct archive *a, const char *p, const struct array *ar, 
 		return -1;
 	snprintf(what, sizeof(what), "'%s': array '%s'", name, ar->name);
 	off = npy_parse(buf, len, ar->p, what, err);
+	if (off && ar->kind == KIND_RUN && len - off == want) {
+		/* A run's array is the info's, made as its entry comes. */
+		if (!(ar->run->data = malloc(want))) {
+			free(buf);
+			return pipar_errf(err, "out of memory");
+		}
+		ar->data = ar->run->data;
+	}
 	if (off == 0) {
 		free(buf);
 		return -1;
@@ -832,6 +973,7 @@ static int load_archive(struct archive *a, const char *name,
 	struct array *arr = NULL;
 	cJSON *listed = NULL;
 	char *seen = NULL;
+	struct pipar_param *rp = NULL;
 	int narr = 0, found = 0, momentum = 0, r;
 
 	memset(info, 0, sizeof(*info));
@@ -845,7 +987,8 @@ static int load_archive(struct archive *a, const char *name,
 			momentum = 1;
 	}
 	if (list_arrays(m, momentum, &arr, &narr, err) < 0 ||
-	    check_listed(listed, arr, narr, name, err) < 0)
+	    check_listed(listed, arr, narr, name, err) < 0 ||
+	    add_run_arrays(info, &arr, &narr, &rp, err) < 0)
 		goto fail;
 	if (!(seen = calloc((size_t)narr + 1, 1))) {
 		pipar_errf(err, "out of memory");
@@ -881,12 +1024,14 @@ static int load_archive(struct archive *a, const char *name,
 		}
 	info->has_momentum = momentum;
 	free(arr);
+	free(rp);
 	free(seen);
 	cJSON_Delete(listed);
 	*out = m;
 	return 0;
 fail:
 	free(arr);
+	free(rp);
 	free(seen);
 	cJSON_Delete(listed);
 	pipar_model_free(m);

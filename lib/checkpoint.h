@@ -11,6 +11,11 @@
  * input shape, the classes, the normalisation, the epoch, the training
  * settings and the list of arrays.  numpy.load opens it as it is.
  *
+ * A checkpoint may also carry a run to resume (pipar-serve): "run", an
+ * object this module keeps as it is (the server reads it), and
+ * "run_arrays", the flat float arrays that go with it, each an entry
+ * run/NAME.npy of one dimension.
+ *
  * Writing is atomic: a temporary file in the same directory, fsync,
  * rename, fsync of the directory; a failure at any point leaves an
  * existing checkpoint as it was and removes the temporary file.
@@ -33,6 +38,15 @@
 #include "data.h"
 #include "model.h"
 
+/* A flat array of a run to resume. */
+struct pipar_ckpt_array {
+	char name[32];                  /* 1 to 31 of [a-z0-9._-] */
+	size_t count;                   /* floats, 1 .. 2^28 */
+	float *data;                    /* owned when loaded */
+};
+
+#define PIPAR_CKPT_RUN_ARRAYS 4096
+
 struct pipar_ckpt_info {
 	int epoch;                      /* epochs completed */
 	struct pipar_norm norm;         /* input normalisation */
@@ -40,11 +54,17 @@ struct pipar_ckpt_info {
 					 * that produced it; owned, may be NULL */
 	int has_momentum;               /* momentum arrays present */
 	uint64_t rng[2];                /* dropout generator state, for resume */
+	char *run;                      /* JSON object text of a run to resume;
+					 * NULL: none.  Owned when loaded */
+	int nrun;                       /* its arrays, at most
+					 * PIPAR_CKPT_RUN_ARRAYS */
+	struct pipar_ckpt_array *arrays;
 };
 
 /* Writes m (whole model or a part; its units are numbered as in the full
  * spec) to path ("-": standard output, written as it goes, not atomically).
- * With with_momentum the SGD momentum arrays are written too.  -1 with err
+ * With with_momentum the SGD momentum arrays are written too; with
+ * info->run the run and its arrays.  -1 with err
  * naming the path and the failing step. */
 int pipar_checkpoint_save(const char *path, const struct pipar_model *m,
 			  const struct pipar_ckpt_info *info, int with_momentum,

@@ -51,6 +51,7 @@ struct dev {
 	const int *micro;               /* the plan's sizes of a full mini-batch */
 	struct pipar_model *m;
 	size_t dn;                      /* floats of the device part */
+	size_t dm;                      /* its trainable floats (momentum) */
 	struct pipar_shape cut;         /* the device part's output */
 	size_t cutn, inn;
 	struct pipar_exec **ex;         /* one per micro-batch in flight */
@@ -131,38 +132,47 @@ static void stage_done(struct dev *d, const char *what, double t0, double c0, ui
 }
 
 /* The device part up, with the counts since the last time, the busy
- * seconds and whether this aggregation is within the epoch. */
+ * seconds and whether this aggregation is within the epoch; at an
+ * epoch's end, when the server asks for it, its momentum after it. */
 static int send_up(struct dev *d, uint32_t mid, char *err)
 {
-	struct pipar_up_head h = {d->seen, d->correct, (float)d->lsum, {0, 0, 0}, mid};
+	uint32_t state = !mid && d->st.state_up;
+	struct pipar_up_head h = {d->seen, d->correct, (float)d->lsum, {0, 0, 0}, mid, state};
 
 	h.busy[0] = (float)pipar_trace_busy(d->trace, PIPAR_RES_COMPUTE, 1);
 	h.busy[1] = (float)pipar_trace_busy(d->trace, PIPAR_RES_UPLINK, 1);
 	h.busy[2] = (float)pipar_trace_busy(d->trace, PIPAR_RES_DOWNLINK, 1);
 	pipar_up_head_encode(&h, d->out);
 	pipar_runtime_get_state(d->m, (float *)(void *)(d->out + PIPAR_UP_HEAD));
+	if (state)
+		pipar_runtime_get_momentum(d->m, (float *)(void *)(d->out + PIPAR_UP_HEAD +
+								   sizeof(float) * d->dn));
 	d->seen = d->correct = 0;
 	d->lsum = 0;
 	return pipar_link_send(d->link, PIPAR_FRAME_PARAMS_UP, d->out,
-			       PIPAR_UP_HEAD + sizeof(float) * d->dn, err);
+			       PIPAR_UP_HEAD + sizeof(float) * (d->dn + (state ? d->dm : 0)), err);
 }
 
-/* The global device part down, into the model; MODEL at the start. */
+/* The global device part down, into the model; MODEL at the start, with
+ * the part's momentum after it when the server resumed a run. */
 static int recv_part(struct dev *d, int type, char *err)
 {
 	struct pipar_frame_header h;
+	size_t n = d->dn + (type == PIPAR_FRAME_MODEL && d->st.state_down ? d->dm : 0), bad;
 
 	if (recv_expect(d, type, &h, err) < 0)
 		return -1;
-	if (h.length != sizeof(float) * d->dn)
+	d->fatal = 1;           /* the server answered: what is wrong is its */
+	if (h.length != sizeof(float) * n)
 		return pipar_errf(err, "%s of %u bytes, %s %zu", pipar_frame_type_name(type), h.length,
 				  type == PIPAR_FRAME_MODEL ? "the device part needs" : "expected",
-				  sizeof(float) * d->dn);
-	size_t bad = pipar_floats_nonfinite(d->buf, d->dn);
-
-	if (bad != SIZE_MAX)
+				  sizeof(float) * n);
+	if ((bad = pipar_floats_nonfinite(d->buf, n)) != SIZE_MAX)
 		return pipar_errf(err, "%s: value %zu is not finite", pipar_frame_type_name(type), bad);
+	d->fatal = 0;
 	pipar_runtime_set_state(d->m, (const float *)(const void *)d->buf);
+	if (n > d->dn)
+		pipar_runtime_set_momentum(d->m, (const float *)(const void *)d->buf + d->dn);
 	return 0;
 }
 
@@ -203,7 +213,8 @@ static int handshake(struct dev *d, char *err)
 	char name[96];
 
 	snprintf(name, sizeof(name), "device %d (%s)", d->k + 1, cfg->id);
-	d->trace = pipar_trace_new(d->k + 1, name);
+	if (!d->trace)          /* one for the whole run, joined again or not */
+		d->trace = pipar_trace_new(d->k + 1, name);
 	pipar_trace_set_offset(d->trace, d->st.server_time - t_plan);
 	if (d->trace)
 		pipar_link_set_trace(d->link, d->trace);
@@ -220,6 +231,9 @@ static int setup(struct dev *d, char *err)
 	if (pipar_model_new(pl->spec, pl->in, pl->classes, 0, P - 1, d->st.seed, &d->m, err) < 0)
 		return -1;
 	d->dn = pipar_model_nstate(d->m);
+	d->dm = pipar_model_ntrain(d->m);
+	d->seen = d->correct = 0;
+	d->lsum = 0;
 	d->cut = pipar_model_out(d->m);
 	d->cutn = pipar_shape_size(d->cut);
 	d->inn = pipar_shape_size(pl->in);
@@ -227,8 +241,8 @@ static int setup(struct dev *d, char *err)
 							  (uint32_t)d->cut.c, (uint32_t)d->cut.h,
 							  (uint32_t)d->cut.w);
 
-	if (gbound < sizeof(float) * d->dn)
-		gbound = (uint32_t)(sizeof(float) * d->dn);
+	if (gbound < sizeof(float) * (d->dn + d->dm))
+		gbound = (uint32_t)(sizeof(float) * (d->dn + d->dm));
 	pipar_link_set_max(d->link, gbound);
 	if (recv_part(d, PIPAR_FRAME_MODEL, err) < 0)
 		return -1;
@@ -238,7 +252,7 @@ static int setup(struct dev *d, char *err)
 	d->order = malloc(sizeof(int) * (size_t)(d->cfg->nidx ? d->cfg->nidx : 1));
 	d->out = malloc(pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, (uint32_t)n, (uint32_t)d->cut.c,
 					      (uint32_t)d->cut.h, (uint32_t)d->cut.w) +
-			PIPAR_UP_HEAD + sizeof(float) * d->dn);
+			PIPAR_UP_HEAD + sizeof(float) * (d->dn + d->dm));
 	d->dy = pipar_alloc(sizeof(float) * d->cutn * (size_t)n);
 	d->dl = pipar_alloc(sizeof(float) * (size_t)pl->classes * (size_t)n);
 	if (!d->ex || !d->xs || !d->ys || !d->order || !d->out || !d->dy || !d->dl)
@@ -320,9 +334,11 @@ static int backward(struct dev *d, int n, uint32_t it, int i, double *loss, char
 				   (uint32_t)d->cut.h, (uint32_t)d->cut.w, (uint32_t)d->max_n,
 				   d->pl->classes, &gm, err) < 0)
 		return -1;
-	if (gm.iteration != it || gm.micro != (uint32_t)i || gm.n != (uint32_t)n)
+	if (gm.iteration != it || gm.micro != (uint32_t)i || gm.n != (uint32_t)n) {
+		d->fatal = 1;
 		return pipar_errf(err, "GRADIENTS out of order (iteration %u micro %u)", gm.iteration,
 				  gm.micro);
+	}
 	memcpy(d->dy, gm.data, sizeof(float) * d->cutn * (size_t)n);
 	*loss += gm.loss;
 	double t0 = pipar_now(), c0 = cpu_now();
@@ -368,6 +384,9 @@ static int run_epoch(struct dev *d, int epoch, char *err)
 	struct pipar_progress prog = {epoch, d->st.epochs, 0, (cfg->nidx + B - 1) / B, "mini-batch",
 				      NAN};
 
+	/* Dropout draws of this epoch, whatever came before. */
+	for (int i = 0; i < d->N; i++)
+		pipar_runtime_reseed(d->ex[i], (uint64_t)(d->k * 1000 + i), epoch);
 	/* In turns the devices wait for the model. */
 	if (d->ops->turns && recv_part(d, PIPAR_FRAME_PARAMS_DOWN, err) < 0)
 		return -1;
@@ -400,6 +419,7 @@ static int run_epoch(struct dev *d, int epoch, char *err)
 	return 0;
 }
 
+/* Frees what a session set up, ready for another. */
 static void release(struct dev *d)
 {
 	for (int i = 0; i < d->N && d->ex; i++) {
@@ -417,6 +437,16 @@ static void release(struct dev *d)
 	free(d->buf);
 	pipar_plan_file_free(d->pl);
 	pipar_model_free(d->m);
+	d->ex = NULL;
+	d->xs = NULL;
+	d->ys = NULL;
+	d->dy = d->dl = NULL;
+	d->order = NULL;
+	d->out = d->buf = NULL;
+	d->cap = 0;
+	d->pl = NULL;
+	d->m = NULL;
+	d->N = 0;
 }
 
 /* Sets the channel the signal thread may shut down. */
@@ -524,56 +554,81 @@ static void unjoin(struct dev *d)
 
 	set_chan(d, NULL);
 	pipar_chan_free(ch);
-	pipar_trace_free(d->trace);
-	d->trace = NULL;
 }
 
-/* Joining (tried again while the server may be busy), the epochs, BYE. */
-static int run(struct dev *d, char *err)
+/* Joins, retrying with a growing pause while the server may be busy or
+ * not yet listening, until deadline.  -1 with err. */
+static int join_retrying(struct dev *d, double deadline, char *err)
 {
-	const struct pipar_device_cfg *cfg = d->cfg;
-	struct pipar_frame_header h;
-	char perr[PIPAR_ERRLEN];
-	double t0 = pipar_now(), pause = 0.1;
-	int r = -1;
+	double pause = 0.1;
 
-	while (join(d, t0 + cfg->timeout, err) < 0) {
-		if (d->fatal || stopped(d) || pipar_now() + pause > t0 + cfg->timeout) {
-			unjoin(d);
-			release(d);
-			return -1;
-		}
+	while (join(d, deadline, err) < 0) {
 		unjoin(d);
+		release(d);     /* a PLAN that came and was refused */
+		if (d->fatal || stopped(d) || pipar_now() + pause > deadline)
+			return -1;
 		nanosleep(&(struct timespec){(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)},
 			  NULL);
 		pause = pause * 2 > 2 ? 2 : pause * 2;
 	}
+	d->fatal = 0;           /* from here, only what the server says is final */
+	return 0;
+}
+
+/* One session with the server: set up from its PLAN and MODEL, the
+ * epochs from the one it names, BYE.  -1 with err (d->fatal when the
+ * server ended it or broke the protocol). */
+static int session(struct dev *d, char *err)
+{
+	struct pipar_frame_header h;
+
 	if (setup(d, err) < 0)
-		goto out;
+		return -1;
 	/* A device that joins a run under way starts where the run is. */
 	if (d->st.first_epoch > 1)
-		DLOG(d, "%s joins the run in epoch %d of %d", cfg->id, d->st.first_epoch, d->st.epochs);
+		DLOG(d, "%s joins the run in epoch %d of %d", d->cfg->id, d->st.first_epoch,
+		     d->st.epochs);
 	for (int epoch = d->st.first_epoch > 1 ? d->st.first_epoch : 1; epoch <= d->st.epochs; epoch++)
 		if (run_epoch(d, epoch, err) < 0)
-			goto out;
-	if (recv_expect(d, PIPAR_FRAME_BYE, &h, err) < 0)
+			return -1;
+	return recv_expect(d, PIPAR_FRAME_BYE, &h, err);
+}
+
+/* Joining, the sessions (another after a server lost, with
+ * cfg->reconnect), and at the end the trace. */
+static int run(struct dev *d, char *err)
+{
+	const struct pipar_device_cfg *cfg = d->cfg;
+	char perr[PIPAR_ERRLEN];
+	int r = -1;
+
+	if (join_retrying(d, pipar_now() + cfg->timeout, err) < 0)
 		goto out;
-	r = 0;
-out:
-	release(d);
-	if (d->link && pipar_link_close(d->link, perr) < 0 && r == 0) {
-		pipar_errf(err, "%s", perr);
-		r = -1;
+	for (;;) {
+		r = session(d, err);
+		release(d);
+		if (d->link && pipar_link_close(d->link, perr) < 0 && r == 0) {
+			pipar_errf(err, "%s", perr);
+			r = -1;
+		}
+		d->link = NULL;
+		if (r == 0 || !cfg->reconnect || d->fatal || stopped(d))
+			break;
+		DLOG(d, "%s: lost the server (%s); joining again for up to %g s", cfg->id, err,
+		     cfg->timeout);
+		unjoin(d);
+		if (join_retrying(d, pipar_now() + cfg->timeout, err) < 0)
+			break;
 	}
-	if (cfg->trace && pipar_trace_write(d->trace, cfg->trace, perr) < 0 && r == 0) {
+out:
+	if (cfg->trace && d->trace && pipar_trace_write(d->trace, cfg->trace, perr) < 0 && r == 0) {
 		pipar_errf(err, "%s", perr);
 		r = -1;
 	}
 	pipar_trace_free(d->trace);
-	struct pipar_chan *ch = d->ch;
-
-	set_chan(d, NULL);
-	pipar_chan_free(ch);
+	d->trace = NULL;
+	unjoin(d);
+	release(d);
 	return r;
 }
 

@@ -13,6 +13,12 @@
  * busy server closes what it cannot admit yet.  An ERROR from the server,
  * or credentials that do not match, end the run at once.
  *
+ * Reconnecting (cfg->reconnect): a device whose server vanishes in the
+ * run joins again the same way, for up to cfg->timeout from the loss, and
+ * starts from what the new PLAN and MODEL say: the epoch to start in, the
+ * global part and, from a resumed server, its own momentum.  Nothing of
+ * the device's own is kept but its trace.
+ *
  * Who owns what: the caller owns everything the cfg points to;
  * pipar_device_run owns the connection, the link over it, its threads
  * and the model part, and frees all it made before it returns.
@@ -48,6 +54,11 @@ struct pipar_device_cfg {
 	int signals;                    /* the signals pipar_runtime_signals
 					 * catches end the run: the connection
 					 * is closed, the trace kept */
+	int reconnect;                  /* a server lost in the run (closed,
+					 * reset or silent, not BYE or ERROR)
+					 * is dialled again for up to timeout
+					 * seconds, and the run goes on where
+					 * its PLAN says */
 };
 
 /* Trains the device's part until the server says BYE.  -1 with err. */

@@ -154,7 +154,9 @@ char *pipar_plan_msg_encode(const struct pipar_plan_file *plan,
 	    cJSON_AddNumberToObject(o, "weight_decay", s->sgd.weight_decay) &&
 	    cJSON_AddRawToObject(o, "seed", seed) &&
 	    cJSON_AddNumberToObject(o, "aggregate_every", s->aggregate_every) &&
-	    cJSON_AddNumberToObject(o, "server_time", s->server_time))
+	    cJSON_AddNumberToObject(o, "server_time", s->server_time) &&
+	    (!s->state_up || cJSON_AddTrueToObject(o, "state_up")) &&
+	    (!s->state_down || cJSON_AddTrueToObject(o, "state_down")))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(p);
 	cJSON_Delete(o);
@@ -171,6 +173,18 @@ static int setting(const cJSON *o, const char *key, double lo, double hi, double
 	    v->valuedouble > hi)
 		return pipar_errf(err, "the server's training settings are malformed: field '%s'", key);
 	*out = v->valuedouble;
+	return 0;
+}
+
+/* The optional boolean under key in o (false when absent); -1 with err
+ * naming it when it is not a boolean. */
+static int flag(const cJSON *o, const char *key, int *out, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (v && !cJSON_IsBool(v))
+		return pipar_errf(err, "the server's training settings are malformed: field '%s'", key);
+	*out = cJSON_IsTrue(v);
 	return 0;
 }
 
@@ -228,6 +242,11 @@ int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file *
 		}
 		s->first_epoch = (int)fe;
 	}
+	if (flag(o, "state_up", &s->state_up, err) < 0 || flag(o, "state_down", &s->state_down, err) < 0) {
+		pipar_plan_file_free(*plan);
+		*plan = NULL;
+		goto out;
+	}
 	r = 0;
 out:
 	cJSON_Delete(o);
@@ -238,7 +257,7 @@ out:
 
 void pipar_up_head_encode(const struct pipar_up_head *h, uint8_t out[PIPAR_UP_HEAD])
 {
-	uint32_t tail[2] = {h->mid, 0};
+	uint32_t tail[2] = {h->mid, h->state};
 
 	memcpy(out, &h->seen, 4);
 	memcpy(out + 4, &h->correct, 4);
@@ -247,26 +266,29 @@ void pipar_up_head_encode(const struct pipar_up_head *h, uint8_t out[PIPAR_UP_HE
 	memcpy(out + 24, tail, 8);
 }
 
-int pipar_up_head_decode(const uint8_t *p, size_t len, size_t dn,
+int pipar_up_head_decode(const uint8_t *p, size_t len, size_t dn, size_t dm,
 			 struct pipar_up_head *h, char *err)
 {
-	uint32_t zero;
+	size_t want = PIPAR_UP_HEAD + sizeof(float) * dn;
 	int busy_ok = 1;
 
 	memset(h, 0, sizeof(*h));
-	if (len != PIPAR_UP_HEAD + sizeof(float) * dn)
-		return pipar_errf(err, "malformed PARAMS_UP (%zu bytes, expected %zu)", len,
-				  PIPAR_UP_HEAD + sizeof(float) * dn);
+	if (len < PIPAR_UP_HEAD)
+		return pipar_errf(err, "malformed PARAMS_UP (%zu bytes, expected %zu)", len, want);
 	memcpy(&h->seen, p, 4);
 	memcpy(&h->correct, p + 4, 4);
 	memcpy(&h->loss, p + 8, 4);
 	memcpy(h->busy, p + 12, 12);
 	memcpy(&h->mid, p + 24, 4);
-	memcpy(&zero, p + 28, 4);
+	memcpy(&h->state, p + 28, 4);
+	if (h->state == 1)
+		want += sizeof(float) * dm;
 	for (int r = 0; r < 3; r++)
 		busy_ok &= h->busy[r] >= 0 && h->busy[r] < 1e9f;
-	if (h->mid > 1 || zero || !busy_ok || h->correct > h->seen || !isfinite(h->loss))
-		return pipar_errf(err, "malformed PARAMS_UP (%zu bytes, expected %zu)", len,
-				  PIPAR_UP_HEAD + sizeof(float) * dn);
+	if (len != want || h->mid > 1 || h->state > 1 || !busy_ok || h->correct > h->seen ||
+	    !isfinite(h->loss)) {
+		memset(h, 0, sizeof(*h));
+		return pipar_errf(err, "malformed PARAMS_UP (%zu bytes, expected %zu)", len, want);
+	}
 	return 0;
 }

@@ -67,6 +67,13 @@ struct pipar_settings {
 	int first_epoch;                /* the epoch the device starts in: 1,
 					 * or later for one that joins a run
 					 * under way (0 is taken as 1) */
+	int state_up;                   /* the device sends its optimizer state
+					 * (momentum) up with its part at each
+					 * epoch's end, for a checkpoint to
+					 * resume from */
+	int state_down;                 /* MODEL carries the device part's
+					 * momentum after its state (a resumed
+					 * run) */
 };
 
 char *pipar_plan_msg_encode(const struct pipar_plan_file *plan,
@@ -74,7 +81,9 @@ char *pipar_plan_msg_encode(const struct pipar_plan_file *plan,
 /* Requires "plan" to be a valid plan (pipar_plan_from_json), "device" in
  * [0, K), "epochs" >= 0, "first_epoch" (optional, 1 when absent) in
  * [1, epochs], "lr", "momentum", "weight_decay" finite numbers
- * >= 0 and "aggregate_every" >= 0.  *plan is the caller's to free. */
+ * >= 0, "aggregate_every" >= 0, and "state_up" and "state_down"
+ * (optional, false when absent) booleans.  *plan is the caller's to
+ * free. */
 int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file **plan,
 			  struct pipar_settings *s, char *err);
 
@@ -85,7 +94,8 @@ int pipar_plan_msg_decode(const uint8_t *p, size_t len, struct pipar_plan_file *
  *         12  busy seconds of the device's compute, uplink and downlink
  *             since the last PARAMS_UP (3 x f32)
  *         24  1: an aggregation within the epoch, 0: at its end (u32)
- *         28  zero (u32) */
+ *         28  1: the part's momentum follows its state, 0: it does not
+ *             (u32) */
 #define PIPAR_UP_HEAD 32
 
 struct pipar_up_head {
@@ -93,13 +103,15 @@ struct pipar_up_head {
 	float loss;
 	float busy[3];
 	uint32_t mid;
+	uint32_t state;                 /* momentum follows */
 };
 
 void pipar_up_head_encode(const struct pipar_up_head *h, uint8_t out[PIPAR_UP_HEAD]);
-/* Requires len == 32 + 4 dn, mid 0 or 1, the zero word zero, busy times
- * in [0, 10^9), correct <= seen and a finite loss; the floats after the
- * head are the caller's to check. */
-int pipar_up_head_decode(const uint8_t *p, size_t len, size_t dn,
+/* Requires mid and state 0 or 1, len == 32 + 4 dn (state 0) or
+ * 32 + 4 (dn + dm) (state 1: dm floats of momentum after the dn of
+ * state), busy times in [0, 10^9), correct <= seen and a finite loss; the
+ * floats after the head are the caller's to check. */
+int pipar_up_head_decode(const uint8_t *p, size_t len, size_t dn, size_t dm,
 			 struct pipar_up_head *h, char *err);
 
 #endif

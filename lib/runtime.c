@@ -3,6 +3,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "runtime.h"
+#include "exec.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -83,4 +84,25 @@ void pipar_runtime_set_state(struct pipar_model *m, const float *src)
 		pipar_model_set_state(m, u, src);
 		src += m->units[u].nstate;
 	}
+}
+
+void pipar_runtime_get_momentum(const struct pipar_model *m, float *dst)
+{
+	for (int u = 0; u < m->nunits; u++) {
+		memcpy(dst, m->units[u].mom, sizeof(float) * m->units[u].ntrain);
+		dst += m->units[u].ntrain;
+	}
+}
+
+void pipar_runtime_set_momentum(struct pipar_model *m, const float *src)
+{
+	for (int u = 0; u < m->nunits; u++) {
+		memcpy(m->units[u].mom, src, sizeof(float) * m->units[u].ntrain);
+		src += m->units[u].ntrain;
+	}
+}
+
+void pipar_runtime_reseed(struct pipar_exec *e, uint64_t stream, int epoch)
+{
+	pipar_rng_seed(&e->rng, e->m->seed, 0x64726f70ULL ^ (stream << 8) ^ ((uint64_t)epoch << 40));
 }

@@ -1,7 +1,7 @@
 /*
  * runtime: what the server's files (server.c, session.c, aggregate.c) and
  * the device's (device.c) share: log lines, and moving a
- * model part's state in and out of one flat array of floats.
+ * model part's state or momentum in and out of one flat array of floats.
  *
  * The library never names a program: every log line starts with the
  * prefix the program gives (its own name).
@@ -9,6 +9,7 @@
 #ifndef PIPAR_RUNTIME_H
 #define PIPAR_RUNTIME_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "model.h"
@@ -31,5 +32,17 @@ void pipar_runtime_log(FILE *log, struct pipar_meter *meter, const char *prefix,
  * floats), copied out of or into m. */
 void pipar_runtime_get_state(const struct pipar_model *m, float *dst);
 void pipar_runtime_set_state(struct pipar_model *m, const float *src);
+/* The SGD momentum of every trainable float m holds, concatenated
+ * (pipar_model_ntrain floats, in the order of the units' parameters),
+ * copied out of or into m. */
+void pipar_runtime_get_momentum(const struct pipar_model *m, float *dst);
+void pipar_runtime_set_momentum(struct pipar_model *m, const float *src);
+
+struct pipar_exec;
+/* Seeds e's dropout generator for one epoch of one stream (a device's
+ * micro-batch slot, a replica), from the model's seed: the draws of an
+ * epoch do not depend on those before, so a resumed run draws what the
+ * uninterrupted one did. */
+void pipar_runtime_reseed(struct pipar_exec *e, uint64_t stream, int epoch);
 
 #endif

@@ -24,12 +24,15 @@
 #include "wire.h"
 #include "exec.h"
 
-/* The run's settings for device k (-1: for the checkpoint). */
-static char *plan_message(const struct pipar_serve_cfg *cfg, int k, int first_epoch)
+/* The run's settings for device k (-1: for the checkpoint), which starts
+ * in first_epoch, its momentum in MODEL when state_down. */
+static char *plan_message(const struct pipar_serve_cfg *cfg, int k, int first_epoch,
+			  int state_down)
 {
 	struct pipar_settings st = {
 		.device = k, .epochs = cfg->epochs, .sgd = cfg->sgd, .seed = cfg->seed,
 		.aggregate_every = cfg->aggregate_every, .first_epoch = first_epoch,
+		.state_up = k >= 0 && cfg->checkpoint_every > 0, .state_down = state_down,
 		/* The server's clock, so that device traces line up with its own
 		 * (not in a checkpoint, which the same run writes the same). */
 		.server_time = k >= 0 ? pipar_now() : 0,
@@ -53,8 +56,17 @@ static int setup(struct server *s, char *err)
 			     err) < 0))
 		return -1;
 	s->total_n = pipar_model_nstate(s->whole);
+	s->total_train = pipar_model_ntrain(s->whole);
+	s->first_epoch = 1;
+	s->snap_epoch = -1;
 	if (!(s->G = malloc(sizeof(float) * s->total_n)))
 		return pipar_errf(err, "out of memory");
+	/* Each device's momentum, kept at every epoch's end for a
+	 * checkpoint to resume from. */
+	if (cfg->checkpoint_every &&
+	    (!(s->snap_mom = calloc((size_t)s->K * (s->total_train ? s->total_train : 1), sizeof(float))) ||
+	     !(s->snap_alive = calloc((size_t)s->K, 1))))
+		return pipar_errf(err, "out of memory for the checkpoints' snapshot of %d device(s)", s->K);
 	pipar_runtime_get_state(s->whole, s->G);
 	for (int k = 0; k < s->K; k++) {
 		struct conn *c = &s->c[k];
@@ -63,10 +75,13 @@ static int setup(struct server *s, char *err)
 		c->k = k;
 		c->P = pl->dev[k].P;
 		c->max_n = pipar_plan_max_micro(pl, k);
-		c->dn = 0;
-		for (int u = 0; u < c->P; u++)
+		c->dn = c->dm = 0;
+		for (int u = 0; u < c->P; u++) {
 			c->dn += s->whole->units[u].nstate;
-		if (!(c->up = malloc(sizeof(float) * (c->dn ? c->dn : 1))))
+			c->dm += s->whole->units[u].ntrain;
+		}
+		if (!(c->up = malloc(sizeof(float) * (c->dn ? c->dn : 1))) ||
+		    (cfg->checkpoint_every && !(c->mom_up = calloc(c->dm ? c->dm : 1, sizeof(float)))))
 			return pipar_errf(err, "out of memory");
 		if (!s->ops->split)
 			continue;       /* the devices hold the whole model */
@@ -154,16 +169,27 @@ static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 	 * the same command trains the same shards on the same replicas
 	 * whatever the order of connection; a peer that asks for none takes
 	 * the highest free one, out of the way of those that do. */
-	if (h->device >= s->K)
-		return pipar_errf(why, "device number %d is outside the plan's %d device(s)", h->device,
-				  s->K);
-	if (h->device >= 0 && s->c[h->device].slot == SLOT_ADMITTED)
-		return pipar_errf(why, "device number %d is taken by '%s'", h->device,
-				  s->c[h->device].id);
-	if (h->device >= 0 && s->c[h->device].slot != SLOT_FREE)
-		return pipar_errf(why, "device number %d is taken", h->device);
+	int want = h->device;
+
+	if (want >= s->K)
+		return pipar_errf(why, "device number %d is outside the plan's %d device(s)", want, s->K);
+	/* In a resumed run a slot whose device trained before is that
+	 * device's alone, found by its number or its id. */
+	for (int k = 0; k < s->K && want < 0; k++)
+		if (s->c[k].mom_down && s->c[k].slot == SLOT_FREE && !strcmp(s->c[k].id, h->id))
+			want = k;
+	if (want >= 0 && s->c[want].slot == SLOT_ADMITTED)
+		return pipar_errf(why, "device number %d is taken by '%s'", want, s->c[want].id);
+	if (want >= 0 && s->c[want].slot != SLOT_FREE)
+		return pipar_errf(why, "device number %d is taken", want);
+	if (want >= 0 && s->c[want].mom_down && strcmp(s->c[want].id, h->id) != 0)
+		return pipar_errf(why, "device number %d was '%s' in the run resumed; '%s' cannot take it",
+				  want, s->c[want].id, h->id);
+	if (want >= 0 && s->c[want].mom_down && h->samples != s->c[want].samples)
+		return pipar_errf(why, "device number %d trained on %ld samples in the run resumed, not %ld",
+				  want, s->c[want].samples, h->samples);
 	for (int k = s->K - 1; k >= 0; k--)
-		if (s->c[k].slot == SLOT_FREE && (h->device < 0 || k == h->device)) {
+		if (s->c[k].slot == SLOT_FREE && (want < 0 ? !s->c[k].mom_down : k == want)) {
 			struct conn *c = &s->c[k];
 
 			c->slot = late ? SLOT_WAITING : SLOT_RESERVED;
@@ -187,6 +213,7 @@ static void *handshake_run(void *arg)
 	const struct pipar_serve_cfg *cfg = s->cfg;
 	struct pipar_hello hello;
 	char err[PIPAR_ERRLEN], *msg = NULL;
+	float *model = NULL;
 	int k = -1, kept = 0;
 
 	if (!(p->ch = pipar_chan_new(p->fd, cfg->tls, NULL, err))) {
@@ -230,11 +257,22 @@ static void *handshake_run(void *arg)
 			goto done;
 		}
 	}
+	/* A device taking its slot back in a resumed run gets its own
+	 * momentum after the global part. */
+	const float *mom = late ? NULL : c->mom_down;
+	size_t mn = c->dn + (mom ? c->dm : 0);
+
 	pthread_mutex_unlock(&s->mu);
-	msg = plan_message(cfg, k, late ? c->first_epoch : 1);
-	if (!msg || pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
-	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, s->G, sizeof(float) * c->dn, err) < 0) {
-		if (!msg)
+	msg = plan_message(cfg, k, late ? c->first_epoch : s->first_epoch, mom != NULL);
+	model = malloc(sizeof(float) * (mn ? mn : 1));
+	if (model) {
+		memcpy(model, s->G, sizeof(float) * c->dn);
+		if (mom)
+			memcpy(model + c->dn, mom, sizeof(float) * c->dm);
+	}
+	if (!msg || !model || pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
+	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, model, sizeof(float) * mn, err) < 0) {
+		if (!msg || !model)
 			pipar_errf(err, "out of memory");
 		SLOG(s, "device %s lost during the handshake: %s", hello.id, err);
 		if (late)
@@ -277,6 +315,7 @@ static void *handshake_run(void *arg)
 	pthread_mutex_unlock(&s->mu);
 done:
 	free(msg);
+	free(model);
 	pthread_mutex_lock(&s->mu);
 	for (struct pending **q = &s->pending; *q; q = &(*q)->next)
 		if (*q == p) {
@@ -411,13 +450,21 @@ static int admission(struct server *s, char *err)
 	const struct pipar_serve_cfg *cfg = s->cfg;
 	int n;
 
-	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		int reserved = 0;
+	int had = 0;
 
-		for (int k = 0; k < s->K; k++)
+	pthread_mutex_lock(&s->mu);
+	for (int k = 0; k < s->K; k++)
+		had += s->c[k].mom_down != NULL;
+	for (;;) {
+		int reserved = 0, owners = 0;
+
+		/* A resumed run waits for the devices that trained in its
+		 * last epoch; a new one for all. */
+		for (int k = 0; k < s->K; k++) {
 			reserved += s->c[k].slot == SLOT_RESERVED;
-		if (s->admitted == s->K || s->stopping)
+			owners += s->c[k].mom_down && s->c[k].slot != SLOT_ADMITTED;
+		}
+		if (s->admitted == s->K || s->stopping || (had && !owners))
 			break;
 		/* Nobody waits forever: after --timeout without a new device
 		 * the run starts with those that came, if any did. */
@@ -449,9 +496,17 @@ static int admission(struct server *s, char *err)
 		SLOG(s, "%d of %d device(s) connected within %g s; starting with them", n, s->K,
 		     cfg->timeout);
 		for (int k = 0; k < s->K; k++)
-			if (s->c[k].slot != SLOT_ADMITTED)
-				snprintf(s->c[k].fault, sizeof(s->c[k].fault), "never connected");
+			if (s->c[k].slot != SLOT_ADMITTED && (s->c[k].mom_down || !s->c[k].fault[0]))
+				snprintf(s->c[k].fault, sizeof(s->c[k].fault), "%s",
+					 s->c[k].mom_down ? "did not come back when the run was resumed"
+							  : "never connected");
 	}
+	/* A slot its device did not take back is open to any. */
+	pthread_mutex_lock(&s->mu);
+	for (int k = 0; k < s->K; k++)
+		if (s->c[k].slot != SLOT_ADMITTED)
+			s->c[k].mom_down = NULL;
+	pthread_mutex_unlock(&s->mu);
 	return n;
 }
 
@@ -501,24 +556,28 @@ int pipar_server_summary(struct server *s, int final, char *err)
 int pipar_server_checkpoint(struct server *s, char *err)
 {
 	struct pipar_ckpt_info info = {.epoch = s->epoch_done};
-	char *settings = plan_message(s->cfg, -1, 1);
+	char *settings = plan_message(s->cfg, -1, 1, 0);
 	int r;
 
-	if (!settings)
-		return pipar_errf(err, "out of memory");
+	if (!settings || pipar_server_run_state(s, &info) < 0) {
+		free(settings);
+		return pipar_errf(err, "out of memory writing the checkpoint");
+	}
 	const struct conn *from = NULL;
 
 	for (int k = 0; k < s->K && !from; k++)
 		if (s->c[k].finished)
 			from = &s->c[k];
 	for (int k = 0; k < s->K && !from; k++)
-		if (s->c[k].slot == SLOT_ADMITTED)
+		if (s->c[k].slot == SLOT_ADMITTED || (s->c[k].id[0] && s->c[k].norm.channels))
 			from = &s->c[k];
 	if (from)
 		info.norm = from->norm;
 	info.training = settings;
 	r = pipar_checkpoint_save(s->cfg->checkpoint, s->whole, &info, 0, err);
 	free(settings);
+	free(info.run);
+	free(info.arrays);
 	return r;
 }
 
@@ -566,7 +625,10 @@ static void release(struct server *s)
 		if (s->c[k].replica != s->shared)
 			pipar_model_free(s->c[k].replica);
 		free(s->c[k].up);
+		free(s->c[k].mom_up);
 	}
+	free(s->snap_mom);
+	free(s->snap_alive);
 	free(s->c);
 	free(s->G);
 	pipar_model_free(s->whole);
@@ -613,12 +675,21 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 		}
 		SLOG(&s, "combining the devices' models by %s", rule);
 	}
-	if (setup(&s, err) < 0)
+	if (setup(&s, err) < 0 || (cfg->resume && pipar_server_resume(&s, err) < 0))
 		goto out;
+	if (cfg->resume)
+		SLOG(&s, "resuming after epoch %d of %d", s.epoch_done, cfg->epochs);
 	SLOG(&s, "connections: %s", cfg->tls ? "TLS 1.3, every peer authenticated"
 					     : "plain TCP, neither authenticated nor encrypted");
 	/* Open before the first connection is taken. */
-	SLOG(&s, "waiting for %d device(s)", s.K);
+	int owners = 0;
+
+	for (int k = 0; k < s.K; k++)
+		owners += s.c[k].mom_down != NULL;
+	if (owners)
+		SLOG(&s, "waiting for the %d device(s) that trained in epoch %d", owners, s.epoch_done);
+	else
+		SLOG(&s, "waiting for %d device(s)", s.K);
 	s.admitting = 1;
 	s.last_admit = pipar_now();
 	if (pthread_create(&s.acceptor_th, NULL, acceptor, &s) != 0) {
@@ -637,7 +708,7 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	pthread_mutex_lock(&s.mu);
 	s.running = 1;
 	for (int k = 0; k < s.K; k++) {
-		s.c[k].first_epoch = 1;
+		s.c[k].first_epoch = s.first_epoch;
 		if (s.c[k].alive && pipar_server_start_session(&s, &s.c[k]) < 0) {
 			pthread_mutex_unlock(&s.mu);
 			pipar_server_conn_lost(&s.c[k], "cannot start a thread");

@@ -24,7 +24,20 @@
  * the threads (one per device), and releases all of them before it
  * returns.  The files are server.c (setting up, admitting devices, the
  * end of the run), session.c (one device's conversation), aggregate.c
- * (FedAvg, evaluation, the epoch records); server_int.h is theirs alone.
+ * (FedAvg, evaluation, the epoch records), resume.c (the state a
+ * checkpoint needs to resume, written and read); server_int.h is theirs
+ * alone.
+ *
+ * Resuming: with checkpoint_every each device sends its momentum up with
+ * its part at every epoch's end, and the server keeps a snapshot of every
+ * device's momentum (its part's and its replica's) there; a checkpoint
+ * then holds, beside the global model, the run to resume (pipar-run/1 in
+ * its manifest's "run": the roster, the epochs' records) and those
+ * momenta.  A resumed run starts after the epochs the checkpoint holds:
+ * each device that trained in the last of them gets its slot back (by
+ * number, or by its id), with the global part and its own momentum in
+ * MODEL.  Dropout draws are seeded per epoch, data order is per epoch,
+ * so a resumed run computes what the uninterrupted one did.
  */
 #ifndef PIPAR_SERVER_H
 #define PIPAR_SERVER_H
@@ -37,6 +50,8 @@
 #include "model.h"
 #include "plan.h"
 #include "progress.h"
+#include "checkpoint.h"
+#include "util.h"
 
 /* How the devices' models are combined at aggregation (--aggregate):
  *   mean        FedAvg: weighted by the samples each device trained on
@@ -62,6 +77,45 @@ struct pipar_agg_rule {
 int pipar_agg_rule_parse(const char *text, struct pipar_agg_rule *r, char *err);
 /* The rule as written above, into buf (len bytes); returns buf. */
 const char *pipar_agg_rule_name(const struct pipar_agg_rule *r, char *buf, size_t len);
+/* The rank rules (median, trimmed) on m models, the rows of mat (n
+ * floats each), coordinate by coordinate into out: the median (the mean
+ * of the middle two when m is even), or the mean of the values left when
+ * floor(F m) are cut at each end; col is scratch of m floats. */
+void pipar_agg_by_rank(const struct pipar_agg_rule *rule, const float *mat, int m, size_t n,
+		       float *out, float *col);
+
+/* A run to resume, read from a checkpoint that --checkpoint-every wrote. */
+struct pipar_resume_device {
+	char id[64];                    /* "": the slot never had a device */
+	long samples;
+	struct pipar_norm norm;
+	const float *mom;               /* the momentum of its whole model (its
+					 * part's, then its replica's) when it
+					 * trained in the last epoch done; NULL
+					 * otherwise */
+	char fault[PIPAR_ERRLEN];       /* why it left, "" */
+};
+
+struct pipar_resume {
+	int epoch;                      /* epochs done */
+	int epochs;                     /* the epochs the run was given */
+	struct pipar_plan_file *plan;
+	struct pipar_sgd sgd;
+	uint64_t seed;
+	int aggregate_every, checkpoint_every;
+	struct pipar_agg_rule rule;
+	struct pipar_model *model;      /* the global model */
+	char *records;                  /* JSON text: the summary's epochs */
+	int K;
+	struct pipar_resume_device *dev;
+	struct pipar_ckpt_info info;    /* owns the momenta */
+};
+
+/* Reads the checkpoint at path and the run it holds into *out (free with
+ * pipar_resume_free).  -1 with err naming the file and what is wrong
+ * (a checkpoint with no run: one not written with --checkpoint-every). */
+int pipar_resume_load(const char *path, struct pipar_resume **out, char *err);
+void pipar_resume_free(struct pipar_resume *r);
 
 struct pipar_serve_cfg {
 	const char *prog;               /* starts every log line */
@@ -91,6 +145,9 @@ struct pipar_serve_cfg {
 					 * epochs kept */
 	double hello_timeout;           /* seconds from a connection to its
 					 * whole HELLO (TLS included) */
+	const struct pipar_resume *resume; /* the run goes on from this one's
+					 * last epoch (its plan and settings
+					 * are the cfg's); NULL: a new run */
 };
 
 /* Handshakes served at once, in all and from one address: a connection

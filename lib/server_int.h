@@ -25,6 +25,7 @@
 #include "trace.h"
 #include "util.h"
 #include "exec.h"
+#include "checkpoint.h"
 
 struct server;
 
@@ -45,7 +46,15 @@ struct conn {
 	int P;                          /* its split point */
 	int max_n;                      /* its largest micro-batch */
 	size_t dn;                      /* floats of its device part */
+	size_t dm;                      /* trainable ones: its momentum */
 	float *up;                      /* device part sent up at aggregation */
+	float *mom_up;                  /* its momentum, sent up with the part
+					 * at an epoch's end when checkpoints
+					 * resume (cfg->checkpoint_every) */
+	const float *mom_down;          /* in a resumed run, the momentum of
+					 * the device that held the slot (its
+					 * part's, then its replica's), which
+					 * only it may take back; NULL: none */
 	struct pipar_model *replica;    /* its server part (sl: the shared one) */
 	struct pipar_exec *exec;
 	/* Counted this epoch, reported and reset at its end. */
@@ -105,6 +114,15 @@ struct server {
 	pthread_t sig_th;
 	double prog_loss;               /* loss summed this epoch, under mu */
 	long prog_seen;                 /* samples it sums */
+	/* Resuming (resume.c).  What a checkpoint needs to resume, taken at
+	 * every epoch's end when checkpoints resume, under mu. */
+	size_t total_train;             /* trainable floats of the model */
+	int first_epoch;                /* the run starts in: 1, or after the
+					 * epochs a resumed checkpoint holds */
+	int snap_epoch;                 /* the epoch the snapshot is of, -1 */
+	float *snap_mom;                /* K x total_train: each device's
+					 * momentum (its part's, its replica's) */
+	char *snap_alive;               /* K: trained in that epoch */
 };
 
 /* server.c: the run summary (pipar-summary(5)) with the epochs so far to
@@ -114,8 +132,21 @@ struct server {
 int pipar_server_summary(struct server *s, int final, char *err);
 
 /* server.c: the global model, as it is after s->epoch_done epochs, to
- * cfg->checkpoint, atomically, with the run's settings. */
+ * cfg->checkpoint, atomically, with the run's settings (and, when
+ * checkpoints resume, what resuming needs: resume.c). */
 int pipar_server_checkpoint(struct server *s, char *err);
+
+/* resume.c.  The snapshot of every live device's momentum at an epoch's
+ * end (s->mu held, the sessions at the barrier). */
+void pipar_server_snapshot(struct server *s);
+/* The run to resume from the snapshot, into info's run and arrays (the
+ * arrays' data are the snapshot's; free only info->run and
+ * info->arrays); 0 with nothing when there is no snapshot of this
+ * epoch.  -1 when out of memory. */
+int pipar_server_run_state(struct server *s, struct pipar_ckpt_info *info);
+/* After setup: cfg->resume's global model, momenta, roster and records
+ * taken in, the run to start after its epochs.  -1 with err. */
+int pipar_server_resume(struct server *s, char *err);
 
 /* session.c: one device's conversation after the handshake; the thread's
  * body, arg a struct conn. */

@@ -184,12 +184,16 @@ static int on_params_up(struct session *ss, uint32_t len, int *mid)
 	char err[PIPAR_ERRLEN];
 
 	/* Only between mini-batches; within an epoch only when asked for;
-	 * counts only from a device that computes its own loss. */
-	if (pipar_up_head_decode(ss->buf, len, c->dn, &h, err) < 0 || ss->micro_i != 0 ||
+	 * counts only from a device that computes its own loss; momentum
+	 * at an epoch's end exactly when checkpoints resume. */
+	int state = 0;
+
+	if (pipar_up_head_decode(ss->buf, len, c->dn, c->dm, &h, err) < 0 || ss->micro_i != 0 ||
 	    (h.mid && (!s->cfg->aggregate_every || !s->ops->mid_aggregation)) ||
-	    (c->replica && (h.seen || h.correct || h.loss != 0)))
+	    (c->replica && (h.seen || h.correct || h.loss != 0)) ||
+	    (int)h.state != (state = !h.mid && s->cfg->checkpoint_every > 0))
 		return fail(ss, 1, "malformed PARAMS_UP (%u bytes, expected %zu)", len,
-			    PIPAR_UP_HEAD + sizeof(float) * c->dn);
+			    PIPAR_UP_HEAD + sizeof(float) * (c->dn + (state ? c->dm : 0)));
 	if ((long)h.seen > c->samples)
 		return fail(ss, 1, "PARAMS_UP: %u samples seen, but the shard has %ld", h.seen,
 			    c->samples);
@@ -199,11 +203,15 @@ static int on_params_up(struct session *ss, uint32_t len, int *mid)
 	c->loss += h.loss;
 	for (int r = 0; r < 3; r++)
 		c->busy[r] += h.busy[r];
-	size_t bad = pipar_floats_nonfinite(ss->buf + PIPAR_UP_HEAD, c->dn);
+	size_t bad = pipar_floats_nonfinite(ss->buf + PIPAR_UP_HEAD, c->dn + (state ? c->dm : 0));
 
 	if (bad != SIZE_MAX)
-		return fail(ss, 1, "PARAMS_UP: value %zu of the device part is not finite", bad);
+		return fail(ss, 1, "PARAMS_UP: value %zu of the device part%s is not finite",
+			    bad < c->dn ? bad : bad - c->dn, bad < c->dn ? "" : "'s momentum");
 	memcpy(c->up, ss->buf + PIPAR_UP_HEAD, sizeof(float) * c->dn);
+	if (state)
+		memcpy(c->mom_up, ss->buf + PIPAR_UP_HEAD + sizeof(float) * c->dn,
+		       sizeof(float) * c->dm);
 	*mid = (int)h.mid;
 	return 0;
 }
@@ -256,7 +264,7 @@ static int meet(struct session *ss, int mid)
 
 /* One epoch: in turns, wait for this device's turn and hand it the
  * model; then frames until the PARAMS_UP that closes the epoch. */
-static int epoch(struct session *ss)
+static int epoch(struct session *ss, int e)
 {
 	struct server *s = ss->s;
 	struct conn *c = ss->c;
@@ -265,6 +273,8 @@ static int epoch(struct session *ss)
 	int mid = 0;
 
 	ss->it = ss->micro_i = ss->got = 0;     /* iterations count from 0 in every epoch */
+	if (c->exec)
+		pipar_runtime_reseed(c->exec, (uint64_t)c->k, e);
 	if (s->ops->turns) {
 		pthread_mutex_lock(&s->mu);
 		while (s->turn != c->k && !s->stopping)
@@ -318,8 +328,8 @@ void *pipar_session_run(void *arg)
 	ss.cut = c->replica ? c->replica->units[0].in : pl->in;
 	ss.bound = (uint32_t)pipar_tensor_msg_size(PIPAR_FRAME_ACTIVATIONS, max_n, (uint32_t)ss.cut.c,
 						   (uint32_t)ss.cut.h, (uint32_t)ss.cut.w);
-	if (ss.bound < (uint32_t)(PIPAR_UP_HEAD + sizeof(float) * c->dn))
-		ss.bound = (uint32_t)(PIPAR_UP_HEAD + sizeof(float) * c->dn);
+	if (ss.bound < (uint32_t)(PIPAR_UP_HEAD + sizeof(float) * (c->dn + c->dm)))
+		ss.bound = (uint32_t)(PIPAR_UP_HEAD + sizeof(float) * (c->dn + c->dm));
 	ss.x = pipar_alloc(sizeof(float) * pipar_shape_size(ss.cut) * max_n);
 	ss.dl = pipar_alloc(sizeof(float) * (size_t)ss.classes * max_n);
 	ss.labels = malloc(sizeof(int) * max_n);
@@ -328,7 +338,7 @@ void *pipar_session_run(void *arg)
 		goto dead;
 	}
 	for (int e = c->first_epoch > 1 ? c->first_epoch : 1; e <= s->cfg->epochs; e++) {
-		int r = epoch(&ss);
+		int r = epoch(&ss, e);
 
 		if (r == -2) {
 			/* Stopped: the device is told the run is over. */

@@ -171,7 +171,7 @@ static int attack(const char *kind, const char *id)
 	} else {
 		size_t dn = pipar_model_nstate(m);
 		uint8_t *p = malloc(PIPAR_UP_HEAD + 4 * dn);
-		struct pipar_up_head h = {split ? 0 : 200, 0, split ? 0 : 460, {0, 0, 0}, 0};
+		struct pipar_up_head h = {split ? 0 : 200, 0, split ? 0 : 460, {0, 0, 0}, 0, 0};
 		float big = 1e30f;
 
 		pipar_up_head_encode(&h, p);

@@ -2,11 +2,12 @@
 # Runs that survive: device numbers come from the shards, so two runs of
 # the same command are identical whatever the order the devices connect
 # in; the summary is on disk after every epoch, so a SIGKILL keeps the
-# finished ones; SIGTERM on the server keeps a loadable checkpoint and the
+# finished ones; a server killed in an epoch and resumed from its
+# checkpoint ends as the uninterrupted run, bit for bit; SIGTERM on the server keeps a loadable checkpoint and the
 # finished epochs and tells the devices BYE; SIGTERM on a device takes only
 # that device out; a device killed and started again, or one that starts
 # late, joins at an epoch's end; --slowdown does not multiply time spent
-# off the processor; outputs that cannot be written are refused before
+# off the processor (waiting for it, or stopped); outputs that cannot be written are refused before
 # training.  TAP output.
 set -u
 BIN=${PIPAR_BIN:-$(dirname "$0")/../bin}
@@ -82,20 +83,76 @@ serve kill 3
 for i in 0 1 2; do device kill $i 300; done
 for t in $(seq 1 300); do grep -q 'epoch 1/3' "$T/kill.log" && break; sleep 0.1; done
 kill -9 $spid
-wait
+wait 2>/dev/null
 check "a server killed with SIGKILL after an epoch leaves a summary with it" \
 	"/usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(not (len(s[\"epochs\"]) >= 1 and s[\"epochs\"][0][\"epoch\"] == 1))' '$T/kill.sum'"
 
+# The run to compare with: four epochs, uninterrupted.
+serve whole 4 --checkpoint-every 1
+for i in 0 1 2; do device whole $i 300; done
+wait $spid
+wait
+
 # --checkpoint-every 1, then SIGKILL in the third of four epochs: the
-# checkpoint on disk is the global model of a finished epoch, and loads.
+# checkpoint on disk is the global model of a finished epoch, and loads;
+# resumed from it, with the devices (--reconnect) coming back on their
+# own, the run ends as the uninterrupted one did, bit for bit.
 serve every 4 --checkpoint-every 1
-for i in 0 1 2; do device every $i 300 --slowdown 2; done
+for i in 0 1 2; do device every $i 300 --slowdown 2 --reconnect; done
 for t in $(seq 1 600); do grep -q 'epoch 2/4' "$T/every.log" && break; sleep 0.1; done
 sleep 0.5
 kill -9 $spid
+wait $spid 2>/dev/null
+cp "$T/every.npz" "$T/every-cut.npz"
+"$BIN/pipar-serve" --resume "$T/every.npz" --listen 127.0.0.1:$port --timeout 60 \
+	--checkpoint "$T/every.npz" --summary "$T/every.sum" >/dev/null 2>"$T/every-resumed.log" &
+spid=$!
+PIDS="$PIDS $spid"
+wait $spid
+st=$?
 wait
 check "--checkpoint-every 1 leaves, after a SIGKILL, the checkpoint of a finished epoch" \
-	"/usr/bin/python3 -c 'import json, sys, zipfile; m = json.loads(zipfile.ZipFile(sys.argv[1]).read(\"pipar.json\")); sys.exit(not 2 <= m[\"epoch\"] <= 3)' '$T/every.npz' && '$BIN/pipar-eval' accuracy --model '$T/every.npz' --data $data:test --limit 200 >/dev/null"
+	"/usr/bin/python3 -c 'import json, sys, zipfile; m = json.loads(zipfile.ZipFile(sys.argv[1]).read(\"pipar.json\")); sys.exit(not (2 <= m[\"epoch\"] <= 3 and m[\"run\"][\"format\"] == \"pipar-run/1\"))' '$T/every-cut.npz' && '$BIN/pipar-eval' accuracy --model '$T/every-cut.npz' --data $data:test --limit 200 >/dev/null"
+check "--resume goes on from it (status $st), the devices coming back on their own" \
+	"[ $st -eq 0 ] && grep -q 'resuming after epoch [23] of 4' '$T/every-resumed.log' && grep -q 'lost the server' '$T/every.dev0' && grep -q 'joins the run in epoch [34] of 4' '$T/every.dev2'"
+same_arrays="/usr/bin/python3 -c 'import numpy as np, sys; a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); k = [f for f in a.files if f != \"pipar.json\"]; sys.exit(not (len(k) > 10 and sorted(a.files) == sorted(b.files) and all(np.array_equal(a[f], b[f]) for f in k)))'"
+check "and ends with the uninterrupted run's global model and momenta, array by array" \
+	"$same_arrays '$T/whole.npz' '$T/every.npz'"
+check "and a summary of the four epochs with its losses ($(losses "$T/whole.sum" | tail -n 1))" \
+	"[ \"\$(losses '$T/whole.sum' | wc -l)\" -ge 4 ] && [ \"\$(losses '$T/whole.sum')\" = \"\$(losses '$T/every.sum')\" ]"
+
+# A finished run resumed for one epoch more: its devices, started again,
+# take their slots back by shard; another id on such a slot is refused.
+serve more 5 --resume "$T/whole.npz" --checkpoint-every 1
+"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/3 --train-limit 300 \
+	--id imposter --timeout 20 2>"$T/more.imposter"
+for i in 0 1 2; do device more $i 300; done
+wait $spid
+st=$?
+wait
+check "a device of another id is refused the slot of one that trained before" \
+	"grep -q \"device number 0 was 'device-0' in the run resumed; 'imposter' cannot take it\" '$T/more.log' && grep -q 'the server refused' '$T/more.imposter'"
+check "a finished run resumed with --epochs 5 trains the fifth (status $st)" \
+	"[ $st -eq 0 ] && grep -q 'resuming after epoch 4 of 5' '$T/more.log' && grep -q 'epoch 5/5: .*, 3 device(s)' '$T/more.log' && [ \"\$(losses '$T/whole.sum')\" = \"\$(losses '$T/more.sum' | head -n 4)\" ] && [ \"\$(losses '$T/more.sum' | wc -l)\" -gt \"\$(losses '$T/whole.sum' | wc -l)\" ]"
+
+# What cannot be resumed is refused at once, saying why.
+resume_refused() {
+	what=$1 want=$2
+	shift 2
+	timeout 20 "$BIN/pipar-serve" --listen 127.0.0.1:$((port + 60)) --timeout 60 "$@" \
+		>/dev/null 2>"$T/resume-bad.err"
+	st=$?
+	check "--resume $what is refused (status $st): $(head -c 150 "$T/resume-bad.err")" \
+		"[ $st -eq 1 ] && grep -q -- \"$want\" '$T/resume-bad.err'"
+}
+resume_refused "of a checkpoint without a run" "holds no run to resume" --resume "$T/same-a.npz"
+resume_refused "with another learning rate" "--lr 0.5 differs from the run's 0.01" \
+	--resume "$T/whole.npz" --lr 0.5 --epochs 6
+resume_refused "of a run that is done" "has done 4 epoch(s); give --epochs more" --resume "$T/whole.npz"
+"$BIN/pipar-plan" --device "$T/d.json" --server "$T/s.json" --devices 2 --uplink 1gbit \
+	--downlink 1gbit --batch 50 >"$T/p2.json"
+resume_refused "with another plan" "is not the plan of the run" --resume "$T/whole.npz" \
+	--plan "$T/p2.json" --epochs 6
 "$BIN/pipar-serve" --plan "$T/p.json" --checkpoint-every 1 >/dev/null 2>"$T/every-usage.err"
 st=$?
 check "--checkpoint-every without a checkpoint file is a usage error (status $st)" \
@@ -216,6 +273,39 @@ if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null && command -v renice >/
 else
 	ok "# SKIP --slowdown under contention: needs 2 processors, taskset and renice"
 fi
+
+# A device stopped (SIGSTOP) for 3 s and continued returns at once: the
+# stop is not in the processor time its stage used, so --slowdown 3 does
+# not make it sleep twice the stop again.  The epoch of the stopped run is
+# the unstopped one's plus about 3 s; scaled by wall time it would be 6 s
+# more when the stop falls in a computation.
+"$BIN/pipar-plan" --device "$T/d.json" --server "$T/s.json" --devices 1 --uplink 1gbit \
+	--downlink 1gbit --batch 50 >"$T/p1.json"
+for run in go stop; do
+	port=$((port + 1))
+	"$BIN/pipar-serve" --plan "$T/p1.json" --listen 127.0.0.1:$port --epochs 1 --timeout 60 \
+		--summary "$T/$run.sum" >/dev/null 2>"$T/$run.log" &
+	spid=$!
+	PIDS="$PIDS $spid"
+	"$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/1 --train-limit 1500 \
+		--slowdown 3 --timeout 60 2>"$T/$run.dev" &
+	dpid=$!
+	PIDS="$PIDS $dpid"
+	if [ $run = stop ]; then
+		for t in $(seq 1 300); do grep -q 'device 1 is' "$T/$run.log" && break; sleep 0.05; done
+		sleep 0.5
+		kill -STOP $dpid
+		sleep 3
+		kill -CONT $dpid
+	fi
+	wait $dpid
+	wait $spid
+done
+secs() { /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["epochs"][0]["seconds"])' "$1"; }
+s_go=$(secs "$T/go.sum")
+s_stop=$(secs "$T/stop.sum")
+check "a device stopped for 3 s with --slowdown 3 comes back promptly (epoch $s_go s, $s_stop s with the stop)" \
+	"awk 'BEGIN{exit !($s_stop > $s_go + 2 && $s_stop < $s_go + 5.5)}'"
 
 # Outputs that cannot be written are refused before any device is waited
 # for (the server would wait 60 s for devices otherwise).

@@ -165,6 +165,21 @@ static void nan_value(struct entry *e, int *n)
 	memcpy(e[1].data + 10 + hl + 4, &v, 4);
 }
 
+static void drop_last(struct entry *e, int *n)
+{
+	free(e[*n - 1].data);
+	(*n)--;
+}
+
+static void extra_run_entry(struct entry *e, int *n)
+{
+	e[*n] = e[*n - 1];
+	e[*n].data = malloc(e[*n].size);
+	memcpy(e[*n].data, e[*n - 1].data, e[*n].size);
+	snprintf(e[*n].name, sizeof(e[*n].name), "run/zz.npy");
+	(*n)++;
+}
+
 /* Replaces the first occurrence of from with to in the manifest. */
 static const char *man_from, *man_to;
 static void manifest_edit(struct entry *e, int *n)
@@ -358,6 +373,76 @@ int main(void)
 	man_to = "\"input\":\t[1, 12]";
 	refused(path, "an input shape of two numbers",
 		"pipar.json: field 'input': not an array of 3 integers", manifest_edit);
+	/* A run to resume: an object kept as it is, and flat arrays. */
+	{
+		char rp[256];
+		float a1[5] = {1, -2, 3.5f, 0, 1e-20f}, a3[3] = {7, 8, 9};
+		struct pipar_ckpt_array ra[2] = {{"d001.momentum", 5, a1}, {"d003.momentum", 3, a3}};
+		struct pipar_ckpt_info ri = info;
+
+		snprintf(rp, sizeof(rp), "%s/run.npz", dir);
+		ri.run = "{\"format\":\"pipar-run/1\",\"devices\":[1,null]}";
+		ri.nrun = 2;
+		ri.arrays = ra;
+		ok(pipar_checkpoint_save(rp, m, &ri, 0, err) == 0, "save with a run: %s", err);
+		ok(pipar_checkpoint_load(rp, &r, &back, err) == 0 && same_state(m, r, 0),
+		   "a checkpoint with a run loads as a model: %s", r ? "ok" : err);
+		ok(back.run && !strcmp(back.run, ri.run) && back.nrun == 2 &&
+			   !strcmp(back.arrays[0].name, "d001.momentum") && back.arrays[0].count == 5 &&
+			   !memcmp(back.arrays[0].data, a1, sizeof(a1)) && back.arrays[1].count == 3 &&
+			   !memcmp(back.arrays[1].data, a3, sizeof(a3)),
+		   "the run and its arrays round-trip exactly");
+		pipar_model_free(r);
+		r = NULL;
+		pipar_checkpoint_info_free(&back);
+		ok(pipar_checkpoint_load(path, &r, &back, err) == 0 && !back.run && !back.nrun,
+		   "a checkpoint without a run has none");
+		pipar_model_free(r);
+		r = NULL;
+		pipar_checkpoint_info_free(&back);
+		snprintf(ra[1].name, sizeof(ra[1].name), "D003");
+		ok(pipar_checkpoint_save(rp, m, &ri, 0, err) < 0 && strstr(err, "run array 2 is malformed"),
+		   "a run array named outside [a-z0-9._-] is not written: %s", err);
+		snprintf(ra[1].name, sizeof(ra[1].name), "d003.momentum");
+		ri.run = "[1]";
+		ok(pipar_checkpoint_save(rp, m, &ri, 0, err) < 0 && strstr(err, "not a JSON object"),
+		   "a run that is not an object is not written: %s", err);
+		ri.run = "{\"format\":\"pipar-run/1\",\"devices\":[1,null]}";
+		PIPAR_ASSERT(pipar_checkpoint_save(rp, m, &ri, 0, err) == 0);
+		{
+			struct entry e[128];
+			int n = entries_read(rp, e, 128), last = n - 1;
+
+			ok(n > 3 && !strcmp(e[last].name, "run/d003.momentum.npy") &&
+				   e[last].size == 128 + 12,
+			   "a run's arrays are entries run/NAME.npy after the model's (%s)",
+			   n > 0 ? e[last].name : "none");
+			entries_free(e, n);
+		}
+		refused(rp, "a run array missing", "array 'run/d003.momentum' is missing", drop_last);
+		refused(rp, "a run entry not listed", "unexpected entry 'run/zz.npy'", extra_run_entry);
+		man_from = "\"shape\":\t[3]";
+		man_to = "\"shape\":\t[4]";
+		refused(rp, "a run array shorter than listed", "run/d003.momentum': shape 3, the model needs 4",
+			manifest_edit);
+		man_from = "\"d003.momentum\"";
+		man_to = "\"d001.momentum\"";
+		refused(rp, "a run array listed twice", "field 'run_arrays[1]': a name listed twice",
+			manifest_edit);
+		man_from = "\"d001.momentum\"";
+		man_to = "\"../d001\"";
+		refused(rp, "a run array named with a path", "field 'run_arrays[0]'", manifest_edit);
+		/* Renamed to a field seen before, which the reader takes. */
+		man_from = "\"run\":";
+		man_to = "\"rng\":";
+		refused(rp, "run_arrays without a run", "field 'run': missing beside run_arrays", manifest_edit);
+		man_from = "\"run_arrays\":";
+		man_to = "\"arrays\":";
+		refused(rp, "a run without run_arrays", "field 'run_arrays': missing beside run", manifest_edit);
+		man_from = "\"shape\":\t[5]";
+		man_to = "\"shape\":\t[0]";
+		refused(rp, "an empty run array", "run_arrays[0].shape[0]", manifest_edit);
+	}
 	{
 		err[0] = 0;
 		ok(pipar_checkpoint_load("/nonexistent/m.npz", &r, &back, err) < 0 &&

@@ -261,7 +261,7 @@ static int run_proto(const uint8_t *buf, size_t size, const char *path,
 	default: {
 		struct pipar_up_head h;
 
-		rc = pipar_up_head_decode(buf + 2, size - 2, buf[1], &h, err);
+		rc = pipar_up_head_decode(buf + 2, size - 2, buf[1], buf[1] / 2, &h, err);
 		good = clean(rc, rc == 0 ? &h : NULL, err, path);
 		break;
 	}

@@ -60,7 +60,7 @@ static struct pipar_plan_file *small_plan(void)
 static int plan_msg_refused(const char *from, const char *to, const char *want)
 {
 	struct pipar_plan_file *p = small_plan(), *back = NULL;
-	struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0}, 7, 0, 1.5, 1}, bs;
+	struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0}, 7, 0, 1.5, 1, 1, 0}, bs;
 	char *text = pipar_plan_msg_encode(p, &st), *at, *edited;
 	char err[PIPAR_ERRLEN] = "";
 	int r = 0;
@@ -187,13 +187,14 @@ int main(void)
 	/* PLAN */
 	{
 		struct pipar_plan_file *p = small_plan(), *b = NULL;
-		struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0.0005f}, 123456789, 4, 77.5, 2}, bs;
+		struct pipar_settings st = {1, 3, {0.01f, 0.9f, 0.0005f}, 123456789, 4, 77.5, 2, 1, 0}, bs;
 		char *t = pipar_plan_msg_encode(p, &st);
 
 		ok(t && pipar_plan_msg_decode((const uint8_t *)t, strlen(t), &b, &bs, err) == 0 &&
 			   bs.device == 1 && bs.epochs == 3 && bs.sgd.lr == 0.01f && bs.sgd.momentum == 0.9f &&
 			   bs.sgd.weight_decay == 0.0005f && bs.seed == 123456789 && bs.aggregate_every == 4 &&
-			   bs.server_time == 77.5 && bs.first_epoch == 2 && b->K == 2 && b->micro[0][0] == 5,
+			   bs.server_time == 77.5 && bs.first_epoch == 2 && bs.state_up == 1 &&
+			   bs.state_down == 0 && b->K == 2 && b->micro[0][0] == 5,
 		   "PLAN round-trips the plan and the settings");
 		free(t);
 		pipar_plan_file_free(b);
@@ -203,6 +204,8 @@ int main(void)
 	   "PLAN for a device beyond the plan's is refused naming 'device'");
 	ok(plan_msg_refused("\"epochs\":3", "\"epochs\":3,\"first_epoch\":4", "field 'first_epoch'"),
 	   "PLAN that starts a device after the last epoch is refused");
+	ok(plan_msg_refused("\"state_up\":true", "\"state_up\":1", "field 'state_up'"),
+	   "PLAN whose state_up is not a boolean is refused naming it");
 	ok(plan_msg_refused("\"lr\":0.0", "\"lr\":-1,\"x\":0.0", "field 'lr'"),
 	   "PLAN with a negative learning rate is refused naming 'lr'");
 	ok(plan_msg_refused("\"epochs\":3", "\"epochs\":1.5", "not an integer"),
@@ -216,36 +219,42 @@ int main(void)
 
 	/* PARAMS_UP head */
 	{
-		struct pipar_up_head h = {100, 80, 41.5f, {1.5f, 0.25f, 0}, 1}, b;
+		struct pipar_up_head h = {100, 80, 41.5f, {1.5f, 0.25f, 0}, 1, 0}, b;
 		uint8_t buf[PIPAR_UP_HEAD + 8];
 
 		memset(buf, 0xff, sizeof(buf));
 		pipar_up_head_encode(&h, buf);
-		ok(pipar_up_head_decode(buf, sizeof(buf), 2, &b, err) == 0 && b.seen == 100 &&
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) == 0 && b.seen == 100 &&
 			   b.correct == 80 && b.loss == 41.5f && b.busy[0] == 1.5f && b.busy[1] == 0.25f &&
 			   b.mid == 1,
 		   "the PARAMS_UP head round-trips");
-		ok(pipar_up_head_decode(buf, sizeof(buf), 3, &b, err) < 0 && strstr(err, "expected 44"),
+		ok(pipar_up_head_decode(buf, sizeof(buf), 3, 1, &b, err) < 0 && strstr(err, "expected 44"),
 		   "a PARAMS_UP of the wrong length is refused with the length expected");
 		h.correct = 101;
 		pipar_up_head_encode(&h, buf);
-		ok(pipar_up_head_decode(buf, sizeof(buf), 2, &b, err) < 0, "more correct than seen is refused");
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) < 0, "more correct than seen is refused");
 		h.correct = 1;
 		h.loss = NAN;
 		pipar_up_head_encode(&h, buf);
-		ok(pipar_up_head_decode(buf, sizeof(buf), 2, &b, err) < 0, "a non-finite loss is refused");
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) < 0, "a non-finite loss is refused");
 		h.loss = 0;
 		h.busy[2] = -1;
 		pipar_up_head_encode(&h, buf);
-		ok(pipar_up_head_decode(buf, sizeof(buf), 2, &b, err) < 0, "a negative busy time is refused");
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) < 0, "a negative busy time is refused");
 		h.busy[2] = 0;
 		h.mid = 2;
 		pipar_up_head_encode(&h, buf);
-		ok(pipar_up_head_decode(buf, sizeof(buf), 2, &b, err) < 0, "a mid word of 2 is refused");
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) < 0, "a mid word of 2 is refused");
 		h.mid = 0;
 		pipar_up_head_encode(&h, buf);
 		buf[30] = 1;
-		ok(pipar_up_head_decode(buf, sizeof(buf), 2, &b, err) < 0, "a non-zero reserved word is refused");
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) < 0, "a state word of 65536 is refused");
+		h.state = 1;
+		pipar_up_head_encode(&h, buf);
+		ok(pipar_up_head_decode(buf, sizeof(buf), 1, 1, &b, err) == 0 && b.state == 1,
+		   "a PARAMS_UP with momentum holds the state's floats and then the momentum's");
+		ok(pipar_up_head_decode(buf, sizeof(buf), 2, 1, &b, err) < 0 && strstr(err, "expected 44"),
+		   "a PARAMS_UP saying momentum follows is refused without room for it");
 	}
 	return tap_done();
 }
