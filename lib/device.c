@@ -94,6 +94,24 @@ static int recv_expect(struct dev *d, int type, struct pipar_frame_header *h, ch
 	return 0;
 }
 
+/* Sends a frame; when the link fails, what the server said before it
+ * closed (BYE, ERROR), if it said anything, is the reason. */
+static int send_frame(struct dev *d, int type, const void *payload, size_t len, char *err)
+{
+	char why[200];
+	int last;
+
+	if (pipar_link_send(d->link, type, payload, len, err) == 0)
+		return 0;
+	if (!(last = pipar_link_last_word(d->link, 1, why, sizeof(why))))
+		return -1;
+	d->fatal = 1;
+	if (last == PIPAR_FRAME_BYE)
+		return pipar_errf(err, "the server ended the run early (BYE while sending %s)",
+				  pipar_frame_type_name(type));
+	return pipar_errf(err, "the server refused: %s", why);
+}
+
 /* The processor time the device's computation has used, in seconds: this
  * thread's when it computes alone; with several compute threads the
  * process's, shared among them (an estimate: the link's threads count
@@ -149,7 +167,7 @@ static int send_up(struct dev *d, uint32_t mid, char *err)
 								   sizeof(float) * d->dn));
 	d->seen = d->correct = 0;
 	d->lsum = 0;
-	return pipar_link_send(d->link, PIPAR_FRAME_PARAMS_UP, d->out,
+	return send_frame(d, PIPAR_FRAME_PARAMS_UP, d->out,
 			       PIPAR_UP_HEAD + sizeof(float) * (d->dn + (state ? d->dm : 0)), err);
 }
 
@@ -186,7 +204,7 @@ static int handshake(struct dev *d, char *err)
 
 	snprintf(hello.id, sizeof(hello.id), "%s", cfg->id);
 	text = pipar_hello_encode(&hello);
-	if (!text || pipar_link_send(d->link, PIPAR_FRAME_HELLO, text, strlen(text), err) < 0) {
+	if (!text || send_frame(d, PIPAR_FRAME_HELLO, text, strlen(text), err) < 0) {
 		if (!text)
 			pipar_errf(err, "out of memory");
 		free(text);
@@ -319,7 +337,7 @@ static int forward(struct dev *d, const int *samples, int n, int b, uint32_t it,
 
 		memcpy(labels + 4 * (size_t)j, &l, 4);
 	}
-	return pipar_link_send(d->link, PIPAR_FRAME_ACTIVATIONS, d->out, sz, err);
+	return send_frame(d, PIPAR_FRAME_ACTIVATIONS, d->out, sz, err);
 }
 
 /* GRADIENTS of micro-batch i (n samples) down and its backward; the

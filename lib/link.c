@@ -307,6 +307,37 @@ int pipar_link_recv(struct pipar_link *l, struct pipar_frame_header *h,
 	return 1;
 }
 
+int pipar_link_last_word(struct pipar_link *l, double wait, char *text, size_t len)
+{
+	double until = pipar_now() + wait;
+	struct item *it;
+	int type = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		for (it = l->in_head; it; it = it->next)
+			if (it->h.type == PIPAR_FRAME_BYE || it->h.type == PIPAR_FRAME_ERROR)
+				break;
+		if (it || l->recv_done || pipar_now() >= until)
+			break;
+		struct timespec ts;
+		double t = until - pipar_now();
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = t > 0.01 ? (t < 0.05 ? t : 0.05) : 0.01;
+		ts.tv_nsec += (long)(t * 1e9);
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+	}
+	if (it) {
+		type = it->h.type;
+		pipar_text_escape(text, len, (const char *)it->data, it->len);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return type;
+}
+
 int pipar_link_close(struct pipar_link *l, char *err)
 {
 	int r;

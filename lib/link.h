@@ -47,6 +47,12 @@ void pipar_link_set_trace(struct pipar_link *l, struct pipar_trace *t);
 /* Raises the bound on received frames (after the plan is known). */
 void pipar_link_set_max(struct pipar_link *l, uint32_t max_len);
 
+/* Whether the server's last word came: the type of a BYE or ERROR among
+ * the frames received and not yet taken (ERROR's text, made printable,
+ * into text), waiting up to wait seconds for one or for the end of the
+ * stream; 0 when none came.  For a send that failed: the server may have
+ * said why before it closed. */
+int pipar_link_last_word(struct pipar_link *l, double wait, char *text, size_t len);
 /* Waits until every queued frame is sent, stops the threads and frees l
  * (not ch).  Returns -1 with err if a send had failed. */
 int pipar_link_close(struct pipar_link *l, char *err);

@@ -178,10 +178,9 @@ static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 	for (int k = 0; k < s->K && want < 0; k++)
 		if (s->c[k].mom_down && s->c[k].slot == SLOT_FREE && !strcmp(s->c[k].id, h->id))
 			want = k;
-	if (want >= 0 && s->c[want].slot == SLOT_ADMITTED)
-		return pipar_errf(why, "device number %d is taken by '%s'", want, s->c[want].id);
+	/* Taken, or being taken (its HELLO is in, the id with it). */
 	if (want >= 0 && s->c[want].slot != SLOT_FREE)
-		return pipar_errf(why, "device number %d is taken", want);
+		return pipar_errf(why, "device number %d is taken by '%s'", want, s->c[want].id);
 	if (want >= 0 && s->c[want].mom_down && strcmp(s->c[want].id, h->id) != 0)
 		return pipar_errf(why, "device number %d was '%s' in the run resumed; '%s' cannot take it",
 				  want, s->c[want].id, h->id);

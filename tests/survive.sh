@@ -121,9 +121,14 @@ check "and ends with the uninterrupted run's global model and momenta, array by 
 check "and a summary of the four epochs with its losses ($(losses "$T/whole.sum" | tail -n 1))" \
 	"[ \"\$(losses '$T/whole.sum' | wc -l)\" -ge 4 ] && [ \"\$(losses '$T/whole.sum')\" = \"\$(losses '$T/every.sum')\" ]"
 
-# A finished run resumed for one epoch more: its devices, started again,
-# take their slots back by shard; another id on such a slot is refused.
-serve more 5 --resume "$T/whole.npz" --checkpoint-every 1
+# A finished run resumed for one epoch more, writing no checkpoint: its
+# devices, started again, take their slots back by shard; another id on
+# such a slot is refused.
+port=$((port + 1))
+"$BIN/pipar-serve" --resume "$T/whole.npz" --epochs 5 --listen 127.0.0.1:$port --timeout 60 \
+	--summary "$T/more.sum" >/dev/null 2>"$T/more.log" &
+spid=$!
+PIDS="$PIDS $spid"
 "$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/3 --train-limit 300 \
 	--id imposter --timeout 20 2>"$T/more.imposter"
 for i in 0 1 2; do device more $i 300; done
