@@ -34,7 +34,7 @@ static const char usage_text[] =
 	"                    [--slowdown F] [--trace FILE|-] [--timeout SECS] [--threads T]\n"
 	"                    [--progress auto|always|never] [--key-file FILE]\n"
 	"                    [--cert FILE] [--cert-key FILE] [--ca FILE] [--server-name NAME]\n"
-	"                    [--insecure] [--device-index I] [--reconnect]\n";
+	"                    [--insecure] [--device-index I] [--reconnect] [--latency MS]\n";
 
 static int usage_error(const char *msg)
 {
@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 		{"insecure", no_argument, NULL, 'I'},
 		{"device-index", required_argument, NULL, 'D'},
 		{"reconnect", no_argument, NULL, 'J'},
+		{"latency", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -113,6 +114,10 @@ int main(int argc, char **argv)
 		case 'I': insecure = 1; break;
 		case 'D': bad = pipar_cli_int("--device-index", optarg, 0, 65535, &cfg.index, err); break;
 		case 'J': cfg.reconnect = 1; break;
+		case 'L':
+			bad = pipar_cli_double("--latency", optarg, 0, 60000, &cfg.latency, err);
+			cfg.latency /= 1000;    /* milliseconds given */
+			break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)

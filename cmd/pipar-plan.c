@@ -28,7 +28,7 @@ static const char usage_text[] =
 	"usage: pipar-plan --device FILE|- [--device FILE ...] --server FILE|- --devices K\n"
 	"                  --uplink RATE --downlink RATE --batch B [--mode pipar|fl|sl|sfl]\n"
 	"                  [--split P[,P...]] [--parallel N[,N...]] [--memory BYTES]\n"
-	"                  [--samples N] [--min-micro M] [--top T] [--explain]\n"
+	"                  [--samples N] [--min-micro M] [--top T] [--explain] [--latency MS]\n"
 	"       pipar-plan --check FILE|-\n";
 
 /* Micro-batches of fewer samples than this are not searched unless
@@ -283,6 +283,7 @@ static int parse_args(struct run *r, int argc, char **argv)
 		{"explain", no_argument, NULL, 'x'},
 		{"check", required_argument, NULL, 'c'},
 		{"min-micro", required_argument, NULL, 'f'},
+		{"latency", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -318,6 +319,10 @@ static int parse_args(struct run *r, int argc, char **argv)
 		case 'n': bad = pipar_cli_long("--samples", optarg, 1, 1L << 40, &r->samples, err); break;
 		case 't': bad = pipar_cli_int("--top", optarg, 0, 64, &r->top_n, err); break;
 		case 'x': r->explain_on = 1; break;
+		case 'L':
+			bad = pipar_cli_double("--latency", optarg, 0, 60000, &env->latency, err);
+			env->latency /= 1000;   /* milliseconds given */
+			break;
 		case 'f':
 			bad = pipar_cli_int("--min-micro", optarg, 1, 4096, &env->min_micro, err);
 			r->min_micro_given = 1;
@@ -331,7 +336,8 @@ static int parse_args(struct run *r, int argc, char **argv)
 	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
 		return c;
 	if (r->check_file) {
-		if (r->ndev || r->srv_file || r->K || env->up_bps || env->down_bps || env->batch ||
+		if (r->ndev || r->srv_file || r->K || env->up_bps || env->down_bps || env->latency ||
+		    env->batch ||
 		    env->memory || r->samples || r->explain_on || r->top_n != 5 || r->min_micro_given ||
 		    r->nsplit || r->npar)
 			return usage_error("--check takes no other options");
@@ -477,6 +483,7 @@ static cJSON *plan_fields(const struct run *r)
 	pf->samples = r->env.samples;
 	pf->up_bps = r->env.up_bps;
 	pf->down_bps = r->env.down_bps;
+	pf->latency = r->env.latency;
 	pf->iteration = r->sim.iteration;
 	pf->epoch = r->sim.epoch;
 	for (int k = 0; made && k < K; k++) {

@@ -545,7 +545,7 @@ static int join(struct dev *d, double deadline, char *err)
 		d->fatal = errno == EACCES;
 		return -1;
 	}
-	if (!(d->link = pipar_link_new(d->ch, cfg->up_bps, cfg->down_bps, CONTROL_MAX, err))) {
+	if (!(d->link = pipar_link_new(d->ch, cfg->up_bps, cfg->down_bps, cfg->latency, CONTROL_MAX, err))) {
 		d->fatal = 1;
 		return -1;
 	}

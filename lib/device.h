@@ -47,6 +47,7 @@ struct pipar_device_cfg {
 	int nidx;
 	double timeout;
 	double up_bps, down_bps;        /* emulated link, 0: unshaped */
+	double latency;                 /* its one-way delay, seconds, 0: none */
 	double slowdown;                /* compute F times slower (>= 1) */
 	FILE *log;                      /* may be NULL */
 	struct pipar_meter *meter;      /* progress; may be NULL */

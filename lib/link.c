@@ -22,12 +22,14 @@ struct item {
 	size_t len;
 	struct pipar_frame_header h;    /* received frames */
 	double ready;                   /* received: when the link delivers it */
+	double queued;                  /* sent: when the caller handed it over */
 	uint8_t data[];
 };
 
 struct pipar_link {
 	struct pipar_chan *ch;
 	double up_bps, down_bps;
+	double latency;                 /* one-way delay, seconds */
 	uint32_t max_len;
 	pthread_t sender, receiver;
 	pthread_mutex_t mu;
@@ -97,17 +99,19 @@ static void *send_loop(void *arg)
 
 		pthread_mutex_unlock(&l->mu);
 		if (!failed) {
-			double bytes = (double)(PIPAR_WIRE_HEADER + it->len), now = pipar_now();
+			double bytes = (double)(PIPAR_WIRE_HEADER + it->len);
 
-			/* The frame leaves when the emulated link has carried it. */
-			double start = free_at > now ? free_at : now;
+			/* The frame leaves when the emulated link has carried it
+			 * and the delay has passed; the link is busy only while
+			 * it carries the frame, so frames in flight overlap
+			 * their delays (the next one starts when it was queued,
+			 * not when this one left). */
+			double start = free_at > it->queued ? free_at : it->queued;
 			int it_no, mi;
 			const char *st = stage_of(it->type, it->data, it->len, 1, &it_no, &mi);
 
-			if (l->up_bps > 0) {
-				free_at = start + bytes * 8 / l->up_bps;
-				sleep_until(free_at);
-			}
+			free_at = l->up_bps > 0 ? start + bytes * 8 / l->up_bps : start;
+			sleep_until(free_at + l->latency);
 			char e[PIPAR_ERRLEN];
 			int bad = pipar_wire_send(l->ch, it->type, l->seq_out++, it->data, it->len, e) < 0;
 
@@ -117,8 +121,13 @@ static void *send_loop(void *arg)
 				snprintf(l->send_err, sizeof(l->send_err), "%s", e);
 			} else {
 				l->bytes_up += bytes;
-				pipar_trace_event_bytes(l->trace, st, PIPAR_RES_UPLINK, start,
-							pipar_now() - start, it_no, mi, bytes);
+				/* Busy while carrying it (the write's own time
+			 * when unshaped), not while it is delayed. */
+			double end = pipar_now() - l->latency;
+
+			pipar_trace_event_bytes(l->trace, st, PIPAR_RES_UPLINK, start,
+						(end > free_at ? end : free_at) - start, it_no, mi,
+						bytes);
 			}
 			pthread_mutex_unlock(&l->mu);
 		}
@@ -174,13 +183,13 @@ static void *recv_loop(void *arg)
 		it->h = h;
 		it->len = h.length;
 		memcpy(it->data, buf, h.length);
-		it->ready = now;
+		/* The emulated link carries it from when it came (or when
+		 * the frame before is done), and delivers it the delay after
+		 * it is carried. */
 		double start = free_at > now ? free_at : now;
 
-		if (l->down_bps > 0) {
-			free_at = start + bytes * 8 / l->down_bps;
-			it->ready = free_at;
-		}
+		free_at = l->down_bps > 0 ? start + bytes * 8 / l->down_bps : start;
+		it->ready = free_at + l->latency;
 		pthread_mutex_lock(&l->mu);
 		l->bytes_down += bytes;
 		{
@@ -188,7 +197,7 @@ static void *recv_loop(void *arg)
 			const char *st = stage_of(h.type, buf, h.length, 0, &it_no, &mi);
 
 			pipar_trace_event_bytes(l->trace, st, PIPAR_RES_DOWNLINK, start,
-						it->ready - start, it_no, mi, bytes);
+						free_at - start, it_no, mi, bytes);
 		}
 		if (l->in_tail)
 			l->in_tail->next = it;
@@ -203,7 +212,7 @@ static void *recv_loop(void *arg)
 }
 
 struct pipar_link *pipar_link_new(struct pipar_chan *ch, double up_bps, double down_bps,
-				  uint32_t max_len, char *err)
+				  double latency, uint32_t max_len, char *err)
 {
 	struct pipar_link *l = calloc(1, sizeof(*l));
 
@@ -212,6 +221,7 @@ struct pipar_link *pipar_link_new(struct pipar_chan *ch, double up_bps, double d
 	l->ch = ch;
 	l->up_bps = up_bps;
 	l->down_bps = down_bps;
+	l->latency = latency > 0 ? latency : 0;
 	l->max_len = max_len;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);
@@ -256,6 +266,7 @@ int pipar_link_send(struct pipar_link *l, int type, const void *payload,
 	it->next = NULL;
 	it->type = type;
 	it->len = len;
+	it->queued = pipar_now();
 	if (len)
 		memcpy(it->data, payload, len);
 	pthread_mutex_lock(&l->mu);

@@ -8,7 +8,9 @@
  * another) and then writes it; so the caller computes on while its
  * uploads are in flight, as PiPar needs.  A receiver thread reads frames
  * as they come and releases each to the caller only when the emulated
- * downlink would have delivered it.  A rate of 0 means unshaped.
+ * downlink would have delivered it.  A rate of 0 means unshaped.  A
+ * one-way delay, when given, holds each frame that long after its link
+ * carried it, in both directions.
  */
 #ifndef PIPAR_LINK_H
 #define PIPAR_LINK_H
@@ -22,10 +24,13 @@ struct pipar_link;
 
 struct pipar_chan;
 
-/* Starts the two threads for ch.  max_len bounds received frames.  NULL
- * with err when threads or memory are not to be had. */
+/* Starts the two threads for ch.  latency is a one-way delay in seconds
+ * (0: none) added to every frame in each direction after the link has
+ * carried it: frames in flight overlap their delays, as on a real path
+ * with a round-trip time of twice it.  max_len bounds received frames.
+ * NULL with err when threads or memory are not to be had. */
 struct pipar_link *pipar_link_new(struct pipar_chan *ch, double up_bps, double down_bps,
-				  uint32_t max_len, char *err);
+				  double latency, uint32_t max_len, char *err);
 
 /* Queues a frame (the payload is copied).  -1 with err when the sender
  * has failed (the connection is gone). */

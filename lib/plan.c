@@ -266,7 +266,7 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 
 			f += t.f;
 			u = (u > f ? u : f) + t.up;
-			uend[k][i] = u;
+			uend[k][i] = u + env->latency;  /* at the server */
 			o->dev_busy[k] += t.f + t.b;
 			o->up_busy[k] += t.up;
 			o->down_busy[k] += t.down;
@@ -323,7 +323,9 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 			struct stage_times t = stages(env, k, P, micro(B, N, i));
 
 			w = (w > send[k][i] ? w : send[k][i]) + t.down;
-			b = (b > w ? b : w) + t.b;
+			/* The gradients reach the device the delay after its
+			 * downlink carried them; the link is free again at w. */
+			b = (b > w + env->latency ? b : w + env->latency) + t.b;
 		}
 		b += steps(env->dev[k], 0, P);
 		o->dev_busy[k] += steps(env->dev[k], 0, P);
@@ -335,7 +337,7 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 	o->aggregation = 0;
 	for (int k = 0; k < K; k++) {
 		double pb = param_bytes(env->dev[k], 0, ch[k].P);
-		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps;
+		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;
 
 		if (a > o->aggregation)
 			o->aggregation = a;
@@ -355,14 +357,14 @@ static void sim_sequential(const struct pipar_plan_env *env, const struct pipar_
 		double ds = steps(env->dev[k], 0, P), ss = steps(env->srv, P, L);
 		double pb = param_bytes(env->dev[k], 0, P);
 
-		o->iteration += t.f + t.up + t.s + t.down + t.b + ds + ss;
+		o->iteration += t.f + t.up + t.s + t.down + t.b + ds + ss + 2 * env->latency;
 		o->dev_busy[k] = t.f + t.b + ds;
 		o->up_busy[k] = t.up;
 		o->down_busy[k] = t.down;
 		o->srv_busy += t.s + ss;
 		o->dev_memory[k] = memory(env->dev[k], P, 1, B);
 		/* The device part moves on to the next device once an epoch. */
-		o->aggregation += pb * 8 / env->up_bps + pb * 8 / env->down_bps;
+		o->aggregation += pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;
 	}
 }
 
@@ -377,7 +379,7 @@ static void sim_federated(const struct pipar_plan_env *env, struct pipar_sim *o)
 		double t = pipar_profile_time(d, 0, L, B, 0) + pipar_profile_time(d, 0, L, B, 1) +
 			   steps(d, 0, L);
 		double pb = param_bytes(d, 0, L);
-		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps;
+		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;
 
 		o->dev_busy[k] = t;
 		o->up_busy[k] = o->down_busy[k] = 0;
@@ -601,6 +603,7 @@ static int search(const struct pipar_plan_env *env, enum pipar_mode mode,
  * with memo: the shape of the reference's estimate. */
 struct ref {
 	int N;
+	double lat;                     /* one-way delay between the parties */
 	double f[MAXN], u[MAXN], s[MAXN], w[MAXN], b[MAXN];
 	double memo[5][MAXN];
 };
@@ -621,13 +624,13 @@ static double ref_end(struct ref *r, int stage, int i)
 		t = fmax(ref_end(r, 0, i), ref_end(r, 1, i - 1)) + r->u[i];
 		break;
 	case 2:
-		t = fmax(ref_end(r, 1, i), ref_end(r, 2, i - 1)) + r->s[i];
+		t = fmax(ref_end(r, 1, i) + r->lat, ref_end(r, 2, i - 1)) + r->s[i];
 		break;
 	case 3:
 		t = fmax(ref_end(r, 2, i), ref_end(r, 3, i - 1)) + r->w[i];
 		break;
 	default:
-		v = fmax(ref_end(r, 3, i), ref_end(r, 4, i - 1));
+		v = fmax(ref_end(r, 3, i) + r->lat, ref_end(r, 4, i - 1));
 		t = fmax(v, ref_end(r, 0, r->N - 1)) + r->b[i];
 		break;
 	}
@@ -646,6 +649,7 @@ double pipar_plan_reference(const struct pipar_plan_env *env, int k,
 		return NAN;
 
 	r->N = ch.N;
+	r->lat = env->latency;
 	for (int i = 0; i < ch.N; i++) {
 		struct stage_times st = stages(env, k, ch.P, micro(env->batch, ch.N, i));
 
@@ -711,6 +715,8 @@ cJSON *pipar_plan_file_json(const struct pipar_plan_file *p)
 	ok = ok && cJSON_AddNumberToObject(root, "samples_per_device", (double)p->samples);
 	ok = ok && pipar_json_add_fixed(root, "uplink_bps", p->up_bps, 0);
 	ok = ok && pipar_json_add_fixed(root, "downlink_bps", p->down_bps, 0);
+	/* Written only when there is one: plans of before read the same. */
+	ok = ok && (p->latency <= 0 || cJSON_AddNumberToObject(root, "latency_seconds", p->latency));
 	ok = ok && cJSON_AddNumberToObject(root, "split_point", p->dev[0].P);
 	ok = ok && cJSON_AddNumberToObject(root, "parallel_batches", p->dev[0].N);
 	ok = ok && (arr = cJSON_AddArrayToObject(root, "per_device"));
@@ -868,7 +874,9 @@ static int plan_fields(const cJSON *root, const char *name, struct pipar_plan_fi
 	if (plan_int(root, "samples_per_device", "samples_per_device", 1, 1L << 40, &p->samples,
 		     name, err) < 0 ||
 	    plan_num(root, "uplink_bps", "uplink_bps", 1, 1e15, &p->up_bps, name, err) < 0 ||
-	    plan_num(root, "downlink_bps", "downlink_bps", 1, 1e15, &p->down_bps, name, err) < 0)
+	    plan_num(root, "downlink_bps", "downlink_bps", 1, 1e15, &p->down_bps, name, err) < 0 ||
+	    (cJSON_GetObjectItemCaseSensitive(root, "latency_seconds") &&
+	     plan_num(root, "latency_seconds", "latency_seconds", 0, 60, &p->latency, name, err) < 0))
 		return -1;
 	arr = cJSON_GetObjectItemCaseSensitive(root, "per_device");
 	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != p->K)
@@ -901,7 +909,7 @@ int pipar_plan_from_json(const cJSON *root, const char *name,
 	static const char *const known[] = {
 		"format", "mode", "model_name", "model", "input", "classes", "units",
 		"devices", "batch", "samples_per_device", "uplink_bps", "downlink_bps",
-		"memory_bytes", "min_micro_batch", "chosen_by", "split_point", "parallel_batches", "per_device",
+		"latency_seconds", "memory_bytes", "min_micro_batch", "chosen_by", "split_point", "parallel_batches", "per_device",
 		"predicted", "alternatives", "baselines", "search_seconds", NULL,
 	};
 	const char *unknown, *fmt = pipar_json_format(root);

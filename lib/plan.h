@@ -63,6 +63,8 @@ struct pipar_plan_env {
 	const struct pipar_profile *const *dev; /* K profiles, one per device */
 	const struct pipar_profile *srv;
 	double up_bps, down_bps;
+	double latency;                         /* one-way delay of every frame,
+						 * each way, seconds (0: none) */
 	int batch;                              /* B */
 	long samples;                           /* per device, per epoch */
 	double memory;                          /* device memory limit, 0: none */
@@ -149,6 +151,7 @@ struct pipar_plan_file {
 	int K, batch;
 	long samples;
 	double up_bps, down_bps;
+	double latency;                         /* one-way, seconds; 0: none */
 	struct pipar_choice dev[PIPAR_PLAN_MAXDEV];
 	int *micro[PIPAR_PLAN_MAXDEV];          /* device k's dev[k].N micro-batch
 						 * sizes of a full mini-batch,

@@ -116,6 +116,16 @@ refused "--mode x" "bad value 'x' for --mode: expected one of pipar, sfl, sl or 
 check "--explain says what P and N mean and shows the other modes" \
 	"grep -q '^P: units 1..P of the model' '$T/explain.txt' && grep -q '^N: the micro-batches' '$T/explain.txt' && grep -q 'device 1 idle' '$T/explain.txt' && grep -q '^  fl ' '$T/explain.txt' && grep -q '^  sfl ' '$T/explain.txt' && grep -q '^  sl ' '$T/explain.txt' && ! grep -q dev0 '$T/explain.txt'"
 
+# --latency: recorded in seconds, checked, and it lengthens an iteration.
+plan >"$T/lat0.json"
+plan --latency 10 >"$T/lat.json"
+check "--latency 10 is recorded as 0.01 s and the plan checks" \
+	"grep -q '\"latency_seconds\":[[:space:]]*0.01' '$T/lat.json' && '$BIN/pipar-plan' --check '$T/lat.json' >/dev/null && ! grep -q latency_seconds '$T/lat0.json'"
+it() { grep -m 1 '"iteration_seconds"' "$1" | sed 's/.*:[[:space:]]*//; s/,.*//'; }
+check "a 10 ms delay lengthens the predicted iteration by at least 20 ms ($(it "$T/lat0.json") s, $(it "$T/lat.json") s)" \
+	"awk 'BEGIN{exit !($(it "$T/lat.json") >= $(it "$T/lat0.json") + 0.02 - 1e-6)}'"
+refused "--latency over a minute" "bad value '70000' for --latency" --latency 70000
+
 # Output that cannot be written is reported.
 if [ -w /dev/full ]; then
 	"$BIN/pipar-plan" --check "$T/plan.json" >/dev/full 2>"$T/err"

@@ -187,6 +187,7 @@ int main(void)
 			env.samples = env.batch;
 			env.up_bps = rnd(&r, 1e6, 1e9);
 			env.down_bps = rnd(&r, 1e6, 1e9);
+			env.latency = trial % 2 ? rnd(&r, 0, 2e-2) : 0;
 			ch[0].P = 1 + (int)pipar_rng_below(&r, (uint32_t)(L - 1));
 			ch[0].N = 1 + (int)pipar_rng_below(&r, (uint32_t)env.batch);
 			pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
@@ -198,8 +199,61 @@ int main(void)
 			pipar_profile_free(d);
 			pipar_profile_free(sv);
 		}
-		ok(worst < 1e-12, "200 random cases, one device: simulation = longest path (worst relative error %.2e)",
+		ok(worst < 1e-12, "200 random cases, one device, half with a delay: simulation = longest path (worst relative error %.2e)",
 		   worst);
+		env.latency = 0;
+	}
+
+	/* A one-way delay d: each mini-batch's chain of sl crosses it twice,
+	 * as does every aggregation; a pipeline pays it at least once each
+	 * way, and less than once per micro-batch, its frames in flight
+	 * overlapping their delays. */
+	{
+		double fb[3] = {2e-4, 1e-4, 3e-4}, bb[3] = {4e-4, 2e-4, 5e-4}, ob[3] = {20000, 5000, 40};
+		struct pipar_profile *d = fake("device", 3, fb, bb, ob, 1e-3);
+		struct pipar_profile *sv = fake("server", 3, fb, bb, ob, 1e-4);
+		struct pipar_sim a, b;
+		const double lat = 0.01;
+		int sl_ok = 1, agg_ok = 1;
+
+		env.K = 3;
+		for (int k = 0; k < 3; k++) {
+			per[k] = d;
+			ch[k] = (struct pipar_choice){1, 8};
+		}
+		env.dev = per;
+		env.srv = sv;
+		env.batch = 64;
+		env.samples = 640;
+		env.up_bps = env.down_bps = 1e8;
+		for (int m = 0; m < 4; m++) {
+			enum pipar_mode mode = (enum pipar_mode[]){PIPAR_MODE_PIPAR, PIPAR_MODE_SFL, PIPAR_MODE_SL,
+								 PIPAR_MODE_FL}[m];
+
+			env.latency = 0;
+			pipar_plan_simulate(&env, mode, ch, &a);
+			env.latency = lat;
+			pipar_plan_simulate(&env, mode, ch, &b);
+			if (mode == PIPAR_MODE_SL)
+				sl_ok = fabs(b.iteration - a.iteration - 2 * lat * env.K) < 1e-12;
+			if (mode == PIPAR_MODE_FL)
+				ok(fabs(b.iteration - a.iteration) < 1e-15,
+				   "fl: the delay leaves an iteration as it was (%.6f s)", b.iteration);
+			if (mode == PIPAR_MODE_PIPAR)
+				ok(b.iteration - a.iteration >= 2 * lat - 1e-12 &&
+					   b.iteration - a.iteration < 2 * lat * ch[0].N,
+				   "pipar, N = 8: a 10 ms delay adds %.4f s to an iteration, in [0.02, 0.16)",
+				   b.iteration - a.iteration);
+			if (mode != PIPAR_MODE_SL)
+				agg_ok &= fabs(b.aggregation - a.aggregation - 2 * lat) < 1e-12;
+			else
+				agg_ok &= fabs(b.aggregation - a.aggregation - 2 * lat * env.K) < 1e-12;
+		}
+		ok(sl_ok, "sl: a delay d adds 2 d per device to an iteration");
+		ok(agg_ok, "an aggregation crosses the delay up and down (each device in turn in sl)");
+		env.latency = 0;
+		pipar_profile_free(d);
+		pipar_profile_free(sv);
 	}
 
 	/* The search is optimal: homogeneous against every (P, N); two
