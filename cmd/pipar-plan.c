@@ -247,7 +247,7 @@ static void explain(const struct pipar_plan_env *env, enum pipar_mode mode, int 
  * what the searches found. */
 struct run {
 	const char *dev_files[MAXFILES], *srv_file, *check_file;
-	int ndev, K, top_n, explain_on, min_micro_given;
+	int ndev, K, top_n, explain_on, min_micro_given, latency_given;
 	int splits[PIPAR_PLAN_MAXDEV], nsplit, pars[PIPAR_PLAN_MAXDEV], npar;
 	long samples;
 	enum pipar_mode mode;
@@ -322,6 +322,7 @@ static int parse_args(struct run *r, int argc, char **argv)
 		case 'L':
 			bad = pipar_cli_double("--latency", optarg, 0, 60000, &env->latency, err);
 			env->latency /= 1000;   /* milliseconds given */
+			r->latency_given = 1;
 			break;
 		case 'f':
 			bad = pipar_cli_int("--min-micro", optarg, 1, 4096, &env->min_micro, err);
@@ -336,7 +337,7 @@ static int parse_args(struct run *r, int argc, char **argv)
 	if ((c = pipar_cli_operands(argc, argv, PROG, usage_text)) >= 0)
 		return c;
 	if (r->check_file) {
-		if (r->ndev || r->srv_file || r->K || env->up_bps || env->down_bps || env->latency ||
+		if (r->ndev || r->srv_file || r->K || env->up_bps || env->down_bps || r->latency_given ||
 		    env->batch ||
 		    env->memory || r->samples || r->explain_on || r->top_n != 5 || r->min_micro_given ||
 		    r->nsplit || r->npar)

@@ -125,6 +125,9 @@ it() { grep -m 1 '"iteration_seconds"' "$1" | sed 's/.*:[[:space:]]*//; s/,.*//'
 check "a 10 ms delay lengthens the predicted iteration by at least 20 ms ($(it "$T/lat0.json") s, $(it "$T/lat.json") s)" \
 	"awk 'BEGIN{exit !($(it "$T/lat.json") >= $(it "$T/lat0.json") + 0.02 - 1e-6)}'"
 refused "--latency over a minute" "bad value '70000' for --latency" --latency 70000
+"$BIN/pipar-plan" --check "$T/lat.json" --latency 0 >/dev/null 2>"$T/err"
+check "--check with --latency, even 0, is a usage error" \
+	"[ \$? -eq 2 ] && grep -q 'check takes no other options' '$T/err'"
 
 # Output that cannot be written is reported.
 if [ -w /dev/full ]; then
