@@ -716,7 +716,7 @@ cJSON *pipar_plan_file_json(const struct pipar_plan_file *p)
 	ok = ok && pipar_json_add_fixed(root, "uplink_bps", p->up_bps, 0);
 	ok = ok && pipar_json_add_fixed(root, "downlink_bps", p->down_bps, 0);
 	/* Written only when there is one: plans of before read the same. */
-	ok = ok && (p->latency <= 0 || cJSON_AddNumberToObject(root, "latency_seconds", p->latency));
+	ok = ok && (p->latency <= 0 || pipar_json_add_fixed(root, "latency_seconds", p->latency, 6));
 	ok = ok && cJSON_AddNumberToObject(root, "split_point", p->dev[0].P);
 	ok = ok && cJSON_AddNumberToObject(root, "parallel_batches", p->dev[0].N);
 	ok = ok && (arr = cJSON_AddArrayToObject(root, "per_device"));

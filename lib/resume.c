@@ -70,13 +70,13 @@ int pipar_server_run_state(struct server *s, struct pipar_ckpt_info *info)
 	info->run = NULL;
 	info->nrun = 0;
 	info->arrays = NULL;
-	if (!s->cfg->checkpoint_every || s->snap_epoch != s->epoch_done || s->snap_epoch < 1)
+	/* A snapshot is of this epoch only when checkpoints resume (else
+	 * snap_epoch stays -1), and a model that trains nothing has none. */
+	if (s->snap_epoch != s->epoch_done || !s->total_train)
 		return 0;
 	if (!(run = cJSON_CreateObject()) ||
-	    !(info->arrays = calloc((size_t)s->K, sizeof(*info->arrays)))) {
-		cJSON_Delete(run);
-		return -1;
-	}
+	    !(info->arrays = calloc((size_t)s->K, sizeof(*info->arrays))))
+		goto fail;
 	cJSON_AddStringToObject(run, "format", RUN_FORMAT);
 	cJSON_AddStringToObject(run, "aggregate", pipar_agg_rule_name(&s->cfg->rule, rule, sizeof(rule)));
 	cJSON_AddNumberToObject(run, "checkpoint_every", s->cfg->checkpoint_every);
@@ -84,12 +84,8 @@ int pipar_server_run_state(struct server *s, struct pipar_ckpt_info *info)
 	for (int k = 0; k < s->K; k++) {
 		cJSON *e = roster_entry(&s->c[k], s->snap_alive[k]);
 
-		if (!e) {
-			cJSON_Delete(run);
-			free(info->arrays);
-			info->arrays = NULL;
-			return -1;
-		}
+		if (!e)
+			goto fail;
 		cJSON_AddItemToArray(devs, e);
 		if (!s->snap_alive[k])
 			continue;
@@ -99,20 +95,17 @@ int pipar_server_run_state(struct server *s, struct pipar_ckpt_info *info)
 		a->count = s->total_train;
 		a->data = s->snap_mom + (size_t)k * s->total_train;
 	}
-	rec = cJSON_Duplicate(s->epochs, 1);
-	cJSON_AddItemToObject(run, "records", rec ? rec : cJSON_CreateArray());
-	info->run = cJSON_PrintUnformatted(run);
+	if (!(rec = cJSON_Duplicate(s->epochs, 1)) || !cJSON_AddItemToObject(run, "records", rec) ||
+	    !(info->run = cJSON_PrintUnformatted(run)))
+		goto fail;
 	info->nrun = n;
 	cJSON_Delete(run);
-	if (!info->run || !rec || !s->total_train) {
-		free(info->run);
-		free(info->arrays);
-		info->run = NULL;
-		info->arrays = NULL;
-		info->nrun = 0;
-		return s->total_train ? -1 : 0;
-	}
 	return 0;
+fail:
+	cJSON_Delete(run);
+	free(info->arrays);
+	info->arrays = NULL;
+	return -1;
 }
 
 void pipar_resume_free(struct pipar_resume *r)
@@ -323,6 +316,7 @@ int pipar_server_resume(struct server *s, char *err)
 		}
 		if (!d->mom)
 			continue;
+		s->owners++;
 		if (!c->replica)
 			continue;
 		pipar_runtime_set_state(c->replica, s->G + c->dn);

@@ -263,15 +263,15 @@ static void *handshake_run(void *arg)
 
 	pthread_mutex_unlock(&s->mu);
 	msg = plan_message(cfg, k, late ? c->first_epoch : s->first_epoch, mom != NULL);
-	model = malloc(sizeof(float) * (mn ? mn : 1));
-	if (model) {
+	if (mom && (model = malloc(sizeof(float) * mn))) {
 		memcpy(model, s->G, sizeof(float) * c->dn);
-		if (mom)
-			memcpy(model + c->dn, mom, sizeof(float) * c->dm);
+		memcpy(model + c->dn, mom, sizeof(float) * c->dm);
 	}
-	if (!msg || !model || pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
-	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, model, sizeof(float) * mn, err) < 0) {
-		if (!msg || !model)
+	if (!msg || (mom && !model) ||
+	    pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
+	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, mom ? model : s->G, sizeof(float) * mn,
+			    err) < 0) {
+		if (!msg || (mom && !model))
 			pipar_errf(err, "out of memory");
 		SLOG(s, "device %s lost during the handshake: %s", hello.id, err);
 		if (late)
@@ -449,11 +449,7 @@ static int admission(struct server *s, char *err)
 	const struct pipar_serve_cfg *cfg = s->cfg;
 	int n;
 
-	int had = 0;
-
 	pthread_mutex_lock(&s->mu);
-	for (int k = 0; k < s->K; k++)
-		had += s->c[k].mom_down != NULL;
 	for (;;) {
 		int reserved = 0, owners = 0;
 
@@ -463,7 +459,7 @@ static int admission(struct server *s, char *err)
 			reserved += s->c[k].slot == SLOT_RESERVED;
 			owners += s->c[k].mom_down && s->c[k].slot != SLOT_ADMITTED;
 		}
-		if (s->admitted == s->K || s->stopping || (had && !owners))
+		if (s->admitted == s->K || s->stopping || (s->owners && !owners))
 			break;
 		/* Nobody waits forever: after --timeout without a new device
 		 * the run starts with those that came, if any did. */
@@ -681,12 +677,8 @@ int pipar_server_run(const struct pipar_serve_cfg *cfg, char *err)
 	SLOG(&s, "connections: %s", cfg->tls ? "TLS 1.3, every peer authenticated"
 					     : "plain TCP, neither authenticated nor encrypted");
 	/* Open before the first connection is taken. */
-	int owners = 0;
-
-	for (int k = 0; k < s.K; k++)
-		owners += s.c[k].mom_down != NULL;
-	if (owners)
-		SLOG(&s, "waiting for the %d device(s) that trained in epoch %d", owners, s.epoch_done);
+	if (s.owners)
+		SLOG(&s, "waiting for the %d device(s) that trained in epoch %d", s.owners, s.epoch_done);
 	else
 		SLOG(&s, "waiting for %d device(s)", s.K);
 	s.admitting = 1;

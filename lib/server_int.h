@@ -120,6 +120,8 @@ struct server {
 	int first_epoch;                /* the run starts in: 1, or after the
 					 * epochs a resumed checkpoint holds */
 	int snap_epoch;                 /* the epoch the snapshot is of, -1 */
+	int owners;                     /* resumed: the slots (mom_down) that
+					 * admission waits for */
 	float *snap_mom;                /* K x total_train: each device's
 					 * momentum (its part's, its replica's) */
 	char *snap_alive;               /* K: trained in that epoch */
