@@ -22,7 +22,7 @@
 static const char usage_text[] =
 	"usage: pipar-profile --model NAME|FILE.json|- --data SPEC --batch B\n"
 	"                     [--role device|server] [--threads T] [--sizes N1,N2,...]\n"
-	"                     [--repeat R] [--slowdown F]\n";
+	"                     [--repeat R] [--slowdown F] [--stages]\n";
 
 static int usage_error(const char *msg)
 {
@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 		{"sizes", required_argument, NULL, 's'},
 		{"repeat", required_argument, NULL, 'R'},
 		{"slowdown", required_argument, NULL, 'f'},
+		{"stages", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
 		case 's': bad = parse_sizes(optarg, &cfg, err); break;
 		case 'R': bad = pipar_cli_int("--repeat", optarg, 1, 1000, &cfg.repeat, err); break;
 		case 'f': bad = pipar_cli_double("--slowdown", optarg, 1, 1e6, &cfg.slowdown, err); break;
+		case 'S': cfg.stages = 1; break;
 		default: return pipar_cli_common(c, argv, PROG, VERSION, usage_text);
 		}
 		if (bad)
@@ -115,6 +117,8 @@ int main(int argc, char **argv)
 		return usage_error("missing --data");
 	if (!cfg.batch)
 		return usage_error("missing --batch");
+	if (cfg.stages && strcmp(cfg.role, "device") != 0)
+		return usage_error("--stages is for a device profile (--role device)");
 	if (cfg.nsizes && cfg.sizes[cfg.nsizes - 1] > cfg.batch)
 		return usage_error("--sizes may not exceed --batch");
 	pipar_profile_default_sizes(&cfg);

@@ -112,40 +112,12 @@ static int send_frame(struct dev *d, int type, const void *payload, size_t len, 
 	return pipar_errf(err, "the server refused: %s", why);
 }
 
-/* The processor time the device's computation has used, in seconds: this
- * thread's when it computes alone; with several compute threads the
- * process's, shared among them (an estimate: the link's threads count
- * too).  Time the process spends stopped or waiting for a processor is
- * not in it. */
-static double cpu_now(void)
-{
-	struct timespec ts;
-	int t = pipar_threads();
-
-	clock_gettime(t > 1 ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_THREAD_CPUTIME_ID, &ts);
-	return ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9) / (t > 1 ? t : 1);
-}
-
-/* Makes the last compute stage, which started at processor time c0, take
- * slowdown times the processor time it used. */
-static void slow(double slowdown, double c0)
-{
-	double d = (slowdown - 1) * (cpu_now() - c0);
-
-	if (d > 0) {
-		struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
-
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
-}
-
 /* A compute stage named what, started at t0 (processor time c0), slowed
  * and traced. */
 static void stage_done(struct dev *d, const char *what, double t0, double c0, uint32_t it,
 		       int micro)
 {
-	slow(d->cfg->slowdown, c0);
+	pipar_slow_down(d->cfg->slowdown, c0);
 	pipar_trace_event(d->trace, what, PIPAR_RES_COMPUTE, t0, pipar_now() - t0, (int)it, micro);
 }
 
@@ -292,7 +264,7 @@ static int setup(struct dev *d, char *err)
 static void train_whole(struct dev *d, const int *samples, int b, uint32_t it)
 {
 	int corr = 0;
-	double t0 = pipar_now(), c0 = cpu_now();
+	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 	const float *z;
 
 	pipar_data_batch(d->cfg->data, d->cfg->norm, samples, b, d->xs[0], d->ys[0]);
@@ -326,7 +298,7 @@ static int forward(struct dev *d, const int *samples, int n, int b, uint32_t it,
 	const float *act;
 
 	pipar_data_batch(d->cfg->data, d->cfg->norm, samples, n, d->xs[i], d->ys[i]);
-	double t0 = pipar_now(), c0 = cpu_now();
+	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 
 	act = pipar_exec_forward(d->ex[i], d->xs[i], n, 1);
 	stage_done(d, "forward", t0, c0, it, i);
@@ -359,7 +331,7 @@ static int backward(struct dev *d, int n, uint32_t it, int i, double *loss, char
 	}
 	memcpy(d->dy, gm.data, sizeof(float) * d->cutn * (size_t)n);
 	*loss += gm.loss;
-	double t0 = pipar_now(), c0 = cpu_now();
+	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 
 	pipar_exec_backward(d->ex[i], d->dy, 0);
 	stage_done(d, "backward", t0, c0, it, i);
@@ -385,7 +357,7 @@ static int train_split(struct dev *d, const int *samples, int b, uint32_t it, do
 	for (int i = 0; i < nm; i++)
 		if (backward(d, micro_size(d, b, nm, i), it, i, loss, err) < 0)
 			return -1;
-	double t0 = pipar_now(), c0 = cpu_now();
+	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 
 	pipar_model_sgd_step(d->m, &d->st.sgd);
 	stage_done(d, "step", t0, c0, it, -1);

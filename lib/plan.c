@@ -171,8 +171,8 @@ static struct pipar_plan_tables *tables_new(const struct pipar_plan_env *env)
 					t->b[tix(t, k, P, n)] = t->b[tix(t, same, P, n)];
 					continue;
 				}
-				t->f[tix(t, k, P, n)] = pipar_profile_time(env->dev[k], 0, P, n, 0);
-				t->b[tix(t, k, P, n)] = pipar_profile_time(env->dev[k], 0, P, n, 1);
+				t->f[tix(t, k, P, n)] = pipar_profile_device_time(env->dev[k], P, n, 0);
+				t->b[tix(t, k, P, n)] = pipar_profile_device_time(env->dev[k], P, n, 1);
 			}
 	}
 	for (int P = 0; P <= L; P++)
@@ -218,8 +218,8 @@ static struct stage_times stages(const struct pipar_plan_env *env, int k, int P,
 		t.b = tab->b[tix(tab, k, P, n)];
 		t.s = tab->s[(size_t)P * (size_t)(tab->B + 1) + (size_t)n];
 	} else {
-		t.f = pipar_profile_time(d, 0, P, n, 0);
-		t.b = pipar_profile_time(d, 0, P, n, 1);
+		t.f = pipar_profile_device_time(d, P, n, 0);
+		t.b = pipar_profile_device_time(d, P, n, 1);
 		t.s = pipar_profile_time(s, P, L, n, 0) + pipar_profile_time(s, P, L, n, 1);
 	}
 	/* Activations and the labels up, activation gradients down. */
@@ -376,7 +376,7 @@ static void sim_federated(const struct pipar_plan_env *env, struct pipar_sim *o)
 	o->iteration = o->srv_busy = o->aggregation = 0;
 	for (int k = 0; k < env->K; k++) {
 		const struct pipar_profile *d = env->dev[k];
-		double t = pipar_profile_time(d, 0, L, B, 0) + pipar_profile_time(d, 0, L, B, 1) +
+		double t = pipar_profile_device_time(d, L, B, 0) + pipar_profile_device_time(d, L, B, 1) +
 			   steps(d, 0, L);
 		double pb = param_bytes(d, 0, L);
 		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;

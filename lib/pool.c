@@ -2,7 +2,9 @@
 #include "pool.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 static struct {
 	int n;                          /* threads, the caller included */
@@ -85,6 +87,27 @@ int pipar_threads_set(int t)
 int pipar_threads(void)
 {
 	return pool.n;
+}
+
+double pipar_cpu_seconds(void)
+{
+	struct timespec ts;
+	int t = pool.n;
+
+	clock_gettime(t > 1 ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9) / (t > 1 ? t : 1);
+}
+
+void pipar_slow_down(double factor, double c0)
+{
+	double d = (factor - 1) * (pipar_cpu_seconds() - c0);
+
+	if (d > 0) {
+		struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 }
 
 void pipar_parallel(void (*fn)(void *arg, int tid, int nthreads), void *arg)

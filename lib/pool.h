@@ -22,6 +22,19 @@
 int pipar_threads_set(int t);
 int pipar_threads(void);
 
+/* The processor time the engine's computation has used, in seconds: the
+ * calling thread's when the pool has one thread; with several, the
+ * process's shared among them (an estimate: other threads of the process
+ * count too).  Time spent stopped or waiting for a processor is not in
+ * it. */
+double pipar_cpu_seconds(void);
+
+/* An emulated slow machine: after a computation that started at
+ * processor time c0 (pipar_cpu_seconds), sleeps factor - 1 times the
+ * processor time it used, so that it takes factor times as long.  Does
+ * nothing for factor <= 1. */
+void pipar_slow_down(double factor, double c0);
+
 /* Runs fn(arg, tid, T) once on each of the T threads (tid 0 is the
  * caller) and returns when all have finished. */
 void pipar_parallel(void (*fn)(void *arg, int tid, int nthreads), void *arg);

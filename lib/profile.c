@@ -61,49 +61,26 @@ static struct pipar_time summarise(double *t, int r, double scale)
 	return s;
 }
 
-/* Least squares a + b n through the medians, weighted by 1 / t^2 so that
- * the error is relative: small micro-batches, whose fixed cost decides
- * how many of them pay off, count as much as large ones.  Neither a fixed
- * cost nor a per-sample cost can be negative; if one comes out so, the
- * line is refitted without it. */
-static void fit(const int *sizes, const struct pipar_time *t, int k, double *ab)
+/* The time at size n on the curve through the medians t[] at the k
+ * ascending sizes: exact at every profiled size, a straight line between
+ * two of them, the nearest segment extended beyond them (through zero
+ * when there is one size), never below zero.  A curve and not one line
+ * a + b n: a unit's cost per sample grows with the batch once its data
+ * no longer stay in the caches, which no one line follows. */
+static double curve(const int *sizes, const struct pipar_time *t, int k, int n)
 {
-	double sw = 0, sn = 0, st = 0, snn = 0, snt = 0;
+	double v;
+	int i = 1;
 
-	for (int i = 0; i < k; i++) {
-		double m = t[i].median > 1e-12 ? t[i].median : 1e-12, w = 1 / (m * m);
-
-		sw += w;
-		sn += w * sizes[i];
-		st += w * t[i].median;
-		snn += w * (double)sizes[i] * sizes[i];
-		snt += w * (double)sizes[i] * t[i].median;
+	if (k == 1)
+		v = t[0].median * n / sizes[0];
+	else {
+		while (i < k - 1 && sizes[i] < n)
+			i++;
+		v = t[i - 1].median + (t[i].median - t[i - 1].median) * (n - sizes[i - 1]) /
+					      (sizes[i] - sizes[i - 1]);
 	}
-	double den = sw * snn - sn * sn;
-
-	if (k >= 2 && den > 0) {
-		ab[1] = (sw * snt - sn * st) / den;
-		ab[0] = (st - ab[1] * sn) / sw;
-	} else {
-		ab[0] = 0;
-		ab[1] = snn > 0 ? snt / snn : 0;
-	}
-	if (ab[0] < 0) {
-		ab[0] = 0;
-		ab[1] = snn > 0 ? snt / snn : 0;
-	}
-	if (ab[1] < 0) {
-		ab[1] = 0;
-		ab[0] = sw > 0 ? st / sw : 0;
-	}
-}
-
-static void fit_all(struct pipar_profile *p)
-{
-	for (int u = 0; u < p->nunits; u++) {
-		fit(p->sizes, p->units[u].fwd, p->nsizes, p->units[u].fit_fwd);
-		fit(p->sizes, p->units[u].bwd, p->nsizes, p->units[u].fit_bwd);
-	}
+	return v > 0 ? v : 0;
 }
 
 double pipar_profile_time(const struct pipar_profile *p, int u0, int u1, int n,
@@ -111,13 +88,18 @@ double pipar_profile_time(const struct pipar_profile *p, int u0, int u1, int n,
 {
 	double t = 0;
 
-	for (int u = u0; u < u1; u++) {
-		const double *ab = backward ? p->units[u].fit_bwd : p->units[u].fit_fwd;
-		double v = ab[0] + ab[1] * n;
-
-		t += v > 0 ? v : 0;
-	}
+	for (int u = u0; u < u1; u++)
+		t += curve(p->sizes, backward ? p->units[u].bwd : p->units[u].fwd, p->nsizes, n);
 	return t;
+}
+
+double pipar_profile_device_time(const struct pipar_profile *p, int P, int n, int backward)
+{
+	if (P <= 0)
+		return 0;
+	if (!p->stages)
+		return pipar_profile_time(p, 0, P, n, backward);
+	return curve(p->sizes, backward ? p->units[P - 1].sbwd : p->units[P - 1].sfwd, p->nsizes, n);
 }
 
 void pipar_profile_free(struct pipar_profile *p)
@@ -235,6 +217,46 @@ static void time_size(struct pipar_profile *p, struct bench *b, int s, const flo
 	}
 }
 
+/* Size s on a device: the device part through unit P, for every P,
+ * timed as pipar-device computes it.  A stage is the forward passes of
+ * units 1..P back to back (with the loss when P is the whole model), or
+ * their backward passes; it is slowed as the device slows it, sleeping
+ * slowdown - 1 times its processor time after it, so that each stage
+ * starts after a pause, as in a run.  Its time is wall time, sleep
+ * included: what the device's stage takes. */
+static void time_stages(struct pipar_profile *p, struct bench *b, int s, const float *x,
+			const int *labels)
+{
+	int n = p->sizes[s], L = b->L, R = b->R;
+
+	for (int P = 1; P <= L; P++) {
+		/* No untimed round: the units' rounds at this size warmed
+		 * what a round warms, and a stage is to start cold. */
+		for (int rep = 0; rep < R; rep++) {
+			const float *a = x;
+			double t0 = pipar_now(), c0 = pipar_cpu_seconds(), tf;
+
+			for (int u = 0; u < P; u++) {
+				a = pipar_exec_forward(b->ue[u], a, n, 1);
+				if (u == L - 1)
+					pipar_softmax_xent(a, labels, n, p->classes, 1.0f / n, b->dy[u],
+							   NULL);
+			}
+			pipar_slow_down(p->slowdown, c0);
+			tf = pipar_now() - t0;
+			t0 = pipar_now();
+			c0 = pipar_cpu_seconds();
+			for (int u = P - 1; u >= 0; u--)
+				pipar_exec_backward(b->ue[u], b->dy[u], u > 0);
+			pipar_slow_down(p->slowdown, c0);
+			b->tf[rep] = tf;
+			b->tb[rep] = pipar_now() - t0;
+		}
+		p->units[P - 1].sfwd[s] = summarise(b->tf, R, 1);
+		p->units[P - 1].sbwd[s] = summarise(b->tb, R, 1);
+	}
+}
+
 /* Each unit's optimizer step, R times. */
 static void time_steps(struct pipar_profile *p, struct bench *b)
 {
@@ -295,10 +317,13 @@ int pipar_profile_run(const char *spec, struct pipar_shape in, int classes,
 	for (int u = 0; u < L; u++)
 		if (unit_setup(p, &b, spec, whole, u, err) < 0)
 			goto out;
-	for (int s = 0; s < p->nsizes; s++)
+	p->stages = cfg->stages && strcmp(cfg->role, "device") == 0;
+	for (int s = 0; s < p->nsizes; s++) {
 		time_size(p, &b, s, x, labels);
+		if (p->stages)
+			time_stages(p, &b, s, x, labels);
+	}
 	time_steps(p, &b);
-	fit_all(p);
 	r = 0;
 out:
 	for (int u = 0; whole && u < whole->nunits; u++) {
@@ -377,6 +402,14 @@ int pipar_profile_write(FILE *f, const struct pipar_profile *p)
 		for (int s = 0; s < p->nsizes; s++) {
 			cJSON_AddItemToArray(fw, time_obj(&up->fwd[s]));
 			cJSON_AddItemToArray(bw, time_obj(&up->bwd[s]));
+		}
+		if (p->stages) {
+			fw = cJSON_AddArrayToObject(uo, "stage_forward");
+			bw = cJSON_AddArrayToObject(uo, "stage_backward");
+			for (int s = 0; s < p->nsizes; s++) {
+				cJSON_AddItemToArray(fw, time_obj(&up->sfwd[s]));
+				cJSON_AddItemToArray(bw, time_obj(&up->sbwd[s]));
+			}
 		}
 		pipar_json_add_fixed(uo, "step_seconds", up->step, TIME_DECIMALS);
 		pipar_json_add_fixed(uo, "output_bytes_per_sample", up->out_bytes, 0);
@@ -554,6 +587,26 @@ static int profile_units(const cJSON *root, struct pipar_profile *p, const struc
 			if (get_time(fw, s, "forward", u, &up->fwd[s], &c) ||
 			    get_time(bw, s, "backward", u, &up->bwd[s], &c))
 				return -1;
+		/* Stages: in every unit of a profile or in none. */
+		fw = cJSON_GetObjectItemCaseSensitive(uo, "stage_forward");
+		bw = cJSON_GetObjectItemCaseSensitive(uo, "stage_backward");
+		if (u == 0)
+			p->stages = fw || bw;
+		if (p->stages != (fw || bw) || (p->stages && (!fw || !bw))) {
+			snprintf(path, sizeof(path), "units[%d].%s", u, fw ? "stage_backward" : "stage_forward");
+			pipar_json_bad(&c, path, "missing (stages are in every unit or in none)");
+			return -1;
+		}
+		if (p->stages && (!cJSON_IsArray(fw) || cJSON_GetArraySize(fw) != p->nsizes ||
+				  !cJSON_IsArray(bw) || cJSON_GetArraySize(bw) != p->nsizes)) {
+			snprintf(path, sizeof(path), "units[%d].stage_forward", u);
+			pipar_json_bad(&c, path, "needs one time per size, forward and backward");
+			return -1;
+		}
+		for (int s = 0; p->stages && s < p->nsizes; s++)
+			if (get_time(fw, s, "stage_forward", u, &up->sfwd[s], &c) ||
+			    get_time(bw, s, "stage_backward", u, &up->sbwd[s], &c))
+				return -1;
 #define UNUM(key, field, hi)                                                   \
 	do {                                                                   \
 		snprintf(path, sizeof(path), "units[%d]." key, u);             \
@@ -598,7 +651,6 @@ int pipar_profile_parse(const char *text, const char *name,
 	}
 	if (profile_fields(root, p, &c) < 0 || profile_units(root, p, &c) < 0)
 		goto fail;
-	fit_all(p);
 	cJSON_Delete(root);
 	*out = p;
 	return 0;

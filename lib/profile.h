@@ -10,6 +10,14 @@
  * the unit), the parameter bytes and the working memory.  A slowdown
  * factor scales every time, as an emulated slow device would see them.
  *
+ * A device profile also times the device part through each unit as a
+ * device computes it in a run: a stage (the forward passes of units 1..P
+ * back to back, or their backward passes) that starts after a pause and
+ * is slowed as pipar-device slows it, sleeping after it.  On a machine
+ * whose processor slows down while it waits, a stage after a pause runs
+ * slower than the same passes repeated back to back, and the planner
+ * takes a device's stages from these times (pipar_profile_device_time).
+ *
  * The JSON form ("format": "pipar-profile/1") is documented in
  * pipar-profile(5); pipar_profile_parse() refuses a malformed one with one
  * line naming the field.
@@ -36,7 +44,11 @@ struct pipar_unit_profile {
 	double mem_fixed;               /* working memory: fixed part ... */
 	double mem_per_sample;          /* ... and per sample in the batch */
 	double flops_fwd, flops_bwd;    /* per sample */
-	double fit_fwd[2], fit_bwd[2];  /* a, b of a + b n, from the medians */
+	/* A device profile's stages (pipar_profile_device_time): the
+	 * device part through this unit, forward and backward, each timed
+	 * as a device computes it in a run. */
+	struct pipar_time sfwd[PIPAR_PROFILE_MAXSIZES];
+	struct pipar_time sbwd[PIPAR_PROFILE_MAXSIZES];
 };
 
 struct pipar_profile {
@@ -51,6 +63,7 @@ struct pipar_profile {
 	int nunits;
 	struct pipar_unit_profile *units;   /* owned */
 	int repeat, threads, cores;
+	int stages;                     /* units[].sfwd and .sbwd are there */
 	double slowdown;
 	char cpu[128];
 	char data[256];                 /* the data spec profiled with */
@@ -63,6 +76,7 @@ struct pipar_profile_cfg {
 	int nsizes;
 	int sizes[PIPAR_PROFILE_MAXSIZES];  /* 0 sizes: a spread from 1 to batch */
 	double slowdown;
+	int stages;                     /* a device's stages too (device role) */
 };
 
 /* Fills cfg->sizes with the default spread when cfg->nsizes is 0. */
@@ -85,10 +99,17 @@ int pipar_profile_parse(const char *text, const char *name,
 
 void pipar_profile_free(struct pipar_profile *p);
 
-/* Fitted stage time of units [u0, u1) at micro-batch size n: the sum of
- * each unit's least-squares line a + b n through its profiled medians
- * (forward, or backward when backward is set), never below zero. */
+/* Stage time of units [u0, u1) at micro-batch size n: the sum of each
+ * unit's time at n on the curve through its profiled medians (forward,
+ * or backward when backward is set): exact at the profiled sizes,
+ * straight between them, extended along the nearest segment beyond
+ * them, never below zero. */
 double pipar_profile_time(const struct pipar_profile *p, int u0, int u1, int n,
 			  int backward);
+
+/* The time of the device stage through units [0, P) at micro-batch
+ * size n (forward, or backward when backward is set): on the stage's own
+ * curve when the profile has stages, the sum of the units' otherwise. */
+double pipar_profile_device_time(const struct pipar_profile *p, int P, int n, int backward);
 
 #endif

@@ -163,11 +163,12 @@ st=$?
 check "--checkpoint-every without a checkpoint file is a usage error (status $st)" \
 	"[ $st -eq 2 ] && grep -q 'checkpoint-every needs --checkpoint FILE' '$T/every-usage.err'"
 
-# SIGTERM in the middle of the second epoch.
+# SIGTERM in the middle of the second epoch (slow enough devices that an
+# epoch lasts well over the half second waited).
 serve term 3
-for i in 0 1 2; do device term $i 600 --slowdown 3; done
+for i in 0 1 2; do device term $i 600 --slowdown 8; done
 for t in $(seq 1 600); do grep -q 'epoch 1/3' "$T/term.log" && break; sleep 0.1; done
-sleep 1
+sleep 0.5
 kill -TERM $spid
 wait $spid
 st=$?

@@ -15,8 +15,8 @@
 #include "util.h"
 #include "tap.h"
 
-/* A profile of L units whose fitted times are set directly: forward of
- * unit u takes fa[u] + fb[u] n, backward ba[u] + bb[u] n. */
+/* A profile of L units whose medians are set directly: forward of unit u
+ * takes fb[u] n, backward bb[u] n. */
 static struct pipar_profile *fake(const char *role, int L, const double *fb,
 				  const double *bb, const double *out_bytes,
 				  double step)
@@ -28,13 +28,16 @@ static struct pipar_profile *fake(const char *role, int L, const double *fb,
 	p->in = (struct pipar_shape){1, 4, 4};
 	p->classes = 10;
 	p->batch = 64;
-	p->nsizes = 1;
-	p->sizes[0] = 64;
+	p->nsizes = 2;
+	p->sizes[0] = 1;
+	p->sizes[1] = 64;
 	p->nunits = L;
 	p->units = calloc((size_t)L, sizeof(*p->units));
 	for (int u = 0; u < L; u++) {
-		p->units[u].fit_fwd[1] = fb[u];
-		p->units[u].fit_bwd[1] = bb[u];
+		for (int s = 0; s < 2; s++) {
+			p->units[u].fwd[s].median = fb[u] * p->sizes[s];
+			p->units[u].bwd[s].median = bb[u] * p->sizes[s];
+		}
 		p->units[u].out_bytes = out_bytes[u];
 		p->units[u].param_bytes = 1000;
 		p->units[u].step = step;
@@ -361,8 +364,68 @@ int main(void)
 		ok(pipar_profile_parse(text, "p.json", &p, err) == 0, "a well-formed profile parses");
 		ok(p && fabs(pipar_profile_time(p, 0, 1, 4, 0) - 2) < 1e-12 &&
 			   fabs(pipar_profile_time(p, 0, 1, 1, 0) - 1) < 1e-12,
-		   "its fitted line goes through the medians");
+		   "its curve goes through the medians");
+		ok(p && !p->stages && fabs(pipar_profile_device_time(p, 1, 4, 0) - 2) < 1e-12,
+		   "without stages a device stage is the sum of its units");
 		pipar_profile_free(p);
+		/* Stages: the device part through each unit, timed as a device
+		 * computes it; the planner takes a device's stage from them. */
+		{
+			char st[4096];
+			const char *stages = "\"stage_forward\":[{\"median\":3,\"min\":3,\"max\":3},"
+					     "{\"median\":6,\"min\":6,\"max\":6}],"
+					     "\"stage_backward\":[{\"median\":5,\"min\":5,\"max\":5},"
+					     "{\"median\":8,\"min\":8,\"max\":8}],";
+
+			snprintf(text, sizeof(text), "%s2%s", good_head, good_tail);
+			char *at = strstr(text, "\"step_seconds\"");
+
+			snprintf(st, sizeof(st), "%.*s%s%s", (int)(at - text), text, stages, at);
+			ok(pipar_profile_parse(st, "p.json", &p, err) == 0 && p->stages,
+			   "a profile with stages parses: %s", err);
+			ok(p && fabs(pipar_profile_device_time(p, 1, 4, 0) - 6) < 1e-12 &&
+				   fabs(pipar_profile_device_time(p, 1, 1, 1) - 5) < 1e-12 &&
+				   fabs(pipar_profile_device_time(p, 1, 2, 0) - 4) < 1e-12 &&
+				   pipar_profile_device_time(p, 0, 4, 0) == 0,
+			   "a device stage is read off its own curve, not the units'");
+			ok(p && fabs(pipar_profile_time(p, 0, 1, 4, 0) - 2) < 1e-12,
+			   "the units' own times stay as profiled");
+			pipar_profile_free(p);
+			/* A stage array without its pair is refused by name. */
+			snprintf(st, sizeof(st), "%.*s%.*s%s", (int)(at - text), text,
+				 (int)(strstr(stages, "\"stage_backward\"") - stages), stages, at);
+			ok(pipar_profile_parse(st, "p.json", &p, err) < 0 &&
+				   strstr(err, "units[0].stage_backward"),
+			   "stage_forward without stage_backward is refused: %s", err);
+		}
+		/* The curve between and beyond the profiled sizes. */
+		{
+			const double fb[1] = {0}, ob[1] = {4};
+			struct pipar_profile *c = fake("device", 1, fb, fb, ob, 0);
+
+			c->nsizes = 3;
+			c->sizes[0] = 2;
+			c->sizes[1] = 4;
+			c->sizes[2] = 8;
+			c->units[0].fwd[0].median = 1;  /* 0.5 a sample ... */
+			c->units[0].fwd[1].median = 2;
+			c->units[0].fwd[2].median = 6;  /* ... then 1 a sample */
+			ok(fabs(pipar_profile_time(c, 0, 1, 3, 0) - 1.5) < 1e-12 &&
+				   fabs(pipar_profile_time(c, 0, 1, 6, 0) - 4) < 1e-12,
+			   "between two sizes the curve is straight");
+			ok(fabs(pipar_profile_time(c, 0, 1, 16, 0) - 14) < 1e-12 &&
+				   fabs(pipar_profile_time(c, 0, 1, 1, 0) - 0.5) < 1e-12,
+			   "beyond them the nearest segment goes on");
+			c->units[0].fwd[1].median = 3;  /* 1 at 2, 3 at 4: -1 at 0 */
+			ok(pipar_profile_time(c, 0, 1, 0, 0) == 0 &&
+				   fabs(pipar_profile_time(c, 0, 1, 1, 0)) < 1e-12,
+			   "and never goes below zero");
+			c->nsizes = 1;
+			c->units[0].fwd[0].median = 3;
+			ok(fabs(pipar_profile_time(c, 0, 1, 4, 0) - 6) < 1e-12,
+			   "one size: through zero and it");
+			pipar_profile_free(c);
+		}
 		snprintf(text, sizeof(text), "%s-2%s", good_head, good_tail);
 		ok(pipar_profile_parse(text, "p.json", &p, err) < 0 &&
 			   strstr(err, "units[0].backward[1].median") && strstr(err, "negative"),
