@@ -364,6 +364,15 @@ static cJSON *time_obj(const struct pipar_time *t)
 	return o;
 }
 
+/* o[key]: one time object per size. */
+static void times_array(cJSON *o, const char *key, const struct pipar_time *t, int n)
+{
+	cJSON *a = cJSON_AddArrayToObject(o, key);
+
+	for (int s = 0; s < n; s++)
+		cJSON_AddItemToArray(a, time_obj(&t[s]));
+}
+
 int pipar_profile_write(FILE *f, const struct pipar_profile *p)
 {
 	cJSON *root = cJSON_CreateObject(), *o, *units;
@@ -394,22 +403,14 @@ int pipar_profile_write(FILE *f, const struct pipar_profile *p)
 	units = cJSON_AddArrayToObject(root, "units");
 	for (int u = 0; u < p->nunits; u++) {
 		const struct pipar_unit_profile *up = &p->units[u];
-		cJSON *uo = cJSON_CreateObject(), *fw, *bw;
+		cJSON *uo = cJSON_CreateObject();
 
 		cJSON_AddNumberToObject(uo, "unit", u + 1);
-		fw = cJSON_AddArrayToObject(uo, "forward");
-		bw = cJSON_AddArrayToObject(uo, "backward");
-		for (int s = 0; s < p->nsizes; s++) {
-			cJSON_AddItemToArray(fw, time_obj(&up->fwd[s]));
-			cJSON_AddItemToArray(bw, time_obj(&up->bwd[s]));
-		}
+		times_array(uo, "forward", up->fwd, p->nsizes);
+		times_array(uo, "backward", up->bwd, p->nsizes);
 		if (p->stages) {
-			fw = cJSON_AddArrayToObject(uo, "stage_forward");
-			bw = cJSON_AddArrayToObject(uo, "stage_backward");
-			for (int s = 0; s < p->nsizes; s++) {
-				cJSON_AddItemToArray(fw, time_obj(&up->sfwd[s]));
-				cJSON_AddItemToArray(bw, time_obj(&up->sbwd[s]));
-			}
+			times_array(uo, "stage_forward", up->sfwd, p->nsizes);
+			times_array(uo, "stage_backward", up->sbwd, p->nsizes);
 		}
 		pipar_json_add_fixed(uo, "step_seconds", up->step, TIME_DECIMALS);
 		pipar_json_add_fixed(uo, "output_bytes_per_sample", up->out_bytes, 0);
@@ -458,6 +459,27 @@ static int get_time(const cJSON *arr, int s, const char *what, int u,
 		snprintf(path, sizeof(path), "units[%d].%s[%d]", u, what, s);
 		return pipar_json_bad(c, path, "min <= median <= max does not hold");
 	}
+	return 0;
+}
+
+/* Unit u's arrays fkey and bkey: one time object per size each, into
+ * f and b. */
+static int get_times(const cJSON *uo, const char *fkey, const char *bkey, int u, int nsizes,
+		     struct pipar_time *f, struct pipar_time *b, const struct pipar_json_ctx *c)
+{
+	const cJSON *fw = cJSON_GetObjectItemCaseSensitive(uo, fkey);
+	const cJSON *bw = cJSON_GetObjectItemCaseSensitive(uo, bkey);
+
+	if (!cJSON_IsArray(fw) || cJSON_GetArraySize(fw) != nsizes || !cJSON_IsArray(bw) ||
+	    cJSON_GetArraySize(bw) != nsizes) {
+		char path[96];
+
+		snprintf(path, sizeof(path), "units[%d].%s", u, fkey);
+		return pipar_json_bad(c, path, "needs one time per size, forward and backward");
+	}
+	for (int s = 0; s < nsizes; s++)
+		if (get_time(fw, s, fkey, u, &f[s], c) || get_time(bw, s, bkey, u, &b[s], c))
+			return -1;
 	return 0;
 }
 
@@ -575,38 +597,24 @@ static int profile_units(const cJSON *root, struct pipar_profile *p, const struc
 			pipar_json_bad(&c, path, "not an object");
 			return -1;
 		}
-		fw = cJSON_GetObjectItemCaseSensitive(uo, "forward");
-		bw = cJSON_GetObjectItemCaseSensitive(uo, "backward");
-		if (!cJSON_IsArray(fw) || cJSON_GetArraySize(fw) != p->nsizes ||
-		    !cJSON_IsArray(bw) || cJSON_GetArraySize(bw) != p->nsizes) {
-			snprintf(path, sizeof(path), "units[%d].forward", u);
-			pipar_json_bad(&c, path, "needs one time per size, forward and backward");
+		if (get_times(uo, "forward", "backward", u, p->nsizes, up->fwd, up->bwd, &c) < 0)
 			return -1;
-		}
-		for (int s = 0; s < p->nsizes; s++)
-			if (get_time(fw, s, "forward", u, &up->fwd[s], &c) ||
-			    get_time(bw, s, "backward", u, &up->bwd[s], &c))
-				return -1;
 		/* Stages: in every unit of a profile or in none. */
 		fw = cJSON_GetObjectItemCaseSensitive(uo, "stage_forward");
 		bw = cJSON_GetObjectItemCaseSensitive(uo, "stage_backward");
 		if (u == 0)
 			p->stages = fw || bw;
-		if (p->stages != (fw || bw) || (p->stages && (!fw || !bw))) {
-			snprintf(path, sizeof(path), "units[%d].%s", u, fw ? "stage_backward" : "stage_forward");
-			pipar_json_bad(&c, path, "missing (stages are in every unit or in none)");
+		if (!fw != !p->stages || !bw != !p->stages) {
+			const char *odd = !fw != !p->stages ? "stage_forward" : "stage_backward";
+
+			snprintf(path, sizeof(path), "units[%d].%s", u, odd);
+			pipar_json_bad(&c, path, p->stages ? "missing (stages are in every unit or in none)"
+							   : "unexpected (stages are in every unit or in none)");
 			return -1;
 		}
-		if (p->stages && (!cJSON_IsArray(fw) || cJSON_GetArraySize(fw) != p->nsizes ||
-				  !cJSON_IsArray(bw) || cJSON_GetArraySize(bw) != p->nsizes)) {
-			snprintf(path, sizeof(path), "units[%d].stage_forward", u);
-			pipar_json_bad(&c, path, "needs one time per size, forward and backward");
+		if (p->stages && get_times(uo, "stage_forward", "stage_backward", u, p->nsizes, up->sfwd,
+					   up->sbwd, &c) < 0)
 			return -1;
-		}
-		for (int s = 0; p->stages && s < p->nsizes; s++)
-			if (get_time(fw, s, "stage_forward", u, &up->sfwd[s], &c) ||
-			    get_time(bw, s, "stage_backward", u, &up->sbwd[s], &c))
-				return -1;
 #define UNUM(key, field, hi)                                                   \
 	do {                                                                   \
 		snprintf(path, sizeof(path), "units[%d]." key, u);             \

@@ -10,8 +10,8 @@
  * the unit), the parameter bytes and the working memory.  A slowdown
  * factor scales every time, as an emulated slow device would see them.
  *
- * A device profile also times the device part through each unit as a
- * device computes it in a run: a stage (the forward passes of units 1..P
+ * With stages (cfg->stages), a device profile also times the device
+ * part through each unit as a device computes it in a run: a stage (the forward passes of units 1..P
  * back to back, or their backward passes) that starts after a pause and
  * is slowed as pipar-device slows it, sleeping after it.  On a machine
  * whose processor slows down while it waits, a stage after a pause runs
