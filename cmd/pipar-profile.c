@@ -117,8 +117,6 @@ int main(int argc, char **argv)
 		return usage_error("missing --data");
 	if (!cfg.batch)
 		return usage_error("missing --batch");
-	if (cfg.stages && strcmp(cfg.role, "device") != 0)
-		return usage_error("--stages is for a device profile (--role device)");
 	if (cfg.nsizes && cfg.sizes[cfg.nsizes - 1] > cfg.batch)
 		return usage_error("--sizes may not exceed --batch");
 	pipar_profile_default_sizes(&cfg);

@@ -64,7 +64,12 @@ struct dev {
 	 * next aggregation. */
 	uint32_t seen, correct;
 	double lsum;
+	/* The least processor time each kind of stage has taken, at each
+	 * size (pipar_pace): PACE_KINDS x (B + 1). */
+	double *best;
 };
+
+enum { PACE_FORWARD, PACE_BACKWARD, PACE_STEP, PACE_TRAIN, PACE_KINDS };
 
 #define DLOG(d, ...) pipar_runtime_log((d)->cfg->log, (d)->cfg->meter, (d)->cfg->prog, __VA_ARGS__)
 
@@ -112,12 +117,12 @@ static int send_frame(struct dev *d, int type, const void *payload, size_t len, 
 	return pipar_errf(err, "the server refused: %s", why);
 }
 
-/* A compute stage named what, started at t0 (processor time c0), slowed
- * and traced. */
-static void stage_done(struct dev *d, const char *what, double t0, double c0, uint32_t it,
-		       int micro)
+/* A compute stage named what, of the kind and size given (for its pace),
+ * started at t0 (processor time c0), slowed and traced. */
+static void stage_done(struct dev *d, const char *what, int kind, int n, double t0, double c0,
+		       uint32_t it, int micro)
 {
-	pipar_slow_down(d->cfg->slowdown, c0);
+	pipar_pace(d->cfg->slowdown, t0, c0, &d->best[kind * (d->B + 1) + (n <= d->B ? n : 0)]);
 	pipar_trace_event(d->trace, what, PIPAR_RES_COMPUTE, t0, pipar_now() - t0, (int)it, micro);
 }
 
@@ -245,7 +250,8 @@ static int setup(struct dev *d, char *err)
 			PIPAR_UP_HEAD + sizeof(float) * (d->dn + d->dm));
 	d->dy = pipar_alloc(sizeof(float) * d->cutn * (size_t)n);
 	d->dl = pipar_alloc(sizeof(float) * (size_t)pl->classes * (size_t)n);
-	if (!d->ex || !d->xs || !d->ys || !d->order || !d->out || !d->dy || !d->dl)
+	d->best = calloc((size_t)PACE_KINDS * (size_t)(d->B + 1), sizeof(*d->best));
+	if (!d->ex || !d->xs || !d->ys || !d->order || !d->out || !d->dy || !d->dl || !d->best)
 		return pipar_errf(err, "out of memory");
 	for (int i = 0; i < d->N; i++) {
 		d->xs[i] = pipar_alloc(sizeof(float) * d->inn * (size_t)n);
@@ -264,16 +270,18 @@ static int setup(struct dev *d, char *err)
 static void train_whole(struct dev *d, const int *samples, int b, uint32_t it)
 {
 	int corr = 0;
-	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 	const float *z;
 
 	pipar_data_batch(d->cfg->data, d->cfg->norm, samples, b, d->xs[0], d->ys[0]);
+	/* The computation alone is slowed, as in the split modes. */
+	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
+
 	z = pipar_exec_forward(d->ex[0], d->xs[0], b, 1);
 	d->lsum += pipar_softmax_xent(z, d->ys[0], b, d->pl->classes, 1.0f / (float)b, d->dl, &corr);
 	pipar_model_zero_grad(d->m);
 	pipar_exec_backward(d->ex[0], d->dl, 0);
 	pipar_model_sgd_step(d->m, &d->st.sgd);
-	stage_done(d, "train", t0, c0, it, -1);
+	stage_done(d, "train", PACE_TRAIN, b, t0, c0, it, -1);
 	d->seen += (uint32_t)b;
 	d->correct += (uint32_t)corr;
 }
@@ -301,7 +309,7 @@ static int forward(struct dev *d, const int *samples, int n, int b, uint32_t it,
 	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 
 	act = pipar_exec_forward(d->ex[i], d->xs[i], n, 1);
-	stage_done(d, "forward", t0, c0, it, i);
+	stage_done(d, "forward", PACE_FORWARD, n, t0, c0, it, i);
 	pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &am, d->out);
 	memcpy(d->out + PIPAR_TENSOR_HEAD, act, sizeof(float) * d->cutn * (size_t)n);
 	for (int j = 0; j < n; j++) {
@@ -334,7 +342,7 @@ static int backward(struct dev *d, int n, uint32_t it, int i, double *loss, char
 	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 
 	pipar_exec_backward(d->ex[i], d->dy, 0);
-	stage_done(d, "backward", t0, c0, it, i);
+	stage_done(d, "backward", PACE_BACKWARD, n, t0, c0, it, i);
 	return 0;
 }
 
@@ -360,7 +368,7 @@ static int train_split(struct dev *d, const int *samples, int b, uint32_t it, do
 	double t0 = pipar_now(), c0 = pipar_cpu_seconds();
 
 	pipar_model_sgd_step(d->m, &d->st.sgd);
-	stage_done(d, "step", t0, c0, it, -1);
+	stage_done(d, "step", PACE_STEP, 0, t0, c0, it, -1);
 	return 0;
 }
 
@@ -425,6 +433,8 @@ static void release(struct dev *d)
 	free(d->order);
 	free(d->out);
 	free(d->buf);
+	free(d->best);
+	d->best = NULL;
 	pipar_plan_file_free(d->pl);
 	pipar_model_free(d->m);
 	d->ex = NULL;
@@ -565,15 +575,22 @@ static int join_retrying(struct dev *d, double deadline, char *err)
 	return 0;
 }
 
-/* One session with the server: set up from its PLAN and MODEL, the
+/* One session with the server: set up from its PLAN and MODEL, READY
+ * up and START down (so that the devices start training together, and
+ * the server's clock with them, once every one has made its buffers), the
  * epochs from the one it names, BYE.  -1 with err (d->fatal when the
  * server ended it or broke the protocol). */
 static int session(struct dev *d, char *err)
 {
 	struct pipar_frame_header h;
 
-	if (setup(d, err) < 0)
+	if (setup(d, err) < 0 || send_frame(d, PIPAR_FRAME_READY, NULL, 0, err) < 0 ||
+	    recv_expect(d, PIPAR_FRAME_START, &h, err) < 0)
 		return -1;
+	if (h.length != 0) {
+		d->fatal = 1;
+		return pipar_errf(err, "START of %u bytes, expected none", h.length);
+	}
 	/* A device that joins a run under way starts where the run is. */
 	if (d->st.first_epoch > 1)
 		DLOG(d, "%s joins the run in epoch %d of %d", d->cfg->id, d->st.first_epoch,

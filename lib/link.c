@@ -6,6 +6,7 @@
 #include "link.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,11 @@ static void sleep_until(double t)
 	}
 }
 
+double pipar_link_wire_bytes(double n)
+{
+	return n > 0 ? n + ceil(n / PIPAR_LINK_MSS) * PIPAR_LINK_SEGMENT_OVERHEAD : 0;
+}
+
 static void *send_loop(void *arg)
 {
 	struct pipar_link *l = arg;
@@ -110,7 +116,8 @@ static void *send_loop(void *arg)
 			int it_no, mi;
 			const char *st = stage_of(it->type, it->data, it->len, 1, &it_no, &mi);
 
-			free_at = l->up_bps > 0 ? start + bytes * 8 / l->up_bps : start;
+			free_at = l->up_bps > 0 ? start + pipar_link_wire_bytes(bytes) * 8 / l->up_bps
+						: start;
 			sleep_until(free_at + l->latency);
 			char e[PIPAR_ERRLEN];
 			int bad = pipar_wire_send(l->ch, it->type, l->seq_out++, it->data, it->len, e) < 0;
@@ -188,7 +195,8 @@ static void *recv_loop(void *arg)
 		 * it is carried. */
 		double start = free_at > now ? free_at : now;
 
-		free_at = l->down_bps > 0 ? start + bytes * 8 / l->down_bps : start;
+		free_at = l->down_bps > 0 ? start + pipar_link_wire_bytes(bytes) * 8 / l->down_bps
+					  : start;
 		it->ready = free_at + l->latency;
 		pthread_mutex_lock(&l->mu);
 		l->bytes_down += bytes;

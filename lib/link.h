@@ -11,6 +11,12 @@
  * downlink would have delivered it.  A rate of 0 means unshaped.  A
  * one-way delay, when given, holds each frame that long after its link
  * carried it, in both directions.
+ *
+ * A rate is the link's own, for every byte it carries: a frame takes on
+ * it the time of its bytes and of the headers that TCP over IPv4 over
+ * Ethernet adds to each segment of them (pipar_link_wire_bytes), as a
+ * shaper in the kernel counts them, so that 50 Mbit/s carries a frame's
+ * bytes at about 47.8 Mbit/s, as a real link of 50 Mbit/s does.
  */
 #ifndef PIPAR_LINK_H
 #define PIPAR_LINK_H
@@ -21,6 +27,18 @@
 #include "wire.h"
 
 struct pipar_link;
+
+/* The segment of TCP over a 1500-byte Ethernet MTU with timestamps (1500 -
+ * 20 for IPv4 - 32 for TCP), and the bytes each adds on the link: 14 of
+ * Ethernet, 20 of IPv4, 32 of TCP. */
+#define PIPAR_LINK_MSS 1448
+#define PIPAR_LINK_SEGMENT_OVERHEAD 66
+
+/* The bytes a link carries for n bytes of frames sent back to back: n and
+ * the headers of the ceil(n / PIPAR_LINK_MSS) segments they take.  The
+ * acknowledgements going the other way, and TLS's 22 bytes in each record
+ * of up to 16 KB (0.13%), are not counted. */
+double pipar_link_wire_bytes(double n);
 
 struct pipar_chan;
 

@@ -13,8 +13,11 @@
 #include <strings.h>
 
 #include "json.h"
+#include "link.h"
 #include "model.h"
 #include "util.h"
+#include "wire.h"
+#include "proto.h"
 
 static const struct pipar_mode_ops modes[] = {
 	[PIPAR_MODE_PIPAR] = {"pipar", 1, 1, 0, 1},
@@ -83,6 +86,20 @@ int pipar_plan_check(const struct pipar_plan_env *env, const char *const *dev_na
 static int micro(int B, int N, int i)
 {
 	return B / N + (i < B % N);
+}
+
+/* Seconds a frame of n bytes (payload) takes on a link of bps bits per
+ * second, its header and the segments' headers included, as the link
+ * carries it (link.h). */
+static double carry(double n, double bps)
+{
+	return pipar_link_wire_bytes(PIPAR_WIRE_HEADER + n) * 8 / bps;
+}
+
+/* A device part of pb bytes up (PARAMS_UP) and down (PARAMS_DOWN). */
+static double exchange(const struct pipar_plan_env *env, double pb)
+{
+	return carry(PIPAR_UP_HEAD + pb, env->up_bps) + carry(pb, env->down_bps) + 2 * env->latency;
 }
 
 static double param_bytes(const struct pipar_profile *p, int u0, int u1)
@@ -178,8 +195,7 @@ static struct pipar_plan_tables *tables_new(const struct pipar_plan_env *env)
 	for (int P = 0; P <= L; P++)
 		for (int n = 0; n <= B; n++)
 			t->s[(size_t)P * (size_t)(B + 1) + (size_t)n] =
-				pipar_profile_time(env->srv, P, L, n, 0) +
-				pipar_profile_time(env->srv, P, L, n, 1);
+				pipar_profile_server_time(env->srv, P, n);
 	return t;
 }
 
@@ -209,7 +225,6 @@ static struct stage_times stages(const struct pipar_plan_env *env, int k, int P,
 {
 	const struct pipar_profile *d = env->dev[k], *s = env->srv;
 	const struct pipar_plan_tables *tab = env->tables;
-	int L = s->nunits;
 	double act = n * d->units[P - 1].out_bytes;
 	struct stage_times t;
 
@@ -220,11 +235,12 @@ static struct stage_times stages(const struct pipar_plan_env *env, int k, int P,
 	} else {
 		t.f = pipar_profile_device_time(d, P, n, 0);
 		t.b = pipar_profile_device_time(d, P, n, 1);
-		t.s = pipar_profile_time(s, P, L, n, 0) + pipar_profile_time(s, P, L, n, 1);
+		t.s = pipar_profile_server_time(s, P, n);
 	}
-	/* Activations and the labels up, activation gradients down. */
-	t.up = (act + 4.0 * n) * 8 / env->up_bps;
-	t.down = act * 8 / env->down_bps;
+	/* Activations and the labels up, activation gradients down, each a
+	 * tensor message. */
+	t.up = carry(PIPAR_TENSOR_HEAD + act + 4.0 * n, env->up_bps);
+	t.down = carry(PIPAR_TENSOR_HEAD + act, env->down_bps);
 	return t;
 }
 
@@ -337,7 +353,7 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 	o->aggregation = 0;
 	for (int k = 0; k < K; k++) {
 		double pb = param_bytes(env->dev[k], 0, ch[k].P);
-		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;
+		double a = exchange(env, pb);
 
 		if (a > o->aggregation)
 			o->aggregation = a;
@@ -364,7 +380,7 @@ static void sim_sequential(const struct pipar_plan_env *env, const struct pipar_
 		o->srv_busy += t.s + ss;
 		o->dev_memory[k] = memory(env->dev[k], P, 1, B);
 		/* The device part moves on to the next device once an epoch. */
-		o->aggregation += pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;
+		o->aggregation += exchange(env, pb);
 	}
 }
 
@@ -379,7 +395,7 @@ static void sim_federated(const struct pipar_plan_env *env, struct pipar_sim *o)
 		double t = pipar_profile_device_time(d, L, B, 0) + pipar_profile_device_time(d, L, B, 1) +
 			   steps(d, 0, L);
 		double pb = param_bytes(d, 0, L);
-		double a = pb * 8 / env->up_bps + pb * 8 / env->down_bps + 2 * env->latency;
+		double a = exchange(env, pb);
 
 		o->dev_busy[k] = t;
 		o->up_busy[k] = o->down_busy[k] = 0;

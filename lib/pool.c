@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "pool.h"
+#include "util.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -98,9 +99,15 @@ double pipar_cpu_seconds(void)
 	return ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9) / (t > 1 ? t : 1);
 }
 
-void pipar_slow_down(double factor, double c0)
+void pipar_pace(double factor, double t0, double c0, double *best)
 {
-	double d = (factor - 1) * (pipar_cpu_seconds() - c0);
+	double c = pipar_cpu_seconds() - c0;
+
+	if (factor <= 1)
+		return;
+	if (*best <= 0 || c < *best)
+		*best = c;
+	double d = factor * *best - (pipar_now() - t0);
 
 	if (d > 0) {
 		struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};

@@ -29,11 +29,18 @@ int pipar_threads(void);
  * it. */
 double pipar_cpu_seconds(void);
 
-/* An emulated slow machine: after a computation that started at
- * processor time c0 (pipar_cpu_seconds), sleeps factor - 1 times the
- * processor time it used, so that it takes factor times as long.  Does
- * nothing for factor <= 1. */
-void pipar_slow_down(double factor, double c0);
+/* An emulated machine factor times slower than this one, pacing a
+ * computation (a stage) that started at wall time t0 (pipar_now) and
+ * processor time c0 (pipar_cpu_seconds).  *best is the least processor
+ * time the same computation (the same stage at the same size) has taken
+ * so far, 0 before the first; it is updated, and the call sleeps until
+ * factor times it has passed since t0.  So a stage lasts factor times
+ * what it costs this machine at its best, whatever else shares the
+ * machine: a wait for a processor that others hold, caches another
+ * process took, a stop, or the kernel's work charged to the thread add to
+ * the stage's own time once and are not multiplied; when they make it
+ * longer than that, it does not sleep.  Does nothing for factor <= 1. */
+void pipar_pace(double factor, double t0, double c0, double *best);
 
 /* Runs fn(arg, tid, T) once on each of the T threads (tid 0 is the
  * caller) and returns when all have finished. */

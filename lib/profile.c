@@ -102,6 +102,17 @@ double pipar_profile_device_time(const struct pipar_profile *p, int P, int n, in
 	return curve(p->sizes, backward ? p->units[P - 1].sbwd : p->units[P - 1].sfwd, p->nsizes, n);
 }
 
+double pipar_profile_server_time(const struct pipar_profile *p, int P, int n)
+{
+	if (P >= p->nunits)
+		return 0;
+	if (!p->stages)
+		return pipar_profile_time(p, P, p->nunits, n, 0) +
+		       pipar_profile_time(p, P, p->nunits, n, 1);
+	return curve(p->sizes, p->units[P].sfwd, p->nsizes, n) +
+	       curve(p->sizes, p->units[P].sbwd, p->nsizes, n);
+}
+
 void pipar_profile_free(struct pipar_profile *p)
 {
 	if (!p)
@@ -145,6 +156,12 @@ struct bench {
 	struct pipar_exec **ue;
 	float **dy;
 	double *tf, *tb;                /* R x L forward and backward times */
+	/* A server's stages: a second replica of every unit, and each
+	 * unit's output for B samples (the next unit's input). */
+	struct pipar_model **um2;
+	struct pipar_exec **ue2;
+	float **in2;
+	size_t *osize;
 };
 
 /* Unit u alone: built, its workspace made, its sizes and costs noted. */
@@ -220,16 +237,20 @@ static void time_size(struct pipar_profile *p, struct bench *b, int s, const flo
 /* Size s on a device: the device part through unit P, for every P,
  * timed as pipar-device computes it.  A stage is the forward passes of
  * units 1..P back to back (with the loss when P is the whole model), or
- * their backward passes; it is slowed as the device slows it, sleeping
- * slowdown - 1 times its processor time after it, so that each stage
- * starts after a pause, as in a run.  Its time is wall time, sleep
- * included: what the device's stage takes. */
+ * their backward passes; it is paced as the device paces it
+ * (pipar_pace), lasting slowdown times the least processor time it has
+ * taken, so that each stage starts after a pause, as in a run.  Its time
+ * is wall time, sleep included: what the device's stage takes. */
 static void time_stages(struct pipar_profile *p, struct bench *b, int s, const float *x,
 			const int *labels)
 {
 	int n = p->sizes[s], L = b->L, R = b->R;
 
 	for (int P = 1; P <= L; P++) {
+		/* The least processor time of each stage so far, as the
+		 * device paces its stages by it. */
+		double bestf = 0, bestb = 0;
+
 		/* No untimed round: the units' rounds at this size warmed
 		 * what a round warms, and a stage is to start cold. */
 		for (int rep = 0; rep < R; rep++) {
@@ -242,18 +263,69 @@ static void time_stages(struct pipar_profile *p, struct bench *b, int s, const f
 					pipar_softmax_xent(a, labels, n, p->classes, 1.0f / n, b->dy[u],
 							   NULL);
 			}
-			pipar_slow_down(p->slowdown, c0);
+			pipar_pace(p->slowdown, t0, c0, &bestf);
 			tf = pipar_now() - t0;
 			t0 = pipar_now();
 			c0 = pipar_cpu_seconds();
 			for (int u = P - 1; u >= 0; u--)
 				pipar_exec_backward(b->ue[u], b->dy[u], u > 0);
-			pipar_slow_down(p->slowdown, c0);
+			pipar_pace(p->slowdown, t0, c0, &bestb);
 			b->tf[rep] = tf;
 			b->tb[rep] = pipar_now() - t0;
 		}
 		p->units[P - 1].sfwd[s] = summarise(b->tf, R, 1);
 		p->units[P - 1].sbwd[s] = summarise(b->tb, R, 1);
+	}
+}
+
+/* The server part from unit P on (P = 1..L-1; 0, the whole model, only so
+ * that every unit has stages): its forward passes and the loss, then its
+ * backward passes down to the gradient of its input. */
+static void server_job(struct pipar_exec **ue, float **dy, int P, int L, const float *x, int n,
+		       const int *labels, int classes, double *tf, double *tb)
+{
+	const float *a = x;
+	double t0 = pipar_now();
+
+	for (int u = P; u < L; u++) {
+		a = pipar_exec_forward(ue[u], a, n, 1);
+		if (u == L - 1)
+			pipar_softmax_xent(a, labels, n, classes, 1.0f / n, dy[u], NULL);
+	}
+	*tf = pipar_now() - t0;
+	t0 = pipar_now();
+	for (int u = L - 1; u >= P; u--)
+		pipar_exec_backward(ue[u], dy[u], u > 0);
+	*tb = pipar_now() - t0;
+}
+
+/* Size s on the server: the server part from every unit P on, timed as
+ * pipar-serve computes it for a device, each time just after the same job
+ * for another device (the second replica b->um2), since the server serves
+ * the devices in turn, one replica each, and a device's job finds the
+ * caches holding another's.  The input of unit P is the output the units
+ * before it make of x. */
+static void time_server_stages(struct pipar_profile *p, struct bench *b, int s, const float *x,
+			       const int *labels)
+{
+	int n = p->sizes[s], L = b->L, R = b->R;
+	const float *in = x;
+
+	for (int P = 0; P < L; P++) {
+		for (int rep = 0; rep < R; rep++) {
+			double f2, b2;
+
+			server_job(b->ue2, b->dy, P, L, in, n, labels, p->classes, &f2, &b2);
+			server_job(b->ue, b->dy, P, L, in, n, labels, p->classes, &b->tf[rep],
+				   &b->tb[rep]);
+		}
+		p->units[P].sfwd[s] = summarise(b->tf, R, p->slowdown);
+		p->units[P].sbwd[s] = summarise(b->tb, R, p->slowdown);
+		/* The next part's input: this unit's output, in its own buffer
+		 * (the exec's own is overwritten by the next job). */
+		in = pipar_exec_forward(b->ue2[P], in, n, 1);
+		memcpy(b->in2[P], in, sizeof(float) * b->osize[P] * (size_t)n);
+		in = b->in2[P];
 	}
 }
 
@@ -283,7 +355,7 @@ int pipar_profile_run(const char *spec, struct pipar_shape in, int classes,
 	struct pipar_profile *p = calloc(1, sizeof(*p));
 	struct pipar_model *whole = NULL;
 	struct bench b = {.B = cfg->batch, .R = cfg->repeat};
-	int L, r = -1;
+	int L = 0, r = -1, server;
 
 	*out = NULL;
 	if (!p)
@@ -317,10 +389,33 @@ int pipar_profile_run(const char *spec, struct pipar_shape in, int classes,
 	for (int u = 0; u < L; u++)
 		if (unit_setup(p, &b, spec, whole, u, err) < 0)
 			goto out;
-	p->stages = cfg->stages && strcmp(cfg->role, "device") == 0;
+	p->stages = cfg->stages;
+	server = strcmp(cfg->role, "server") == 0;
+	if (p->stages && server) {
+		b.um2 = calloc((size_t)L, sizeof(*b.um2));
+		b.ue2 = calloc((size_t)L, sizeof(*b.ue2));
+		b.in2 = calloc((size_t)L, sizeof(*b.in2));
+		b.osize = calloc((size_t)L, sizeof(*b.osize));
+		if (!b.um2 || !b.ue2 || !b.in2 || !b.osize) {
+			pipar_errf(err, "out of memory");
+			goto out;
+		}
+		for (int u = 0; u < L; u++) {
+			b.osize[u] = pipar_shape_size(whole->units[u].out);
+			if (pipar_model_new(spec, in, classes, u, u, 2, &b.um2[u], err) < 0 ||
+			    !(b.ue2[u] = pipar_exec_new(b.um2[u], b.B, (uint64_t)(L + u), err)))
+				goto out;
+			if (!(b.in2[u] = pipar_alloc(sizeof(float) * b.osize[u] * (size_t)b.B))) {
+				pipar_errf(err, "out of memory");
+				goto out;
+			}
+		}
+	}
 	for (int s = 0; s < p->nsizes; s++) {
 		time_size(p, &b, s, x, labels);
-		if (p->stages)
+		if (p->stages && server)
+			time_server_stages(p, &b, s, x, labels);
+		else if (p->stages)
 			time_stages(p, &b, s, x, labels);
 	}
 	time_steps(p, &b);
@@ -334,6 +429,15 @@ out:
 		if (b.dy)
 			free(b.dy[u]);
 	}
+	for (int u = 0; b.um2 && u < L; u++) {
+		pipar_exec_free(b.ue2[u]);
+		pipar_model_free(b.um2[u]);
+		free(b.in2[u]);
+	}
+	free(b.um2);
+	free(b.ue2);
+	free(b.in2);
+	free(b.osize);
 	free(b.um);
 	free(b.ue);
 	free(b.dy);

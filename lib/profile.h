@@ -17,6 +17,11 @@
  * whose processor slows down while it waits, a stage after a pause runs
  * slower than the same passes repeated back to back, and the planner
  * takes a device's stages from these times (pipar_profile_device_time).
+ * A server profile with stages times instead the server's job for one
+ * micro-batch from every unit on (the forward passes and the loss, then
+ * the backward passes), each just after the same job on a second replica,
+ * as pipar-serve serves the devices' replicas in turn
+ * (pipar_profile_server_time).
  *
  * The JSON form ("format": "pipar-profile/1") is documented in
  * pipar-profile(5); pipar_profile_parse() refuses a malformed one with one
@@ -44,9 +49,10 @@ struct pipar_unit_profile {
 	double mem_fixed;               /* working memory: fixed part ... */
 	double mem_per_sample;          /* ... and per sample in the batch */
 	double flops_fwd, flops_bwd;    /* per sample */
-	/* A device profile's stages (pipar_profile_device_time): the
-	 * device part through this unit, forward and backward, each timed
-	 * as a device computes it in a run. */
+	/* Stages, forward and backward, each timed as the program computes
+	 * it in a run: in a device profile the device part through this
+	 * unit (pipar_profile_device_time), in a server profile the server
+	 * part from this unit on (pipar_profile_server_time). */
 	struct pipar_time sfwd[PIPAR_PROFILE_MAXSIZES];
 	struct pipar_time sbwd[PIPAR_PROFILE_MAXSIZES];
 };
@@ -76,7 +82,7 @@ struct pipar_profile_cfg {
 	int nsizes;
 	int sizes[PIPAR_PROFILE_MAXSIZES];  /* 0 sizes: a spread from 1 to batch */
 	double slowdown;
-	int stages;                     /* a device's stages too (device role) */
+	int stages;                     /* the role's stages too */
 };
 
 /* Fills cfg->sizes with the default spread when cfg->nsizes is 0. */
@@ -111,5 +117,12 @@ double pipar_profile_time(const struct pipar_profile *p, int u0, int u1, int n,
  * size n (forward, or backward when backward is set): on the stage's own
  * curve when the profile has stages, the sum of the units' otherwise. */
 double pipar_profile_device_time(const struct pipar_profile *p, int P, int n, int backward);
+
+/* The time of the server's job for a micro-batch of n samples with the
+ * server part from unit P (0-based) on: its forward passes, the loss and
+ * its backward passes, on the job's own curves when the profile has
+ * stages, the sum of the units' otherwise.  0 when P is past the last
+ * unit. */
+double pipar_profile_server_time(const struct pipar_profile *p, int P, int n);
 
 #endif

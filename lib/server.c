@@ -202,9 +202,36 @@ static int reserve(struct server *s, const struct pipar_hello *h, char *why)
 
 static int wait_to_join(struct server *s, struct conn *c, char *why);
 
+/* READY from a device that has taken PLAN and MODEL and made its buffers,
+ * within cfg->timeout however it spaces its bytes. */
+static int read_ready(struct server *s, struct pipar_chan *ch, char *err)
+{
+	struct pipar_frame_header h;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	char why[PIPAR_ERRLEN];
+	int r;
+
+	pipar_chan_set_deadline(ch, pipar_now() + s->cfg->timeout, s->cfg->timeout);
+	r = pipar_wire_recv(ch, 65536, 1, &h, &buf, &cap, why);
+	pipar_chan_set_deadline(ch, 0, 0);
+	free(buf);
+	if (r == 0)
+		return pipar_errf(err, "disconnected before READY");
+	if (r < 0)
+		return pipar_errf(err, "waiting for READY: %s", why);
+	if (h.type != PIPAR_FRAME_READY)
+		return pipar_errf(err, "%s frame where READY was due", pipar_frame_type_name(h.type));
+	if (h.length)
+		return pipar_errf(err, "READY of %u bytes, expected none", h.length);
+	return 0;
+}
+
 /* The handshake of one connection, on its own thread: TLS, HELLO within
- * cfg->hello_timeout, a slot, then PLAN and MODEL.  A peer that is
- * refused is told why (except when it proved no credentials). */
+ * cfg->hello_timeout, a slot, then PLAN and MODEL, and READY back within
+ * cfg->timeout; the device is admitted only then, and its session begins
+ * with START.  A peer that is refused is told why (except when it proved
+ * no credentials). */
 static void *handshake_run(void *arg)
 {
 	struct pending *p = arg;
@@ -270,7 +297,8 @@ static void *handshake_run(void *arg)
 	if (!msg || (mom && !model) ||
 	    pipar_wire_send(p->ch, PIPAR_FRAME_PLAN, 0, msg, strlen(msg), err) < 0 ||
 	    pipar_wire_send(p->ch, PIPAR_FRAME_MODEL, 1, mom ? model : s->G, sizeof(float) * mn,
-			    err) < 0) {
+			    err) < 0 ||
+	    read_ready(s, p->ch, err) < 0) {
 		if (!msg || (mom && !model))
 			pipar_errf(err, "out of memory");
 		SLOG(s, "device %s lost during the handshake: %s", hello.id, err);
@@ -293,7 +321,7 @@ static void *handshake_run(void *arg)
 	pthread_mutex_lock(&s->mu);
 	c->ch = p->ch;
 	kept = 1;
-	c->seq_in = 1;
+	c->seq_in = 2;
 	c->seq_out = 2;
 	c->slot = SLOT_ADMITTED;
 	if (late) {

@@ -337,6 +337,11 @@ void *pipar_session_run(void *arg)
 		fail(&ss, 0, "out of memory");
 		goto dead;
 	}
+	/* The device has made its buffers (READY): training starts. */
+	if (pipar_wire_send(c->ch, PIPAR_FRAME_START, c->seq_out++, NULL, 0, err) < 0) {
+		fail(&ss, 0, "%s", err);
+		goto dead;
+	}
 	for (int e = c->first_epoch > 1 ? c->first_epoch : 1; e <= s->cfg->epochs; e++) {
 		int r = epoch(&ss, e);
 

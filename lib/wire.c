@@ -21,8 +21,10 @@
 
 static const char *const type_names[] = {
 	"?", "HELLO", "PLAN", "MODEL", "ACTIVATIONS", "GRADIENTS", "PARAMS_UP",
-	"PARAMS_DOWN", "EVAL", "ERROR", "BYE",
+	"PARAMS_DOWN", "EVAL", "ERROR", "BYE", "READY", "START",
 };
+_Static_assert(sizeof(type_names) / sizeof(type_names[0]) == PIPAR_FRAME_MAX_TYPE + 1,
+	       "a name for every frame type");
 
 const char *pipar_frame_type_name(int type)
 {

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define PIPAR_WIRE_MAGIC "PIPR"
-#define PIPAR_WIRE_VERSION 1
+#define PIPAR_WIRE_VERSION 2
 #define PIPAR_WIRE_HEADER 24
 
 enum pipar_frame_type {
@@ -41,7 +41,9 @@ enum pipar_frame_type {
 	PIPAR_FRAME_EVAL,
 	PIPAR_FRAME_ERROR,
 	PIPAR_FRAME_BYE,
-	PIPAR_FRAME_MAX_TYPE = PIPAR_FRAME_BYE,
+	PIPAR_FRAME_READY,
+	PIPAR_FRAME_START,
+	PIPAR_FRAME_MAX_TYPE = PIPAR_FRAME_START,
 };
 
 const char *pipar_frame_type_name(int type);

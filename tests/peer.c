@@ -98,7 +98,8 @@ static int show(struct pipar_chan *fd, uint32_t *seq, int want, struct pipar_fra
 }
 
 /* HELLO as a device with id and 200 samples of 1 channel; PLAN and MODEL
- * back.  0 with the plan decoded, -1 when the server refused. */
+ * back, READY up and START back.  0 with the plan decoded, -1 when the
+ * server refused. */
 static int join(struct pipar_chan *fd, const char *id, struct pipar_plan_file **pl, struct pipar_settings *st,
 		uint32_t *seq_in)
 {
@@ -115,7 +116,9 @@ static int join(struct pipar_chan *fd, const char *id, struct pipar_plan_file **
 	free(text);
 	if (show(fd, seq_in, 1, &fh, &buf, &cap) == 1 && fh.type == PIPAR_FRAME_PLAN &&
 	    pipar_plan_msg_decode(buf, fh.length, pl, st, err) == 0 &&
-	    show(fd, seq_in, 1, &fh, &buf, &cap) == 1 && fh.type == PIPAR_FRAME_MODEL)
+	    show(fd, seq_in, 1, &fh, &buf, &cap) == 1 && fh.type == PIPAR_FRAME_MODEL &&
+	    pipar_wire_send(fd, PIPAR_FRAME_READY, 1, NULL, 0, err) == 0 &&
+	    show(fd, seq_in, 1, &fh, &buf, &cap) == 1 && fh.type == PIPAR_FRAME_START)
 		r = 0;
 	free(buf);
 	return r;
@@ -166,7 +169,7 @@ static int attack(const char *kind, const char *id)
 		pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &t, p);
 		for (size_t i = 0; i < vals; i++)
 			memcpy(p + PIPAR_TENSOR_HEAD + 4 * i, &nan, 4);
-		pipar_wire_send(fd, PIPAR_FRAME_ACTIVATIONS, 1, p, sz, err);
+		pipar_wire_send(fd, PIPAR_FRAME_ACTIVATIONS, 2, p, sz, err);
 		free(p);
 	} else {
 		size_t dn = pipar_model_nstate(m);
@@ -177,7 +180,7 @@ static int attack(const char *kind, const char *id)
 		pipar_up_head_encode(&h, p);
 		for (size_t i = 0; i < dn; i++)
 			memcpy(p + PIPAR_UP_HEAD + 4 * i, &big, 4);
-		pipar_wire_send(fd, PIPAR_FRAME_PARAMS_UP, 1, p, PIPAR_UP_HEAD + 4 * dn, err);
+		pipar_wire_send(fd, PIPAR_FRAME_PARAMS_UP, 2, p, PIPAR_UP_HEAD + 4 * dn, err);
 		free(p);
 	}
 	drain(fd, &seq_in);

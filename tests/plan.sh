@@ -29,9 +29,12 @@ done
 check "with --stages a device profile times the device's stage through every unit" \
 	"[ \$(grep -c '\"stage_forward\"' '$T/slow.json') -eq 5 ] && [ \$(grep -c '\"stage_backward\"' '$T/slow.json') -eq 5 ]"
 check "without --stages a profile has no stages" "! grep -q stage_ '$T/srv.json' && ! grep -q stage_ '$T/fast.json'"
-"$BIN/pipar-profile" $prof --role server --stages >/dev/null 2>"$T/err"
-check "--stages for a server is refused (exit 2)" \
-	"[ \$? -eq 2 ] && grep -q '^pipar-profile: --stages is for a device profile (--role device)' '$T/err'"
+"$BIN/pipar-profile" $prof --role server --stages >"$T/srvst.json"
+check "with --stages a server profile times the server's job from every unit on" \
+	"[ \$? -eq 0 ] && [ \$(grep -c '\"stage_forward\"' '$T/srvst.json') -eq 5 ] && [ \$(grep -c '\"stage_backward\"' '$T/srvst.json') -eq 5 ]"
+"$BIN/pipar-plan" --device "$T/slow.json" --server "$T/srvst.json" --devices 2 --uplink 50mbit \
+	--downlink 50mbit --batch 40 >"$T/st.json"
+check "a plan is made from profiles with stages" "[ \$? -eq 0 ] && '$BIN/pipar-plan' --check '$T/st.json' >/dev/null"
 "$BIN/pipar-plan" --device "$T/fast.json" --device "$T/slow.json" --server "$T/srv.json" \
 	--devices 2 --uplink 50mbit --downlink 50mbit --batch 40 >"$T/het.json"
 check "two different devices get a plan with an entry each" \

@@ -62,7 +62,8 @@ static void hello(struct pipar_chan *fd)
 	pipar_wire_send(fd, PIPAR_FRAME_HELLO, 0, h, strlen(h), err);
 }
 
-/* Reads until the server's PLAN and MODEL have arrived. */
+/* Reads until the server's PLAN and MODEL have arrived, then says READY
+ * (START comes when every device is admitted: await_start). */
 static void drain_handshake(struct pipar_chan *fd)
 {
 	struct pipar_frame_header h;
@@ -74,6 +75,41 @@ static void drain_handshake(struct pipar_chan *fd)
 		if (pipar_wire_recv(fd, 64u << 20, seq, &h, &buf, &cap, err) != 1)
 			break;
 	free(buf);
+	pipar_wire_send(fd, PIPAR_FRAME_READY, 1, NULL, 0, err);
+}
+
+/* Reads the server's START, once every device is admitted. */
+static void await_start(struct pipar_chan *fd)
+{
+	struct pipar_frame_header h;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	char err[PIPAR_ERRLEN];
+
+	pipar_wire_recv(fd, 0, 2, &h, &buf, &cap, err);
+	free(buf);
+}
+
+/* pipar-serve on plan (a file in dir) at the current port for one epoch,
+ * its messages into log; its process id. */
+static pid_t serve(const char *bin, const char *dir, const char *plan, const char *log,
+		   const char *timeout)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char path[512], listen[64], cmd[4096];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, plan);
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+		PIPAR_ASSERT(freopen(log, "w", stderr));
+		PIPAR_ASSERT(freopen("/dev/null", "w", stdout));
+		snprintf(cmd, sizeof(cmd), "%s/pipar-serve", bin);
+		execl(cmd, cmd, "--plan", path, "--listen", listen, "--epochs", "1", "--timeout",
+		      timeout, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
 }
 
 /* Silent peers, each side given --timeout 1. */
@@ -90,19 +126,7 @@ static void silent(const char *bin, const char *dir)
 		 bin, dir, dir, dir);
 	ok(system(cmd) == 0, "a plan for 1 device");
 	snprintf(log, sizeof(log), "%s/silent.log", dir);
-	server = fork();
-	if (server == 0) {
-		char plan[512], listen[64];
-
-		snprintf(plan, sizeof(plan), "%s/one.json", dir);
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-		PIPAR_ASSERT(freopen(log, "w", stderr));
-		PIPAR_ASSERT(freopen("/dev/null", "w", stdout));
-		snprintf(cmd, sizeof(cmd), "%s/pipar-serve", bin);
-		execl(cmd, cmd, "--plan", plan, "--listen", listen, "--epochs", "1", "--timeout", "1",
-		      (char *)NULL);
-		_exit(127);
-	}
+	server = serve(bin, dir, "one.json", log, "1");
 	{
 		/* One that never says HELLO, then one that goes silent after
 		 * the handshake (it waits in the queue meanwhile). */
@@ -127,6 +151,39 @@ static void silent(const char *bin, const char *dir)
 	ok(system(cmd) == 0, "a device that goes silent is dropped after the timeout, named");
 	snprintf(cmd, sizeof(cmd), "! grep -q 'temporarily unavailable' %s", log);
 	ok(system(cmd) == 0, "and no message is the text of EAGAIN");
+	snprintf(cmd, sizeof(cmd), "sed 's/^/# /' %s", log);
+	if (system(cmd) != 0)
+		diag("cannot show the log");
+
+	/* One that takes PLAN and MODEL and never says READY: not admitted,
+	 * so the server, with no device, fails after the timeout. */
+	port++;
+	snprintf(log, sizeof(log), "%s/unready.log", dir);
+	server = serve(bin, dir, "one.json", log, "1");
+	{
+		struct pipar_chan *c = dial_ch();
+		struct pipar_frame_header h;
+		uint8_t *buf = NULL;
+		size_t cap = 0;
+		char err[PIPAR_ERRLEN];
+
+		hello(c);
+		for (uint32_t seq = 0; seq < 2; seq++)
+			if (pipar_wire_recv(c, 64u << 20, seq, &h, &buf, &cap, err) != 1)
+				break;
+		free(buf);
+		waitpid(server, &st, 0);
+		pipar_chan_free(c);
+	}
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 1,
+	   "a server whose only device never says READY fails (status %d)",
+	   WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q 'device hostile lost during the handshake: waiting for READY: timed out after 1 s' %s",
+		 log);
+	ok(system(cmd) == 0, "a device that never says READY is not admitted, the timeout named");
+	snprintf(cmd, sizeof(cmd), "grep -q 'no device connected within 1 s' %s", log);
+	ok(system(cmd) == 0, "and the run does not start without it");
 	snprintf(cmd, sizeof(cmd), "sed 's/^/# /' %s", log);
 	if (system(cmd) != 0)
 		diag("cannot show the log");
@@ -184,19 +241,7 @@ int main(void)
 		 bin, dir, bin, dir, bin, dir, dir, dir);
 	ok(system(cmd) == 0, "a plan for 4 devices");
 	snprintf(log, sizeof(log), "%s/serve.log", dir);
-	server = fork();
-	if (server == 0) {
-		char plan[512], listen[64];
-
-		snprintf(plan, sizeof(plan), "%s/plan.json", dir);
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-		PIPAR_ASSERT(freopen(log, "w", stderr));
-		PIPAR_ASSERT(freopen("/dev/null", "w", stdout));
-		snprintf(cmd, sizeof(cmd), "%s/pipar-serve", bin);
-		execl(cmd, cmd, "--plan", plan, "--listen", listen, "--epochs", "1", "--timeout", "30",
-		      (char *)NULL);
-		_exit(127);
-	}
+	server = serve(bin, dir, "plan.json", log, "30");
 	/* Before the handshake: garbage, and a well-sealed header that
 	 * claims a 1 GiB HELLO. */
 	{
@@ -238,11 +283,14 @@ int main(void)
 		hello(b);
 		drain_handshake(a);
 		drain_handshake(b);
+		/* With START read, closing sends no reset for unread data. */
+		await_start(a);
+		await_start(b);
 		memset(payload, 0, sizeof(payload));
 		pipar_tensor_msg_head(PIPAR_FRAME_ACTIVATIONS, &m, payload);
-		pipar_wire_send(a, PIPAR_FRAME_ACTIVATIONS, 1, payload, sizeof(payload), err);
+		pipar_wire_send(a, PIPAR_FRAME_ACTIVATIONS, 2, payload, sizeof(payload), err);
 		/* Half a frame, then gone. */
-		struct pipar_frame_header h = {PIPAR_FRAME_ACTIVATIONS, 0, 4000, 1, 0};
+		struct pipar_frame_header h = {PIPAR_FRAME_ACTIVATIONS, 0, 4000, 2, 0};
 
 		pipar_wire_header_encode(&h, frame);
 		memset(frame + PIPAR_WIRE_HEADER, 0, 64);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "link.h"
 #include "model.h"
 #include "plan.h"
 #include "rng.h"
@@ -59,6 +60,11 @@ int main(void)
 	struct pipar_candidate top[8];
 
 
+	/* What a link carries: the bytes and 66 for every 1448-byte segment. */
+	ok(pipar_link_wire_bytes(1448) == 1514 && pipar_link_wire_bytes(1449) == 1449 + 132 &&
+		   pipar_link_wire_bytes(1) == 67 && pipar_link_wire_bytes(0) == 0,
+	   "a link carries 66 bytes of headers for every TCP segment of 1448");
+
 	/* Equal stage times t, no backward and no steps: a linear pipeline of
 	 * four stages over N items takes (4 + N - 1) t. */
 	{
@@ -83,9 +89,10 @@ int main(void)
 			env.srv = sv;
 			env.batch = B;
 			env.samples = B;
-			/* upload (100 n + 4 n) bytes in t; download 100 n bytes in t */
-			env.up_bps = (104.0 * n) * 8 / t;
-			env.down_bps = (100.0 * n) * 8 / t;
+			/* an upload of 100 n + 4 n bytes (a frame of 56 bytes more,
+			 * as the link carries it) in t; a download of 100 n in t */
+			env.up_bps = pipar_link_wire_bytes(56 + 104.0 * n) * 8 / t;
+			env.down_bps = pipar_link_wire_bytes(56 + 100.0 * n) * 8 / t;
 			ch[0] = (struct pipar_choice){2, N};
 			pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
 			double want = (4 + N - 1) * t;
@@ -119,8 +126,11 @@ int main(void)
 		env.down_bps = 1e9;
 		ch[0] = (struct pipar_choice){1, N};
 		pipar_plan_simulate(&env, PIPAR_MODE_PIPAR, ch, &s);
-		double f = 1e-4 * n, u = (4000.0 * n + 4 * n) * 8 / 1e6;
-		double sv_t = 2 * (1e-4 + 2e-4) * n, w = 4000.0 * n * 8 / 1e9, b = 2e-4 * n;
+		/* Frames of a 24-byte header, a 32-byte head and the values, and
+		 * 66 bytes more for every 1448-byte segment. */
+		double f = 1e-4 * n, u = pipar_link_wire_bytes(56 + 4000.0 * n + 4 * n) * 8 / 1e6;
+		double sv_t = 2 * (1e-4 + 2e-4) * n, w = pipar_link_wire_bytes(56 + 4000.0 * n) * 8 / 1e9;
+		double b = 2e-4 * n;
 		/* the last backward of the chain: N backwards on the device, each
 		 * after its download; here the last download gates the last. */
 		double want = f + N * u + sv_t + w + b;
@@ -390,6 +400,15 @@ int main(void)
 			   "a device stage is read off its own curve, not the units'");
 			ok(p && fabs(pipar_profile_time(p, 0, 1, 4, 0) - 2) < 1e-12,
 			   "the units' own times stay as profiled");
+			/* In a server profile the same arrays are the server's
+			 * job from the unit on, forward and backward together. */
+			ok(p && fabs(pipar_profile_server_time(p, 0, 4) - 14) < 1e-12 &&
+				   fabs(pipar_profile_server_time(p, 0, 1) - 8) < 1e-12 &&
+				   pipar_profile_server_time(p, 1, 4) == 0,
+			   "a server's job is read off its stage curves, and is 0 past the last unit");
+			p->stages = 0;
+			ok(p && fabs(pipar_profile_server_time(p, 0, 4) - 2 - 2) < 1e-12,
+			   "without stages a server's job is the sum of its units' forward and backward");
 			pipar_profile_free(p);
 			/* A stage array without its pair is refused by name. */
 			snprintf(st, sizeof(st), "%.*s%.*s%s", (int)(at - text), text,

@@ -106,9 +106,13 @@ int main(void)
 	bad[0] = 'X';
 	decode_fails(bad, 1000, 7, "bad magic");
 	memcpy(bad, head, sizeof(bad));
-	bad[4] = 2;
+	bad[4] = 1;
 	reseal(bad);
-	decode_fails(bad, 1000, 7, "protocol version 2");
+	decode_fails(bad, 1000, 7, "protocol version 1 (expected 2)");
+	memcpy(bad, head, sizeof(bad));
+	bad[4] = 3;
+	reseal(bad);
+	decode_fails(bad, 1000, 7, "protocol version 3");
 	memcpy(bad, head, sizeof(bad));
 	bad[9] ^= 1;
 	decode_fails(bad, 1 << 30, 7, "header checksum");
