@@ -122,7 +122,8 @@ static int send_frame(struct dev *d, int type, const void *payload, size_t len, 
 static void stage_done(struct dev *d, const char *what, int kind, int n, double t0, double c0,
 		       uint32_t it, int micro)
 {
-	pipar_pace(d->cfg->slowdown, t0, c0, &d->best[kind * (d->B + 1) + (n <= d->B ? n : 0)]);
+	PIPAR_ASSERT(n >= 0 && n <= d->B);
+	pipar_pace(d->cfg->slowdown, t0, c0, &d->best[kind * (d->B + 1) + n]);
 	pipar_trace_event(d->trace, what, PIPAR_RES_COMPUTE, t0, pipar_now() - t0, (int)it, micro);
 }
 

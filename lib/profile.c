@@ -234,6 +234,27 @@ static void time_size(struct pipar_profile *p, struct bench *b, int s, const flo
 	}
 }
 
+/* The forward passes of units [u0, u1) on x (n samples), with the loss
+ * when u1 is the last unit; the last output. */
+static const float *forward_part(struct pipar_exec **ue, float **dy, int u0, int u1, int L,
+				 const float *x, int n, const int *labels, int classes)
+{
+	for (int u = u0; u < u1; u++) {
+		x = pipar_exec_forward(ue[u], x, n, 1);
+		if (u == L - 1)
+			pipar_softmax_xent(x, labels, n, classes, 1.0f / n, dy[u], NULL);
+	}
+	return x;
+}
+
+/* Their backward passes, from u1 - 1 down to u0, with the gradient of the
+ * input for every unit but the model's first. */
+static void backward_part(struct pipar_exec **ue, float **dy, int u0, int u1)
+{
+	for (int u = u1 - 1; u >= u0; u--)
+		pipar_exec_backward(ue[u], dy[u], u > 0);
+}
+
 /* Size s on a device: the device part through unit P, for every P,
  * timed as pipar-device computes it.  A stage is the forward passes of
  * units 1..P back to back (with the loss when P is the whole model), or
@@ -254,21 +275,14 @@ static void time_stages(struct pipar_profile *p, struct bench *b, int s, const f
 		/* No untimed round: the units' rounds at this size warmed
 		 * what a round warms, and a stage is to start cold. */
 		for (int rep = 0; rep < R; rep++) {
-			const float *a = x;
 			double t0 = pipar_now(), c0 = pipar_cpu_seconds(), tf;
 
-			for (int u = 0; u < P; u++) {
-				a = pipar_exec_forward(b->ue[u], a, n, 1);
-				if (u == L - 1)
-					pipar_softmax_xent(a, labels, n, p->classes, 1.0f / n, b->dy[u],
-							   NULL);
-			}
+			forward_part(b->ue, b->dy, 0, P, L, x, n, labels, p->classes);
 			pipar_pace(p->slowdown, t0, c0, &bestf);
 			tf = pipar_now() - t0;
 			t0 = pipar_now();
 			c0 = pipar_cpu_seconds();
-			for (int u = P - 1; u >= 0; u--)
-				pipar_exec_backward(b->ue[u], b->dy[u], u > 0);
+			backward_part(b->ue, b->dy, 0, P);
 			pipar_pace(p->slowdown, t0, c0, &bestb);
 			b->tf[rep] = tf;
 			b->tb[rep] = pipar_now() - t0;
@@ -284,18 +298,12 @@ static void time_stages(struct pipar_profile *p, struct bench *b, int s, const f
 static void server_job(struct pipar_exec **ue, float **dy, int P, int L, const float *x, int n,
 		       const int *labels, int classes, double *tf, double *tb)
 {
-	const float *a = x;
 	double t0 = pipar_now();
 
-	for (int u = P; u < L; u++) {
-		a = pipar_exec_forward(ue[u], a, n, 1);
-		if (u == L - 1)
-			pipar_softmax_xent(a, labels, n, classes, 1.0f / n, dy[u], NULL);
-	}
+	forward_part(ue, dy, P, L, L, x, n, labels, classes);
 	*tf = pipar_now() - t0;
 	t0 = pipar_now();
-	for (int u = L - 1; u >= P; u--)
-		pipar_exec_backward(ue[u], dy[u], u > 0);
+	backward_part(ue, dy, P, L);
 	*tb = pipar_now() - t0;
 }
 

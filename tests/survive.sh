@@ -247,7 +247,7 @@ check "the summary records who trained when: 2 devices, then 3" \
 # F-1 times that wall time.  Under that contention the compute busy time at
 # F = 3 is the one at F = 1 plus 2 x the little processor time it used;
 # scaled by wall time it would be 3 times as long.
-if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null && command -v renice >/dev/null; then
+if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null && command -v nice >/dev/null; then
 	"$BIN/pipar-plan" --device "$T/d.json" --server "$T/s.json" --devices 1 --uplink 1gbit \
 		--downlink 1gbit --batch 50 >"$T/p1.json"
 	taskset -c 0 sh -c 'while :; do :; done' &
@@ -258,11 +258,11 @@ if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null && command -v renice >/
 		taskset -c 1 "$BIN/pipar-serve" --plan "$T/p1.json" --listen 127.0.0.1:$port \
 			--epochs 1 --timeout 60 --summary "$T/slow$f.sum" >/dev/null 2>"$T/slow$f.log" &
 		spid=$!
-		taskset -c 0 "$BIN/pipar-device" --connect 127.0.0.1:$port --data $data --shard 0/1 \
-			--train-limit 100 --slowdown $f --timeout 60 2>/dev/null &
+		# Niced from its start: reniced once admitted, it could train its
+		# first stages (and take its pace) before the nice took hold.
+		taskset -c 0 nice -n 19 "$BIN/pipar-device" --connect 127.0.0.1:$port --data $data \
+			--shard 0/1 --train-limit 100 --slowdown $f --timeout 60 2>/dev/null &
 		dpid=$!
-		for t in $(seq 1 300); do grep -q 'device 1 is' "$T/slow$f.log" && break; sleep 0.05; done
-		renice -n 19 -p $dpid >/dev/null
 		wait $dpid
 		wait $spid
 	done
@@ -277,7 +277,7 @@ if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null && command -v renice >/
 		ok "# SKIP --slowdown under contention: the device was not slowed (busy $b1 s)"
 	fi
 else
-	ok "# SKIP --slowdown under contention: needs 2 processors, taskset and renice"
+	ok "# SKIP --slowdown under contention: needs 2 processors, taskset and nice"
 fi
 
 # A device stopped (SIGSTOP) for 3 s and continued returns at once: the

@@ -62,32 +62,35 @@ static void hello(struct pipar_chan *fd)
 	pipar_wire_send(fd, PIPAR_FRAME_HELLO, 0, h, strlen(h), err);
 }
 
-/* Reads until the server's PLAN and MODEL have arrived, then says READY
- * (START comes when every device is admitted: await_start). */
-static void drain_handshake(struct pipar_chan *fd)
+/* Reads count frames numbered from seq on, each of at most max bytes,
+ * stopping at the first that does not come. */
+static void recv_frames(struct pipar_chan *fd, uint32_t seq, uint32_t count, uint32_t max)
 {
 	struct pipar_frame_header h;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	char err[PIPAR_ERRLEN];
 
-	for (uint32_t seq = 0; seq < 2; seq++)
-		if (pipar_wire_recv(fd, 64u << 20, seq, &h, &buf, &cap, err) != 1)
+	for (uint32_t i = 0; i < count; i++)
+		if (pipar_wire_recv(fd, max, seq + i, &h, &buf, &cap, err) != 1)
 			break;
 	free(buf);
+}
+
+/* Reads until the server's PLAN and MODEL have arrived, then says READY
+ * (START comes when every device is admitted: await_start). */
+static void drain_handshake(struct pipar_chan *fd)
+{
+	char err[PIPAR_ERRLEN];
+
+	recv_frames(fd, 0, 2, 64u << 20);
 	pipar_wire_send(fd, PIPAR_FRAME_READY, 1, NULL, 0, err);
 }
 
 /* Reads the server's START, once every device is admitted. */
 static void await_start(struct pipar_chan *fd)
 {
-	struct pipar_frame_header h;
-	uint8_t *buf = NULL;
-	size_t cap = 0;
-	char err[PIPAR_ERRLEN];
-
-	pipar_wire_recv(fd, 0, 2, &h, &buf, &cap, err);
-	free(buf);
+	recv_frames(fd, 2, 1, 0);
 }
 
 /* pipar-serve on plan (a file in dir) at the current port for one epoch,
@@ -162,16 +165,9 @@ static void silent(const char *bin, const char *dir)
 	server = serve(bin, dir, "one.json", log, "1");
 	{
 		struct pipar_chan *c = dial_ch();
-		struct pipar_frame_header h;
-		uint8_t *buf = NULL;
-		size_t cap = 0;
-		char err[PIPAR_ERRLEN];
 
 		hello(c);
-		for (uint32_t seq = 0; seq < 2; seq++)
-			if (pipar_wire_recv(c, 64u << 20, seq, &h, &buf, &cap, err) != 1)
-				break;
-		free(buf);
+		recv_frames(c, 0, 2, 64u << 20);        /* PLAN and MODEL, no READY */
 		waitpid(server, &st, 0);
 		pipar_chan_free(c);
 	}
