@@ -37,7 +37,8 @@ static const char usage_text[] =
 	"                   [--aggregate RULE] [--checkpoint-every E]\n"
 	"                   [--threads T] [--progress auto|always|never] [--key-file FILE]\n"
 	"                   [--cert FILE] [--cert-key FILE] [--ca FILE] [--hello-timeout SECS]\n"
-	"                   [--insecure] [--resume FILE]\n";
+	"                   [--insecure] [--resume FILE]\n"
+	"       pipar-serve --resume FILE [option ...]\n";
 
 static int usage_error(const char *msg)
 {

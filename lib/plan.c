@@ -246,53 +246,42 @@ static struct stage_times stages(const struct pipar_plan_env *env, int k, int P,
 
 #define MAXN 4096
 
-/* pipar and sfl: all devices at once, the server first come first served. */
-static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_choice *ch,
-			 struct pipar_sim *o)
+/* One iteration of pipar or sfl: device k starts it at t0[k], the
+ * server is free from *server on and takes the ready job that arrived
+ * first.  Writes the time device k can start its next iteration to
+ * next[k] (its own step done) and the time its iteration is done on both
+ * sides to done[k] (its replica's step too), and leaves *server at the end
+ * of the server's last job.  Adds each resource's busy time to o when
+ * busy is set.  uend and send hold Sum N_k doubles each. */
+static void parallel_pass(const struct pipar_plan_env *env, const struct pipar_choice *ch,
+			  const double *t0, double *server, double *next_start, double *done,
+			  double *const *uend, double *const *send, int busy, struct pipar_sim *o)
 {
 	int K = env->K, B = env->batch, L = env->srv->nunits;
-	/* Per device k, its micro-batches' upload and server ends from
-	 * uend[k] and send[k]: Sum N_k of each, owned by this call. */
-	double *uend[PIPAR_PLAN_MAXDEV], *send[PIPAR_PLAN_MAXDEV], fend[PIPAR_PLAN_MAXDEV];
 	int next[PIPAR_PLAN_MAXDEV], step_pending[PIPAR_PLAN_MAXDEV];
-	double step_ready[PIPAR_PLAN_MAXDEV];
-	double server = 0, end = 0, *scratch;
-	size_t total = 0;
+	double fend[PIPAR_PLAN_MAXDEV], step_ready[PIPAR_PLAN_MAXDEV];
 
-	for (int k = 0; k < K; k++)
-		total += (size_t)ch[k].N;
-	scratch = malloc(sizeof(double) * 2 * (total ? total : 1));
-	if (!scratch) {
-		/* Out of memory: a choice never taken. */
-		o->iteration = o->aggregation = INFINITY;
-		return;
-	}
-	for (int k = 0, off = 0; k < K; off += ch[k].N, k++) {
-		uend[k] = scratch + off;
-		send[k] = scratch + total + off;
-	}
-	o->srv_busy = 0;
 	for (int k = 0; k < K; k++) {
 		int P = ch[k].P, N = ch[k].N;
-		double f = 0, u = 0;
+		double f = t0[k], u = t0[k];
 
-		o->dev_busy[k] = o->up_busy[k] = o->down_busy[k] = 0;
 		for (int i = 0; i < N; i++) {
 			struct stage_times t = stages(env, k, P, micro(B, N, i));
 
 			f += t.f;
 			u = (u > f ? u : f) + t.up;
 			uend[k][i] = u + env->latency;  /* at the server */
-			o->dev_busy[k] += t.f + t.b;
-			o->up_busy[k] += t.up;
-			o->down_busy[k] += t.down;
+			if (busy) {
+				o->dev_busy[k] += t.f + t.b;
+				o->up_busy[k] += t.up;
+				o->down_busy[k] += t.down;
+			}
 		}
 		fend[k] = f;
 		next[k] = 0;
 		step_pending[k] = 0;
-		o->dev_memory[k] = memory(env->dev[k], P, N, B);
+		done[k] = t0[k];
 	}
-	/* The server: always the ready job that arrived first. */
 	for (;;) {
 		int best = -1, best_step = 0;
 		double ready = INFINITY;
@@ -312,11 +301,12 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 			}
 		if (best < 0)
 			break;
-		double start = server > ready ? server : ready, dur;
+		double start = *server > ready ? *server : ready, dur;
 
 		if (best_step) {
 			dur = steps(env->srv, ch[best].P, L);
 			step_pending[best] = 0;
+			done[best] = start + dur;
 		} else {
 			int i = next[best]++;
 
@@ -327,10 +317,10 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 				step_ready[best] = start + dur;
 			}
 		}
-		server = start + dur;
-		o->srv_busy += dur;
+		*server = start + dur;
+		if (busy)
+			o->srv_busy += dur;
 	}
-	end = server;
 	for (int k = 0; k < K; k++) {
 		int P = ch[k].P, N = ch[k].N;
 		double w = 0, b = fend[k];
@@ -344,12 +334,62 @@ static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_ch
 			b = (b > w + env->latency ? b : w + env->latency) + t.b;
 		}
 		b += steps(env->dev[k], 0, P);
-		o->dev_busy[k] += steps(env->dev[k], 0, P);
-		if (b > end)
-			end = b;
+		if (busy)
+			o->dev_busy[k] += steps(env->dev[k], 0, P);
+		next_start[k] = b;
+		if (b > done[k])
+			done[k] = b;
+	}
+}
+
+/* pipar and sfl: all devices start the first iteration together; each
+ * starts its next one when it has stepped, so after the first the
+ * devices keep the stagger the server's queue gave them and stop
+ * queueing where the server has room.  The second iteration, simulated
+ * from those starts, gives each device's period, and the epoch is
+ * extrapolated from it. */
+static void sim_parallel(const struct pipar_plan_env *env, const struct pipar_choice *ch,
+			 long iterations, struct pipar_sim *o)
+{
+	int K = env->K;
+	double *uend[PIPAR_PLAN_MAXDEV], *send[PIPAR_PLAN_MAXDEV], *scratch;
+	double t0[PIPAR_PLAN_MAXDEV], start2[PIPAR_PLAN_MAXDEV], done1[PIPAR_PLAN_MAXDEV];
+	double start3[PIPAR_PLAN_MAXDEV], done2[PIPAR_PLAN_MAXDEV];
+	double server = 0, span = 0;
+	size_t total = 0;
+
+	for (int k = 0; k < K; k++)
+		total += (size_t)ch[k].N;
+	scratch = malloc(sizeof(double) * 2 * (total ? total : 1));
+	if (!scratch) {
+		/* Out of memory: a choice never taken. */
+		o->first = o->iteration = o->aggregation = INFINITY;
+		return;
+	}
+	for (int k = 0, off = 0; k < K; off += ch[k].N, k++) {
+		uend[k] = scratch + off;
+		send[k] = scratch + total + off;
+		t0[k] = 0;
+		o->dev_busy[k] = o->up_busy[k] = o->down_busy[k] = 0;
+		o->dev_memory[k] = memory(env->dev[k], ch[k].P, ch[k].N, env->batch);
+	}
+	o->srv_busy = 0;
+	parallel_pass(env, ch, t0, &server, start2, done1, uend, send, 1, o);
+	o->first = 0;
+	for (int k = 0; k < K; k++)
+		o->first = done1[k] > o->first ? done1[k] : o->first;
+	span = o->first;
+	if (iterations > 1) {
+		parallel_pass(env, ch, start2, &server, start3, done2, uend, send, 0, o);
+		span = 0;
+		for (int k = 0; k < K; k++) {
+			double e = done1[k] + (double)(iterations - 1) * (done2[k] - done1[k]);
+
+			span = e > span ? e : span;
+		}
 	}
 	free(scratch);
-	o->iteration = end;
+	o->iteration = span / (double)(iterations > 1 ? iterations : 1);
 	o->aggregation = 0;
 	for (int k = 0; k < K; k++) {
 		double pb = param_bytes(env->dev[k], 0, ch[k].P);
@@ -411,21 +451,23 @@ void pipar_plan_simulate(const struct pipar_plan_env *env, enum pipar_mode mode,
 			 const struct pipar_choice *ch, struct pipar_sim *out)
 {
 	PIPAR_ASSERT(env->K >= 1 && env->K <= PIPAR_PLAN_MAXDEV);
-	switch (mode) {
-	case PIPAR_MODE_PIPAR:
-	case PIPAR_MODE_SFL:
-		sim_parallel(env, ch, out);
-		break;
-	case PIPAR_MODE_SL:
-		sim_sequential(env, ch, out);
-		break;
-	case PIPAR_MODE_FL:
-		sim_federated(env, out);
-		break;
-	}
 	out->iterations = (env->samples + env->batch - 1) / env->batch;
 	if (out->iterations < 1)
 		out->iterations = 1;
+	switch (mode) {
+	case PIPAR_MODE_PIPAR:
+	case PIPAR_MODE_SFL:
+		sim_parallel(env, ch, out->iterations, out);
+		break;
+	case PIPAR_MODE_SL:
+		sim_sequential(env, ch, out);
+		out->first = out->iteration;
+		break;
+	case PIPAR_MODE_FL:
+		sim_federated(env, out);
+		out->first = out->iteration;
+		break;
+	}
 	out->epoch = out->iterations * out->iteration + out->aggregation;
 	out->feasible = 1;
 	for (int k = 0; env->memory > 0 && k < env->K; k++)

@@ -80,7 +80,12 @@ struct pipar_plan_env {
 
 
 struct pipar_sim {
-	double iteration;                       /* seconds */
+	double first;                           /* the first iteration, every
+						 * device starting it at once,
+						 * seconds */
+	double iteration;                       /* the mean over the epoch:
+						 * (epoch - aggregation) /
+						 * iterations, seconds */
 	double aggregation;                     /* seconds per epoch */
 	double epoch;
 	long iterations;                        /* per epoch */
@@ -103,7 +108,10 @@ int pipar_plan_check(const struct pipar_plan_env *env, const char *const *dev_na
 int pipar_plan_tables_build(struct pipar_plan_env *env);
 void pipar_plan_tables_free(struct pipar_plan_env *env);
 
-/* Simulates one iteration of mode with device k making choice ch[k]. */
+/* Simulates an epoch of mode with device k making choice ch[k]: its first
+ * iteration, every device starting together, and for pipar and sfl a
+ * second from the times each device is ready for it, from which every
+ * device's later iterations are extrapolated. */
 void pipar_plan_simulate(const struct pipar_plan_env *env, enum pipar_mode mode,
 			 const struct pipar_choice *ch, struct pipar_sim *out);
 

@@ -77,9 +77,9 @@ sed 's/"devices":[[:space:]]*4/"devices": 3/' "$T/plan.json" >"$T/badplan.json"
 "$BIN/pipar-plan" --check "$T/badplan.json" >/dev/null 2>"$T/e8"
 check "a plan whose device list does not match is refused" "[ \$? -eq 1 ] && grep -q \"field 'per_device'\" '$T/e8'"
 
-# The default micro-batch floor: 10 samples (batch-norm's statistics).
-check "by default no micro-batch of fewer than 10 samples is searched" \
-	"grep -q '\"min_micro_batch\":[[:space:]]*10,' '$T/plan.json' && ! grep -q '\"parallel_batches\":[[:space:]]*\([5-9]\|[1-9][0-9]\),' '$T/plan.json'"
+# The default micro-batch floor: 5 samples (batch-norm's statistics).
+check "by default no micro-batch of fewer than 5 samples is searched" \
+	"grep -q '\"min_micro_batch\":[[:space:]]*5,' '$T/plan.json' && ! grep -q '\"parallel_batches\":[[:space:]]*\(9\|[1-9][0-9]\),' '$T/plan.json'"
 "$BIN/pipar-plan" --device "$T/fast.json" --server "$T/srv.json" --devices 1 --uplink 50mbit \
 	--downlink 50mbit --batch 40 --min-micro 1 >"$T/any.json"
 check "--min-micro 1 searches them all" "grep -q '\"min_micro_batch\":[[:space:]]*1,' '$T/any.json'"
@@ -116,7 +116,7 @@ refused() { what=$1 want=$2; shift 2; plan "$@" >"$T/out" 2>"$T/err"; rc=$?
 		"[ $rc -eq 2 ] && [ ! -s '$T/out' ] && head -n 1 '$T/err' | grep -qF -- \"pipar-plan: $want\" && sed -n 2p '$T/err' | grep -q '^usage: pipar-plan'"; }
 refused "--split beyond the model" "--split 5 for device 1: expected a split point in [1, 4] (the model has 5 units)" --split 5
 refused "--split with the wrong number of values" "--split has 3 values for 2 device(s)" --split 1,2,3
-refused "--parallel beyond the floor" "--parallel 5 for device 1: expected N in [1, 4] (batch 40, micro-batches of at least 10)" --parallel 5
+refused "--parallel beyond the floor" "--parallel 9 for device 1: expected N in [1, 8] (batch 40, micro-batches of at least 5)" --parallel 9
 refused "--parallel for sfl" "--parallel 2 for device 1: sfl runs one batch at a time" --mode sfl --parallel 2
 refused "--split 0" "bad value '0' for --split: expected an integer in [1, 4096]" --split 0
 refused "--mode x" "bad value 'x' for --mode: expected one of pipar, sfl, sl or fl" --mode x
@@ -137,6 +137,11 @@ refused "--latency over a minute" "bad value '70000' for --latency" --latency 70
 "$BIN/pipar-plan" --check "$T/lat.json" --latency 0 >/dev/null 2>"$T/err"
 check "--check with --latency, even 0, is a usage error" \
 	"[ \$? -eq 2 ] && grep -q 'check takes no other options' '$T/err'"
+for opt in "--top 5" "--mode pipar" "--min-micro 5"; do
+	"$BIN/pipar-plan" --check "$T/lat.json" $opt >/dev/null 2>"$T/err"
+	check "--check with $opt, the default's value, is a usage error" \
+		"[ \$? -eq 2 ] && grep -q 'check takes no other options' '$T/err'"
+done
 
 # Output that cannot be written is reported.
 if [ -w /dev/full ]; then

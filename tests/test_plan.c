@@ -171,6 +171,50 @@ int main(void)
 		pipar_profile_free(sv);
 	}
 
+	/* After the first iteration, the devices of a shared server keep the
+	 * stagger its queue gave them.  sfl, K = 4 identical devices, free
+	 * links, F the device's forward (and its backward), S the server's
+	 * job.  The first iteration ends at 2F + K S for the last device; when
+	 * 2F >= (K - 1) S the server has room for the staggered jobs and every
+	 * device's later iterations take 2F + S; when not, the server is the
+	 * bottleneck and every device waits a turn of K S. */
+	{
+		const double cases[2][3] = {
+			/* F, S, the later iterations' period */
+			{0.1, 0.02, 0.2 + 0.02},
+			{0.01, 0.05, 4 * 0.05},
+		};
+		int B = 32, K = 4, I = 5;
+
+		for (int c = 0; c < 2; c++) {
+			double F = cases[c][0], S = cases[c][1];
+			double fd[2] = {F / B, 0}, fs[2] = {0, S / (2.0 * B)}, ob[2] = {4, 4};
+			struct pipar_profile *d = fake("device", 2, fd, fd, ob, 0);
+			struct pipar_profile *sv = fake("server", 2, fs, fs, ob, 0);
+			double first = 2 * F + K * S, want = first + (I - 1) * cases[c][2];
+
+			env.K = K;
+			env.batch = B;
+			env.samples = (long)I * B;
+			env.up_bps = env.down_bps = 1e15;
+			env.dev = per;
+			env.srv = sv;
+			for (int k = 0; k < K; k++) {
+				per[k] = d;
+				ch[k] = (struct pipar_choice){1, 1};
+			}
+			pipar_plan_simulate(&env, PIPAR_MODE_SFL, ch, &s);
+			ok(fabs(s.first - first) < 1e-9 && fabs(s.epoch - s.aggregation - want) < 1e-9 &&
+				   fabs(s.iteration * I - want) < 1e-9,
+			   "sfl, F %.2f s, S %.2f s: first iteration %.4f s (want %.4f), %d iterations "
+			   "%.4f s (want %.4f, all starting together %.4f)",
+			   F, S, s.first, first, I, s.epoch - s.aggregation, want, I * first);
+			pipar_profile_free(d);
+			pipar_profile_free(sv);
+		}
+		env.samples = 0;
+	}
+
 	/* One device: the event simulation and the reference's longest path
 	 * over the same stage graph agree, on random profiles and choices. */
 	{
